@@ -1,0 +1,104 @@
+"""Small helpers shared by the lowerings: find initializers, make unique names, emit nodes.
+
+The lowerings are ONNX-to-ONNX rewrites on `onnx.ModelProto`: they read weights from the
+graph's initializers as numpy arrays, and replace one node by a few others in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+class GraphEditor:
+    """Collects new nodes and initializers for one graph, with names that never clash."""
+
+    def __init__(self, graph: onnx.GraphProto, prefix: str):
+        self.graph = graph
+        self.prefix = prefix
+        self._taken = {i.name for i in graph.initializer} | {i.name for i in graph.input} | {o.name for o in graph.output}
+        for node in graph.node:
+            self._taken.update(node.output)
+            self._taken.add(node.name)
+        self._initializers = {i.name: i for i in graph.initializer}
+
+    def name(self, hint: str) -> str:
+        base = f"{self.prefix}/{hint}"
+        candidate, k = base, 0
+        while candidate in self._taken:
+            k += 1
+            candidate = f"{base}_{k}"
+        self._taken.add(candidate)
+        return candidate
+
+    def constant(self, hint: str, array: np.ndarray) -> str:
+        """A new initializer holding `array`; returns its name."""
+        name = self.name(hint)
+        tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)
+        self.graph.initializer.append(tensor)
+        self._initializers[name] = tensor
+        return name
+
+    def ints(self, hint: str, values) -> str:
+        return self.constant(hint, np.asarray(values, dtype=np.int64))
+
+    def array(self, name: str) -> np.ndarray | None:
+        """The numpy value of an initializer (or a Constant node's output), or None if not constant."""
+        if name in self._initializers:
+            return numpy_helper.to_array(self._initializers[name])
+        for node in self.graph.node:
+            if node.op_type == "Constant" and node.output and node.output[0] == name:
+                return numpy_helper.to_array(node.attribute[0].t)
+        return None
+
+    def node(self, op_type: str, inputs: list[str], n_outputs: int = 1, outputs: list[str] | None = None, domain: str = "", **attrs):
+        """Make a node (not yet placed). Returns (node, output names)."""
+        outs = outputs or [self.name(op_type.lower()) for _ in range(n_outputs)]
+        node = helper.make_node(op_type, inputs, outs, name=self.name(op_type), domain=domain, **attrs)
+        return node, outs
+
+
+def replace_node(graph: onnx.GraphProto, old: onnx.NodeProto, new_nodes: list[onnx.NodeProto]) -> None:
+    """Put `new_nodes` where `old` was (keeps a topological order if new_nodes are in order)."""
+    nodes = list(graph.node)
+    index = next(i for i, n in enumerate(nodes) if n is old)
+    nodes[index : index + 1] = new_nodes
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    """Remove initializers no node (or subgraph) reads anymore (the weights in PyTorch layout, say)."""
+    used = {o.name for o in graph.output}
+
+    def collect(g: onnx.GraphProto) -> None:
+        for node in g.node:
+            used.update(node.input)
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    collect(attr.g)
+                for sub in attr.graphs:
+                    collect(sub)
+
+    collect(graph)
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+
+
+def tidy_opsets(model: onnx.ModelProto) -> None:
+    """Drop opset imports of domains no node uses anymore (the rnnedge placeholder domain)."""
+    domains = set()
+
+    def collect(g: onnx.GraphProto) -> None:
+        for node in g.node:
+            domains.add(node.domain or "")
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    collect(attr.g)
+
+    collect(model.graph)
+    keep = [o for o in model.opset_import if (o.domain or "") in domains or (o.domain or "") == ""]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)

@@ -1,0 +1,139 @@
+"""Reading and writing files safely: atomic writes, checked ONNX loads, arrays without pickles.
+
+Every output rnnedge writes goes to a temporary file in the target folder and is renamed into
+place only once complete, so a failed or interrupted command never leaves a half-written file
+and never damages an existing one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import BadInputError, UnsafeFileError
+
+PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
+    target = Path(path)
+    if target.is_dir():
+        raise BadInputError(f"{target}: is a folder, expected a file path to write")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.exists():
+        raise BadInputError(f"{folder}: folder does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def check_readable(path: str | os.PathLike, what: str = "file") -> Path:
+    """A path that exists, is a file and is not empty; else a one-line BadInputError."""
+    p = Path(path)
+    if not p.exists():
+        raise BadInputError(f"{p}: no such {what}")
+    if p.is_dir():
+        raise BadInputError(f"{p}: is a folder, expected a {what}")
+    if p.stat().st_size == 0:
+        raise BadInputError(f"{p}: empty file, expected a {what}")
+    return p
+
+
+def refuse_pickle(path: Path, head: bytes) -> None:
+    """Refuse pickles (and torch's zip-of-pickles) whatever the file is called."""
+    if head.startswith(PICKLE_MAGIC) or (head.startswith(b"PK") and _zip_has_pickle(path)):
+        raise UnsafeFileError(f"{path}: a pickle, refused: rnnedge never unpickles (use safetensors or .npy/.npz)")
+
+
+def _zip_has_pickle(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith(".pkl") or "/data.pkl" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def load_onnx(path: str | os.PathLike, *, load_weights: bool = True):
+    """Load an .onnx file: not missing, not a pickle, parses, and no external data outside its folder."""
+    import onnx
+
+    p = check_readable(path, "ONNX model")
+    head = p.open("rb").read(16)
+    refuse_pickle(p, head)
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise BadInputError(f"{p}: not a readable ONNX model ({type(exc).__name__})") from None
+    if not model.graph.node and not model.graph.output:
+        raise BadInputError(f"{p}: not an ONNX model (no graph)")
+    folder = p.resolve().parent
+    for tensor in _external_tensors(model):
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / location).resolve()
+        if os.path.isabs(location) or folder not in target.parents:
+            raise UnsafeFileError(f"{p}: external data '{location}' points outside the model's folder, refused")
+        if not target.is_file():
+            raise BadInputError(f"{p}: external data file '{location}' is missing")
+    if load_weights and any(True for _ in _external_tensors(model)):
+        from onnx.external_data_helper import load_external_data_for_model
+
+        load_external_data_for_model(model, str(folder))
+    return model
+
+
+def _external_tensors(model) -> Iterator:
+    import onnx
+
+    from_graph = onnx.external_data_helper._get_all_tensors(model)
+    for tensor in from_graph:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            yield tensor
+
+
+def save_onnx(model, path: str | os.PathLike) -> int:
+    """Write one self-contained .onnx file atomically; returns its size in bytes."""
+    data = model.SerializeToString()
+    if len(data) >= 2**31:
+        raise BadInputError("model is 2 GB or larger: a single self-contained .onnx file cannot hold it")
+    write_bytes_atomic(path, data)
+    return len(data)
+
+
+def load_arrays(path: str | os.PathLike) -> dict:
+    """Read a .npy (as {"x": array}) or .npz file, never unpickling object arrays."""
+    import numpy as np
+
+    p = check_readable(path, ".npy/.npz file")
+    head = p.open("rb").read(16)
+    if head.startswith(PICKLE_MAGIC):
+        raise UnsafeFileError(f"{p}: a pickle, refused: rnnedge never unpickles")
+    try:
+        if head.startswith(b"\x93NUMPY"):
+            return {"x": np.load(p, allow_pickle=False)}
+        if head.startswith(b"PK"):
+            with np.load(p, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise UnsafeFileError(f"{p}: holds pickled objects, refused: rnnedge never unpickles") from None
+        raise BadInputError(f"{p}: corrupt or truncated array file ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise BadInputError(f"{p}: corrupt or truncated array file ({type(exc).__name__})") from None
+    raise BadInputError(f"{p}: not a .npy or .npz file")

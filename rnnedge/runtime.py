@@ -342,7 +342,7 @@ class Session:
 
     def _check_feeds(self, feeds: dict) -> dict[str, np.ndarray]:
         """Validate and complete a feed dict; every problem is one BadInputError line."""
-        unknown = set(feeds) - set(self._by_name)
+        unknown = set(feeds) - set(self._by_name) - {"lengths"}  # lengths is checked below
         if unknown:
             raise BadInputError(f"unknown input(s) {sorted(unknown)}; model inputs: {list(self._by_name)}")
         main = self._main
@@ -500,8 +500,10 @@ class StreamingSession:
         s = self.session
         pieces: dict[Hashable, list[np.ndarray]] = {}
         for sid, chunk in chunks.items():
-            batch, lens = s._batch([chunk], None)  # checks dtype, rank, emptiness, features
-            x = batch[0]
+            try:
+                x = s._batch([chunk], None)[0][0]  # checks dtype, rank and emptiness
+            except BadInputError as err:
+                raise BadInputError(f"stream {sid!r}: {err}") from None
             if s.chunk and len(x) % s.chunk:
                 raise BadInputError(f"stream {sid!r}: {len(x)} steps is not a multiple of this "
                                     f"model's fixed chunk of {s.chunk}; buffer the remaining "

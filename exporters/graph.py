@@ -59,13 +59,25 @@ class GraphEditor:
         return node, outs
 
 
-def replace_node(graph: onnx.GraphProto, old: onnx.NodeProto, new_nodes: list[onnx.NodeProto]) -> None:
-    """Put `new_nodes` where `old` was (keeps a topological order if new_nodes are in order)."""
-    nodes = list(graph.node)
-    index = next(i for i, n in enumerate(nodes) if n is old)
-    nodes[index : index + 1] = new_nodes
-    del graph.node[:]
-    graph.node.extend(nodes)
+def rewrite_nodes(graph: onnx.GraphProto, match, rewrite) -> int:
+    """Replace each node with match(node) true by rewrite(node, k) (a list of nodes, or None to keep it).
+
+    New nodes go where the old one was, so a topological order is kept. Returns how many were replaced.
+    """
+    done, i = 0, 0
+    while i < len(graph.node):
+        node = graph.node[i]
+        new_nodes = rewrite(node, done) if match(node) else None
+        if new_nodes is None:
+            i += 1
+            continue
+        nodes = list(graph.node)
+        nodes[i : i + 1] = new_nodes
+        del graph.node[:]
+        graph.node.extend(nodes)
+        i += len(new_nodes)
+        done += 1
+    return done
 
 
 def drop_unused_initializers(graph: onnx.GraphProto) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .graph import GraphEditor, drop_unused_initializers, replace_node, tidy_opsets
+from .graph import GraphEditor, drop_unused_initializers, rewrite_nodes, tidy_opsets
 from .ops import DOMAIN, NODE
 
 # PyTorch gate block -> ONNX gate block order, per cell.
@@ -61,12 +61,11 @@ def convert_weights(weights: list[np.ndarray], mode: str, hidden: int, has_bias:
 def lower_torch_recurrent(model: onnx.ModelProto) -> onnx.ModelProto:
     """Replace every rnnedge.TorchRecurrent node by standard ONNX recurrent operators (in place)."""
     graph = model.graph
-    placeholders = [n for n in graph.node if n.domain == DOMAIN and n.op_type == NODE]
     used = {o.name for o in graph.output} | {i for n in graph.node for i in n.input}
-    for k, node in enumerate(placeholders):
-        editor = GraphEditor(graph, f"rnn{k}")
-        replace_node(graph, node, _lower_one(editor, node, used))
-    if placeholders:
+    lowered = rewrite_nodes(
+        graph, lambda n: n.domain == DOMAIN and n.op_type == NODE, lambda n, k: _lower_one(GraphEditor(graph, f"rnn{k}"), n, used)
+    )
+    if lowered:
         drop_unused_initializers(graph)
         tidy_opsets(model)
         if any(n.domain == DOMAIN for n in graph.node) and not any(o.domain == DOMAIN for o in model.opset_import):

@@ -36,14 +36,10 @@ __all__ = ["Session", "StreamingSession", "IOSpec", "select_providers", "PROVIDE
 log = logging.getLogger(__name__)
 
 PROVIDER_ALIASES = {  # short name -> onnxruntime execution provider
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "coreml": "CoreMLExecutionProvider",
-    "nnapi": "NnapiExecutionProvider",
-    "xnnpack": "XnnpackExecutionProvider",
-    "qnn": "QNNExecutionProvider",
-    "dml": "DmlExecutionProvider",
+    "cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider", "coreml": "CoreMLExecutionProvider",
+    "nnapi": "NnapiExecutionProvider", "xnnpack": "XnnpackExecutionProvider",
+    "qnn": "QNNExecutionProvider", "dml": "DmlExecutionProvider",
     "openvino": "OpenVINOExecutionProvider",
 }
 _AUTO_ORDER = ["tensorrt", "cuda", "coreml", "nnapi", "xnnpack", "qnn"]  # then CPU
@@ -58,14 +54,17 @@ _TOKEN_KINDS = {np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64,
                                       np.uint8, np.uint16, np.uint32)}
 
 
-def _canonical(name: str) -> str:
-    """'cuda' / 'CUDA' / 'CUDAExecutionProvider' -> 'CUDAExecutionProvider'; unknown -> error."""
+def _canonical(name: str, available: Sequence[str]) -> str:
+    """'cuda' / 'CUDA' / 'CUDAExecutionProvider' -> 'CUDAExecutionProvider'; unknown -> error.
+
+    Full names of other providers this onnxruntime has (e.g. 'AzureExecutionProvider') pass too.
+    """
     if not isinstance(name, str):
         raise BadInputError(f"provider must be a string, got {type(name).__name__}")
     key = name.strip().lower()
     if key in PROVIDER_ALIASES:
         return PROVIDER_ALIASES[key]
-    for full in PROVIDER_ALIASES.values():
+    for full in [*PROVIDER_ALIASES.values(), *available]:
         if key == full.lower():
             return full
     raise BadInputError(f"unknown provider {name!r}; expected 'auto' or one of: "
@@ -84,12 +83,12 @@ def select_providers(requested: str | Sequence[str] | None, available: Sequence[
     if requested is None or (isinstance(requested, str) and requested.strip().lower() == "auto"):
         chosen = [PROVIDER_ALIASES[k] for k in _AUTO_ORDER if PROVIDER_ALIASES[k] in avail]
     elif isinstance(requested, str):
-        chosen = [_canonical(requested)]
+        chosen = [_canonical(requested, avail)]
         if chosen[0] not in avail and chosen[0] != _CPU:
             raise BadInputError(f"provider {requested!r} is not available in this onnxruntime; "
                                 f"available: {', '.join(avail) or 'none'}")
     else:
-        wanted = [_canonical(p) for p in requested]
+        wanted = [_canonical(p, avail) for p in requested]
         if not wanted:
             raise BadInputError("empty provider list; pass 'auto' or at least one provider")
         chosen = [p for p in wanted if p in avail or p == _CPU]
@@ -215,7 +214,7 @@ class Session:
             return None
         try:
             value = json.loads(raw)
-        except ValueError:
+        except ValueError:  # malformed JSON: treat like a missing key, but say so
             value = None
         if not isinstance(value, kind):
             log.warning("ignoring malformed metadata %s in %s", key, self.path)

@@ -51,6 +51,7 @@ def paths(tmp_path_factory):
         "mobile": dict(stream=True, lengths=False, fixed=(1, 4)),
         "mobile_b2": dict(stream=True, lengths=False, fixed=(2, 4)),
         "stream_bare": dict(stream=True, metadata=False),
+        "tokens_stream": dict(vocab=20, stream=True, head="classify"),
     }
     out = {name: save(tmp_path_factory, name, rm.rnn_model(**kw)) for name, kw in specs.items()}
     out["identity"] = save(tmp_path_factory, "identity", rm.identity_model())
@@ -127,6 +128,11 @@ def test_unknown_provider_is_refused():
         select_providers("warp", ALL)
     with pytest.raises(BadInputError, match="unknown provider"):
         select_providers(["cpu", "warp"], ALL)
+
+
+def test_other_available_providers_pass_by_full_name():
+    assert select_providers("AzureExecutionProvider", ["AzureExecutionProvider", CPU]) == \
+        ["AzureExecutionProvider", CPU]
 
 
 def test_unavailable_explicit_provider_names_the_available_ones():
@@ -414,10 +420,11 @@ def _whole(session: Session, x):
     return session.run_all({session.inputs[0].name: x[None]})
 
 
-@pytest.mark.parametrize("name", ["lstm_stream", "gru_stream", "lstm_stream_cls", "stream_bare"])
+@pytest.mark.parametrize("name", ["lstm_stream", "gru_stream", "lstm_stream_cls", "stream_bare",
+                                  "tokens_stream"])
 def test_chunks_of_7_with_carried_state_equal_whole_sequence(sessions, name):
     s = sessions[name]
-    x = feats(1, 45)[0]
+    x = RNG.integers(0, 20, 45) if s.is_tokens else feats(1, 45)[0]
     stream = StreamingSession(s)
     parts = [stream.feed(x[i: i + 7]) for i in range(0, 45, 7)]
     whole = _whole(s, x)["logits"][0]

@@ -125,7 +125,10 @@ def _ort_error(what: str, err: Exception) -> RnnEdgeError:
 
 def _check_path(path: str | os.PathLike) -> str:
     """Refuse missing, directory, empty and oversized model files before onnxruntime sees them."""
-    p = os.fspath(path)
+    try:
+        p = os.fspath(path)
+    except TypeError:
+        raise BadInputError(f"model path must be a str or os.PathLike, got {type(path).__name__}") from None
     if not os.path.exists(p):
         raise BadInputError(f"model file not found: {p}")
     if os.path.isdir(p):
@@ -460,6 +463,9 @@ class StreamingSession:
             if len(spec.shape) != 3 or not (_fixed(spec.shape[0]) and _fixed(spec.shape[2])):
                 raise BadInputError(f"state input {name!r} needs static layers and hidden dims, "
                                     f"got shape {spec.shape}")
+        out = next(o for o in s.outputs if o.name == s.output_name).shape
+        seq_dim = s._main.shape[1] if len(s._main.shape) > 1 else None
+        self._per_step = len(out) >= 3 or (len(out) == 2 and isinstance(out[1], str) and out[1] == seq_dim)
         self._states: dict[Hashable, dict[str, np.ndarray]] = {}  # stream -> name -> (L*D, H)
         self._lock = threading.Lock()
 
@@ -519,8 +525,7 @@ class StreamingSession:
                     ids = active[g: g + group]
                     self._run_group(ids, [pieces[sid][k] for sid in ids], group, states, outs)
             self._states.update(states)  # commit only when every call succeeded
-        return {sid: (np.concatenate(o, axis=0) if o[0].ndim >= 2 else o[-1])
-                for sid, o in outs.items()}
+        return {sid: np.concatenate(o, axis=0) if self._per_step else o[-1] for sid, o in outs.items()}
 
     def _run_group(self, ids, xs, group, states, outs) -> None:
         """One batched call for streams ``ids``; pads the batch to ``group`` rows if fixed."""
@@ -534,8 +539,8 @@ class StreamingSession:
                                    + [zero[name]] * (len(rows) - len(ids)), axis=1)
         wanted = [s.output_name] + [_STATE_OUT[n] for n in self._state_specs]
         result = s._infer(s._check_feeds(feeds), wanted)
-        y = result[s.output_name]  # (B, T, C) or (B, C)
+        y = result[s.output_name]  # (B, T, C) per step, or (B, C) per sequence
         for row, sid in enumerate(ids):
-            out = y[row, : len(xs[row])] if y.ndim >= 3 else y[row]
+            out = y[row, : len(xs[row])] if self._per_step else y[row]
             outs[sid].append(np.array(out))
             states[sid] = {n: np.array(result[_STATE_OUT[n]][:, row]) for n in self._state_specs}

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -173,6 +172,8 @@ def test_unloadable_files_are_one_line_bad_input(tmp_path):
     (tmp_path / "adir.onnx").mkdir()
     cases = {"missing.onnx": "not found", "empty.onnx": "empty", "junk.onnx": "cannot load",
              "adir.onnx": "directory"}
+    with pytest.raises(BadInputError, match="str or os.PathLike"):
+        Session(None)
     for name, words in cases.items():
         with pytest.raises(BadInputError, match=words) as info:
             Session(tmp_path / name)

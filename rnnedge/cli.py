@@ -1,0 +1,317 @@
+"""The `rnnedge` command line: parse -> call the library -> print. The only module that imports click/rich.
+
+Exit codes: 0 done, 1 a check failed (ParityError), 2 bad usage or bad input (any RnnEdgeError, click
+usage errors), 130 interrupted. Errors are one line on stderr (`error: ...`); `--debug` adds the
+traceback. Every command takes `--json` and then prints exactly one JSON object on stdout.
+
+Adding a command: decorate with `@cli.command()`, take `@json_option` (and `model_argument` /
+`output_option` for files), call the library, and finish with `emit(data, as_json, render)`, where
+`render(console, data)` draws the human view (rich tables) on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from rnnedge.errors import BadInputError, RnnEdgeError
+
+log = logging.getLogger("rnnedge")
+
+ONNX_SUFFIXES = (".onnx", ".ort")
+_state = {"debug": False}
+
+
+def out_console() -> Console:
+    return Console(soft_wrap=True)
+
+
+def err_console() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+# -- the group and its error edge ---------------------------------------------------------------
+
+
+class RnnEdgeGroup(click.Group):
+    """A click group whose main() turns every failure into one line and an exit code."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        argv = list(sys.argv[1:] if args is None else args)
+        _state["debug"] = "--debug" in argv
+        try:
+            rv = super().main(args=argv, prog_name=prog_name or "rnnedge", complete_var=complete_var,
+                              standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except click.exceptions.Abort:
+            _fail("interrupted")
+            code = 130
+        except KeyboardInterrupt:
+            _fail("interrupted")
+            code = 130
+        except click.ClickException as e:  # usage errors, bad option values, missing files
+            e.show()
+            code = 2 if isinstance(e, click.UsageError) else (e.exit_code or 2)
+        except RnnEdgeError as e:
+            _fail(str(e) or type(e).__name__)
+            code = e.exit_code
+        except Exception as e:  # a bug or an environment problem: one line unless --debug
+            _fail(f"{type(e).__name__}: {e}")
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _fail(message: str) -> None:
+    if _state["debug"] and sys.exc_info()[0] is not None:
+        traceback.print_exc(file=sys.stderr)
+    first = " ".join(str(message).split())  # always exactly one line
+    click.echo(f"error: {first}", err=True)
+
+
+@click.group(cls=RnnEdgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="rnnedge")
+def cli(debug: bool) -> None:
+    """rnnedge: recurrent models (RNN, GRU, LSTM) from PyTorch to ONNX Runtime, verified."""
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    """Console-script entry point (`rnnedge`)."""
+    cli.main(prog_name="rnnedge")
+
+
+# -- shared helpers for commands ----------------------------------------------------------------
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+model_argument = click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+
+
+def output_option(help: str = "Output file.", required: bool = True):
+    return click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path), required=required, help=help)
+
+
+def emit(data: dict[str, Any], as_json: bool, render: Callable[[Console, dict[str, Any]], None] | None = None) -> None:
+    """Print `data`: one JSON object with --json, else `render(console, data)` (default: a key/value table)."""
+    if as_json:
+        click.echo(json.dumps(_jsonable(data), sort_keys=False))
+        return
+    console = out_console()
+    (render or render_mapping)(console, data)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if hasattr(x, "item") and callable(x.item):  # numpy / torch scalars
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def render_mapping(console: Console, data: dict[str, Any], title: str | None = None) -> None:
+    table = Table(title=title, show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for k, v in data.items():
+        table.add_row(str(k), _fmt(v))
+    console.print(table)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items())
+    if isinstance(v, list) and len(v) > 12:
+        return f"{', '.join(map(str, v[:12]))}, ... ({len(v)} in all)"
+    if isinstance(v, list):
+        return ", ".join(map(str, v))
+    return str(v)
+
+
+def is_onnx_path(path: Path) -> bool:
+    return path.suffix.lower() in ONNX_SUFFIXES
+
+
+def _load_predictor(path: Path) -> Callable:
+    """`predict(inputs, lengths) -> outputs` for a model file: an ONNX/ORT file or an rnnedge checkpoint."""
+    if is_onnx_path(path):
+        from rnnedge.runtime import Session
+
+        session = Session(str(path))
+        return lambda inputs, lengths: session.run(inputs, lengths)
+    from rnnedge.checkpoint import load_checkpoint
+    from rnnedge.train import torch_predictor
+
+    return torch_predictor(load_checkpoint(path))
+
+
+def _model_task(path: Path) -> str | None:
+    """The task name a model file was trained on, from its metadata (None when unknown)."""
+    if is_onnx_path(path):
+        try:
+            import onnx
+
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception:  # the predictor will report an unreadable file properly
+            return None
+        return {p.key: p.value for p in model.metadata_props}.get("rnnedge.task") or None
+    from rnnedge.checkpoint import read_checkpoint
+
+    return read_checkpoint(path)[2]["task"]
+
+
+# -- train ----------------------------------------------------------------------------------------
+
+TASK_CHOICE = click.Choice(["seed", "digits", "fillblank", "charlm"])
+
+
+class RichProgress:
+    """rnnedge.train's progress hook as a rich progress bar on stderr."""
+
+    def __init__(self, task_name: str, metric: str):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.metric = metric
+        self.bar = Progress(TextColumn(f"{task_name} [progress.description]{{task.description}}"), BarColumn(),
+                            MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                            console=err_console(), transient=False)
+        self.id = None
+
+    def start(self, epochs: int, steps_per_epoch: int) -> None:
+        self.bar.start()
+        self.id = self.bar.add_task("epoch 1", total=epochs * steps_per_epoch, info="")
+
+    def step(self, epoch: int, loss: float) -> None:
+        self.bar.update(self.id, advance=1, description=f"epoch {epoch}")
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        info = f"loss {record['train_loss']:.3f} val {self.metric} {record['val'][self.metric]:.4f}"
+        self.bar.update(self.id, info=info)
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+@cli.command()
+@click.option("--task", "task_name", type=TASK_CHOICE, required=True, help="Built-in task.")
+@click.option("--cell", type=click.Choice(["rnn", "gru", "lstm"]), default=None, help="Recurrent cell (task default if omitted).")
+@click.option("--hidden", type=click.IntRange(min=1), default=None, help="Hidden units per layer and direction.")
+@click.option("--layers", type=click.IntRange(min=1), default=None, help="Stacked recurrent layers.")
+@click.option("--bidirectional/--unidirectional", default=None, help="Read the sequence both ways (task default if omitted).")
+@click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=None, help="Dropout (input/output and between layers).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (task default if omitted).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed.")
+@click.option("--lr", type=click.FloatRange(0.0, min_open=True), default=None, help="AdamW learning rate.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (per process under torchrun).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@output_option("Checkpoint to write (.safetensors).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@json_option
+def train(task_name, cell, hidden, layers, bidirectional, dropout, epochs, seed, lr, batch_size, device, output, quiet, as_json):
+    """Train a model on a built-in task and save a checkpoint."""
+    from rnnedge.checkpoint import save_checkpoint
+    from rnnedge.tasks import get_task
+    from rnnedge.train import is_main_process, train as train_model
+
+    task = get_task(task_name)
+    config = task.default_config(cell or task.default_config().cell, hidden=hidden, layers=layers,
+                                 bidirectional=bidirectional, dropout=dropout)
+    progress = False if (quiet or as_json or not is_main_process()) else RichProgress(task.name, task.metric)
+    result = train_model(config, task, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device, progress=progress)
+    if not is_main_process():
+        return
+    save_checkpoint(output, result.model, task=task.name, labels=task.labels, metrics=result.metrics)
+    data = {"checkpoint": str(output), "task": task.name, "metric": task.metric, "metrics": result.metrics,
+            "seconds": round(result.seconds, 2), "epochs": len(result.history), "config": config.to_dict()}
+    emit(data, as_json, lambda c, d: render_mapping(c, {"checkpoint": d["checkpoint"], "task": d["task"],
+                                                        "cell": config.cell, "seconds": d["seconds"], **d["metrics"]}))
+
+
+# -- evaluate ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@model_argument
+@click.option("--task", "task_name", type=TASK_CHOICE, default=None, help="Task (default: the one in the model's metadata).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@json_option
+def evaluate(model, task_name, split, batch_size, as_json):
+    """Score a checkpoint or an .onnx file on a task's split."""
+    from rnnedge.tasks import get_task
+
+    if not model.exists():
+        raise BadInputError(f"{model}: no such file")
+    task_name = task_name or _model_task(model)
+    if not task_name:
+        raise BadInputError(f"{model}: no task in its metadata; pass --task")
+    task = get_task(task_name)
+    if not is_onnx_path(model):
+        from rnnedge.checkpoint import read_checkpoint
+
+        task.check_config(read_checkpoint(model)[0])
+    metrics = task.evaluate(_load_predictor(model), split=split, batch_size=batch_size)
+    data = {"model": str(model), "task": task.name, "split": split, "metric": task.metric, "metrics": metrics}
+    emit(data, as_json, lambda c, d: render_mapping(c, {"model": d["model"], "task": d["task"], "split": d["split"], **d["metrics"]}))
+
+
+# -- inspect -------------------------------------------------------------------------------------
+
+
+def describe_checkpoint(path: Path) -> dict[str, Any]:
+    from rnnedge.checkpoint import read_checkpoint
+
+    config, state, meta = read_checkpoint(path)
+    return {"file": str(path), "kind": "checkpoint", "bytes": path.stat().st_size, "task": meta["task"],
+            "version": meta["version"], "parameters": sum(int(t.numel()) for t in state.values()),
+            "config": config.to_dict(), "metrics": meta["metrics"], "labels": meta["labels"]}
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+def inspect(file, as_json):
+    """Describe a checkpoint (config, parameters, metrics) or an .onnx file."""
+    if not file.exists():
+        raise BadInputError(f"{file}: no such file")
+    if is_onnx_path(file):
+        from rnnedge.export import describe_onnx
+
+        data = describe_onnx(file)
+    else:
+        data = describe_checkpoint(file)
+    emit(data, as_json, _render_description)
+
+
+def _render_description(console: Console, d: dict[str, Any]) -> None:
+    flat = {k: v for k, v in d.items() if k not in ("config", "metrics", "labels")}
+    render_mapping(console, flat, title=str(d.get("file", "")))
+    if d.get("config"):
+        render_mapping(console, d["config"], title="config")
+    if d.get("metrics"):
+        render_mapping(console, d["metrics"], title="metrics")
+    if d.get("labels"):
+        console.print(f"labels: {_fmt(d['labels'])}")
+
+
+if __name__ == "__main__":
+    main()

@@ -35,7 +35,7 @@ class GraphEditor:
     def constant(self, hint: str, array: np.ndarray) -> str:
         """A new initializer holding `array`; returns its name."""
         name = self.name(hint)
-        tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)
+        tensor = numpy_helper.from_array(np.asarray(array, order="C"), name)  # (ascontiguousarray would make scalars 1-D)
         self.graph.initializer.append(tensor)
         self._initializers[name] = tensor
         return name

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import __version__
 from .errors import BadInputError, ExportError
-from .files import save_onnx
+from .files import atomic_path, onnx_bytes
 from .spec import IOSpec, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -87,14 +87,36 @@ def export(
     meta = {"rnnedge.version": __version__, "rnnedge.lowering": chosen, "rnnedge.target": target, "rnnedge.spec": spec.to_json()}
     meta.update({k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()})
     set_metadata(model, meta)
-    size = save_onnx(model, path)
+    data = onnx_bytes(model)
     report = None
-    if verify:
-        from .parity import quick_check
+    with atomic_path(path) as tmp:  # an existing file is replaced only once the new one checks out
+        tmp.write_bytes(data)
+        if verify:
+            from .parity import quick_check
 
-        report = quick_check(module, path, spec)
+            report = quick_check(module, tmp, spec)
     return ExportResult(Path(path), chosen, target, [t.name for t in spec.inputs], spec.outputs,
-                        len(model.graph.node), size, time.perf_counter() - start, report, spec)
+                        len(model.graph.node), len(data), time.perf_counter() - start, report, spec)
+
+
+def export_checkpoint(checkpoint, path, *, target: str = "dynamic", lowering: str = "auto", chunk: int = 16,
+                      batch: int = 1, opset: int = 18, verify: bool = True) -> ExportResult:
+    """Export an rnnedge checkpoint with the contract's I/O (x|tokens, lengths, h0/c0 -> logits|y, hn/cn)."""
+    from .checkpoint import load_checkpoint
+    from .contract import contract
+
+    model = load_checkpoint(checkpoint)
+    c = contract(model, target, chunk=chunk, batch=batch)
+    meta = getattr(model, "rnnedge_meta", {}) or {}
+    metadata = {"rnnedge.config": json.dumps(model.config.to_dict(), sort_keys=True)}
+    if meta.get("task"):
+        metadata["rnnedge.task"] = meta["task"]
+    if meta.get("labels"):
+        metadata["rnnedge.labels"] = json.dumps(meta["labels"])
+    if target == "mobile":
+        metadata["rnnedge.chunk"] = str(chunk)
+    return export(c.module, c.examples, path, dynamic_axes=c.dynamic_axes, target=target, lowering=lowering,
+                  input_names=c.input_names, output_names=c.output_names, opset=opset, verify=verify, metadata=metadata)
 
 
 def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowering="auto", input_names=None,

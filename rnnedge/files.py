@@ -107,11 +107,16 @@ def _external_tensors(model) -> Iterator:
             yield tensor
 
 
+def onnx_bytes(model) -> bytes:
+    """The serialised model, refused when it cannot be one self-contained file (2 GB protobuf limit)."""
+    if model.ByteSize() >= 2**31:
+        raise BadInputError("model is 2 GB or larger: a single self-contained .onnx file cannot hold it")
+    return model.SerializeToString()
+
+
 def save_onnx(model, path: str | os.PathLike) -> int:
     """Write one self-contained .onnx file atomically; returns its size in bytes."""
-    data = model.SerializeToString()
-    if len(data) >= 2**31:
-        raise BadInputError("model is 2 GB or larger: a single self-contained .onnx file cannot hold it")
+    data = onnx_bytes(model)
     write_bytes_atomic(path, data)
     return len(data)
 

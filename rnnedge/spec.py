@@ -47,7 +47,7 @@ class IOSpec:
     inputs: list[TensorSpec]
     outputs: list[str]
     atol: float = 1e-4  # float32 parity: absolute tolerance
-    rtol: float = 1e-3  # and relative tolerance (|a-b| <= atol + rtol*|b|)
+    rtol: float = 1e-4  # and relative tolerance (|a-b| <= atol + rtol*|b|)
     axes: list[str] = field(default_factory=list)  # symbolic axis labels in order of first use
 
     def make_inputs(self, sizes: dict[str, int], seed: int = 0, scale: float = 1.0) -> dict[str, np.ndarray]:

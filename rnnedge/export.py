@@ -239,7 +239,9 @@ def _apply_lowering(model, lowering: str) -> None:
     elif lowering == "unrolled":
         from exporters import unrolled
 
-        unrolled.lower_to_unrolled(model)
+        left = unrolled.lower_to_unrolled(model)
+        if left:  # a recurrent operator left in a mobile model would keep NNAPI/CoreML off it
+            raise ExportError(f"the unrolled (mobile) lowering cannot rewrite {left[0]}")
 
 
 def _identifier(label: str) -> str:

@@ -30,6 +30,15 @@ _LAZY = {
     "save_checkpoint": "rnnedge.checkpoint:save_checkpoint",
     "load_checkpoint": "rnnedge.checkpoint:load_checkpoint",
     "read_checkpoint": "rnnedge.checkpoint:read_checkpoint",
+    "export": "rnnedge.export:export",
+    "export_checkpoint": "rnnedge.export:export_checkpoint",
+    "ExportResult": "rnnedge.export:ExportResult",
+    "verify": "rnnedge.parity:verify",
+    "compare": "rnnedge.parity:compare",
+    "ParityReport": "rnnedge.parity:ParityReport",
+    "quantize": "rnnedge.quantize:quantize",
+    "runtime": "rnnedge.runtime",
+    "testing": "rnnedge.testing",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -40,7 +49,8 @@ def __getattr__(name: str) -> Any:
     if target is None:
         raise AttributeError(f"module 'rnnedge' has no attribute {name!r}")
     module, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(module), attr)
+    value = importlib.import_module(module)
+    value = getattr(value, attr) if attr else value
     globals()[name] = value
     return value
 

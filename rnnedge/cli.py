@@ -313,5 +313,116 @@ def _render_description(console: Console, d: dict[str, Any]) -> None:
         console.print(f"labels: {_fmt(d['labels'])}")
 
 
+# -- export --------------------------------------------------------------------------------------
+
+
+def _parse_example(text: str):
+    """'float32[1,10,5]' or 'int64[2,7]' -> a random example tensor of that dtype and shape."""
+    import re
+
+    import torch
+
+    m = re.fullmatch(r"\s*(float32|float|int64|long)\s*\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]\s*", text)
+    if not m:
+        raise BadInputError(f"--example '{text}': expected DTYPE[d0,d1,...] with DTYPE float32 or int64, e.g. 'float32[1,10,5]'")
+    shape = [int(d) for d in m.group(2).split(",")]
+    gen = torch.Generator().manual_seed(0)
+    if m.group(1) in ("int64", "long"):
+        return torch.randint(0, 2, shape, generator=gen)
+    return torch.randn(shape, generator=gen)
+
+
+def _load_factory(ref: str):
+    """'path/to/file.py:FACTORY' -> the module FACTORY() returns. The only way rnnedge runs user code."""
+    import importlib.util
+
+    file, _, name = ref.rpartition(":")
+    path = Path(file)
+    if not file or not name.isidentifier():
+        raise BadInputError(f"'{ref}': expected FILE.py:FACTORY")
+    if not path.is_file():
+        raise BadInputError(f"{path}: no such file")
+    spec = importlib.util.spec_from_file_location(f"rnnedge_user_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise BadInputError(f"{path} has no callable '{name}'")
+    return factory()
+
+
+@cli.command()
+@click.argument("source")
+@output_option("ONNX file to write.")
+@click.option("--target", type=click.Choice(["dynamic", "stream", "mobile"]), default="dynamic", show_default=True,
+              help="dynamic: symbolic batch/seq; stream: h0/c0 in, hn/cn out; mobile: fixed chunk, plain operators.")
+@click.option("--lowering", type=click.Choice(["auto", "native", "scan", "unrolled"]), default="auto", show_default=True)
+@click.option("--chunk", type=click.IntRange(min=1), default=16, show_default=True, help="Steps per call for --target mobile.")
+@click.option("--opset", type=click.IntRange(14, 23), default=18, show_default=True)
+@click.option("--example", "examples", multiple=True, help="FILE.py:FACTORY only: an example input, e.g. 'float32[1,10,5]' (repeat for more).")
+@click.option("--input-name", "input_names", multiple=True, help="FILE.py:FACTORY only: input names, in order.")
+@click.option("--output-name", "output_names", multiple=True, help="FILE.py:FACTORY only: output names, in order.")
+@click.option("--no-verify", is_flag=True, help="Skip the quick parity check after export.")
+@json_option
+def export(source, output, target, lowering, chunk, opset, examples, input_names, output_names, no_verify, as_json):
+    """Export a checkpoint (or FILE.py:FACTORY, your own module) to one ONNX file with dynamic axes."""
+    from rnnedge.export import export as export_module
+    from rnnedge.export import export_checkpoint
+
+    if ":" in source and source.split(":", 1)[0].endswith(".py"):
+        if not examples:
+            raise BadInputError("FILE.py:FACTORY needs at least one --example, e.g. --example 'float32[1,10,5]'")
+        module = _load_factory(source)
+        result = export_module(module, [_parse_example(e) for e in examples], output, target=target, lowering=lowering,
+                               input_names=list(input_names) or None, output_names=list(output_names) or None,
+                               opset=opset, verify=not no_verify)
+    else:
+        result = export_checkpoint(Path(source), output, target=target, lowering=lowering, chunk=chunk, opset=opset,
+                                   verify=not no_verify)
+    data = result.to_dict()
+    emit(data, as_json, lambda c, d: render_mapping(c, {k: v for k, v in d.items() if k != "parity"} | (
+        {"parity": result.parity.summary()} if result.parity is not None else {})))
+
+
+# -- verify --------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@model_argument
+@click.option("--atol", type=click.FloatRange(min=0), default=None, help="Absolute tolerance (default 1e-4; fp16 files 2e-2).")
+@click.option("--rtol", type=click.FloatRange(min=0), default=None, help="Relative tolerance (default 1e-4; fp16 files 2e-2).")
+@click.option("--cases", type=click.IntRange(min=0), default=0, show_default=True, help="Random cases beyond the fixed set.")
+@click.option("--provider", "providers", multiple=True, help="Execution provider(s) (default: every one available).")
+@json_option
+def verify(checkpoint, model, atol, rtol, cases, providers, as_json):
+    """Check that MODEL.onnx computes what CHECKPOINT computes; exit 1 on any difference."""
+    from rnnedge.checkpoint import read_checkpoint
+    from rnnedge.errors import ParityError
+    from rnnedge.files import load_onnx
+    from rnnedge.parity import verify as verify_parity
+
+    read_checkpoint(checkpoint)  # refuse a bad checkpoint before any work
+    load_onnx(model, load_weights=False)
+    report = verify_parity(checkpoint, model, atol=atol, rtol=rtol, cases=cases, providers=list(providers) or None)
+    emit(report.to_dict(), as_json, lambda c, d: _render_parity(c, report))
+    if not report:
+        raise ParityError(report.summary().splitlines()[0], report)
+
+
+def _render_parity(console: Console, report) -> None:
+    table = Table(title=f"parity (atol {report.atol:g}, rtol {report.rtol:g})")
+    for col in ("case", "provider", "output", "max abs", "mean abs", "max rel", ""):
+        table.add_column(col)
+    for case in report.cases:
+        if case.error:
+            table.add_row(case.case, case.provider, "-", "-", "-", "-", f"[red]{case.error}[/red]")
+        for o in case.outputs:
+            mark = "[green]ok[/green]" if o.ok else f"[red]FAIL[/red] {o.note}"
+            table.add_row(case.case, case.provider, o.name, f"{o.max_abs:.2e}", f"{o.mean_abs:.2e}", f"{o.max_rel:.2e}", mark)
+    console.print(table)
+    console.print(report.summary().splitlines()[0])
+
+
 if __name__ == "__main__":
     main()

@@ -31,6 +31,7 @@ Every output keeps the input's metadata_props plus `rnnedge.quantization` = mode
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from collections.abc import Mapping
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInputError
+from .errors import BadInputError, RnnEdgeError
 from .files import load_arrays, load_onnx, save_onnx
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ FP16_ATOL = 1e-2  # documented fp16 parity tolerance (absolute, for outputs of o
 INT8_ATOL = 0.1  # loose int8 tolerance used by the tests (absolute, small random models)
 CALIBRATION_BATCH = 32  # rows per calibration batch
 CALIBRATION_ROWS = 256  # at most this many rows of a task or file are used to calibrate
+FP16_KEEP_FLOAT = ["Transpose"]  # see the module docstring (onnxruntime 1.32 CPU crash)
 WEIGHT_OPS = {"MatMul", "Gemm", "Conv", "RNN", "GRU", "LSTM", "Attention", "Gather"}
 WHY_FLOAT = {
     "RNN": "onnxruntime's quantizer has no int8 RNN",
@@ -110,7 +112,10 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
             relowered = _relower(model, keep, notes, warns)
             onnx.save(model, str(src))
             if mode == "int8":
-                _dynamic(src, dst, per_channel)
+                try:
+                    _dynamic(src, dst, per_channel)
+                except Exception as exc:  # onnxruntime's quantizer refused the graph: one line, not a traceback
+                    raise RnnEdgeError(f"onnxruntime could not quantize {Path(model_path).name}: {type(exc).__name__}: {exc}"[:400]) from None
             else:
                 reader = _calibration_reader(calibration, model, meta, warns)
                 _static(src, dst, reader, calibration_method, per_channel, notes)
@@ -160,11 +165,24 @@ def _relower(model, keep: set[str], notes: list[str], warns: list[str]) -> bool:
     return done > 0
 
 
+@contextlib.contextmanager
+def _quiet_ort():
+    """onnxruntime.quantization logs advice ("consider pre-processing") on the root logger: hush it."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def _dynamic(src: Path, dst: Path, per_channel: bool, nodes=None) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_quantize=nodes,
-                     extra_options={"EnableSubgraph": True, "MatMulConstBOnly": True})
+    with _quiet_ort():
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_quantize=nodes,
+                         extra_options={"EnableSubgraph": True, "MatMulConstBOnly": True})
 
 
 def _static(src: Path, dst: Path, reader, method: str, per_channel: bool, notes: list[str]) -> None:
@@ -174,8 +192,9 @@ def _static(src: Path, dst: Path, reader, method: str, per_channel: bool, notes:
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
     qdq = src.with_name("qdq.onnx")
     try:
-        quantize_static(str(src), str(qdq), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        calibrate_method=methods[method], extra_options={"EnableSubgraph": True})
+        with _quiet_ort():
+            quantize_static(str(src), str(qdq), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            calibrate_method=methods[method], extra_options={"EnableSubgraph": True})
     except BadInputError:
         raise
     except Exception as exc:  # onnxruntime failed on the calibration data: say so in one line
@@ -193,7 +212,7 @@ def _to_fp16(model, keep_io_types: bool):
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
-    out = convert_float_to_float16(model, keep_io_types=keep_io_types, op_block_list=[*DEFAULT_OP_BLOCK_LIST, "Transpose"])
+    out = convert_float_to_float16(model, keep_io_types=keep_io_types, op_block_list=[*DEFAULT_OP_BLOCK_LIST, *FP16_KEEP_FLOAT])
     OnnxModel(out).topological_sort()  # the converter appends its Casts at the end
     return out
 
@@ -221,6 +240,9 @@ def stayed_float(model, mode: str = "int8") -> list[str]:
     for graph in [model.graph, *_subgraphs(model.graph)]:
         weights = {t.name: list(t.dims) for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 2}
         for node in graph.node:
+            if mode == "fp16" and node.op_type in FP16_KEEP_FLOAT:
+                lines.append(f"{node.op_type} node {node.name or '?'!r} stays float32: {WHY_FLOAT['Transpose']}")
+                continue
             held = [i for i in node.input if i in weights]
             if held and (node.op_type in WEIGHT_OPS or mode == "fp16"):
                 why = WHY_FLOAT.get(node.op_type, "not quantized")

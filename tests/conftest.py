@@ -1,0 +1,30 @@
+"""Shared fixtures: a tiny trained seed checkpoint (session-wide) and quick model configs."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_configure(config):
+    """Small models run fastest single-threaded, and the suite shares a small machine."""
+    try:
+        import torch
+    except ImportError:  # torch-free parts of the suite still run
+        return
+    torch.set_num_threads(int(os.environ.get("RNNEDGE_TEST_THREADS", "1")))
+
+
+@pytest.fixture(scope="session")
+def seed_checkpoint(tmp_path_factory):
+    """A seed-task GRU trained for 2 epochs and saved with rnnedge metadata: (path, model)."""
+    from rnnedge.checkpoint import save_checkpoint
+    from rnnedge.tasks import get_task
+    from rnnedge.train import train
+
+    task = get_task("seed")
+    result = train(task.default_config("gru"), task, epochs=2, seed=0, progress=False)
+    path = tmp_path_factory.mktemp("ckpt") / "seed.safetensors"
+    save_checkpoint(path, result.model, task=task.name, labels=task.labels, metrics=result.metrics)
+    return path, result.model

@@ -16,6 +16,10 @@ state or `sequence_lens`). Not Gather (absent from CoreML MLProgram), not Squeez
 (Unsqueeze is absent from CoreML NeuralNetwork): Reshape does their work. Batch may stay symbolic
 (reshapes use -1, a missing initial state is a (1, size) zero that broadcasts), T may not.
 
+Around the recurrence, `gathers_to_slices` turns a Gather with one constant index (a classifier's
+`y[:, -1]`) into Slice (+ Squeeze), which every mobile provider takes; a Gather of data-dependent
+ids (an embedding lookup on `tokens`) stays: CoreML MLProgram then leaves that one node on the CPU.
+
 `sequence_lens` (not present in rnnedge's mobile exports, handled anyway) becomes a (T, B, 1)
 mask built with Cast/Sub/Relu only: m = Relu(L - t) - Relu(L - t - 1), 1 where t < L.
 """
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 FLOAT = onnx.TensorProto.FLOAT
 # Every operator the lowering may emit; each is listed for NNAPI and both CoreML formats.
 OPS = frozenset({"MatMul", "Add", "Sub", "Mul", "Sigmoid", "Tanh", "Relu", "Split", "Slice", "Reshape", "Concat", "Cast"})
+# ... and what gathers_to_slices puts in place of a constant-index Gather (Squeeze: all three list it).
+GATHER_OPS = frozenset({"Slice", "Squeeze"})
 
 
 def lower_to_unrolled(model: onnx.ModelProto) -> list[str]:
@@ -56,6 +62,7 @@ def lower_to_unrolled(model: onnx.ModelProto) -> list[str]:
         return _lower_node(ed, node, rec, steps)
 
     rewrite_nodes(graph, lambda n: n.op_type in ("RNN", "GRU", "LSTM") and n.domain in ("", "ai.onnx", DOMAIN), rewrite)
+    gathers_to_slices(model)
     drop_unused_initializers(graph)
     tidy_opsets(model)
     return skipped
@@ -158,3 +165,29 @@ def _masks(emit, const, seq_lens: str, steps: int) -> list[str]:
     parts = emit("Split", [mask, const("ones", np.ones(steps, np.int64))], steps, axis=0) if steps > 1 else [mask]
     shape = const("shape", np.array([-1, 1], np.int64))
     return [emit("Reshape", [p, shape])[0] for p in parts]
+
+
+def gathers_to_slices(model: onnx.ModelProto) -> int:
+    """Gather(data, constant index i, axis) -> Slice(data, i, i+1, axis) (+ Squeeze for a scalar index), in place.
+
+    CoreML MLProgram lists no Gather, NNAPI wants its indices constant. Returns how many were rewritten.
+    """
+    graph = model.graph
+
+    def rewrite(node, k):
+        ed = GraphEditor(graph, f"gather{k}")
+        index = ed.array(node.input[1])
+        if index is None or index.size != 1 or index.ndim > 1:
+            return None
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        i = int(index.reshape(-1)[0])
+        end = i + 1 if i != -1 else np.iinfo(np.int64).max  # -1: up to the end
+        squeeze = index.ndim == 0
+        made, (out,) = ed.node("Slice", [node.input[0], ed.ints("start", [i]), ed.ints("end", [end]), ed.ints("axis", [axis])],
+                               outputs=None if squeeze else [node.output[0]])
+        if not squeeze:
+            return [made]
+        gone, _ = ed.node("Squeeze", [out, ed.ints("axis", [axis])], outputs=[node.output[0]])
+        return [made, gone]
+
+    return rewrite_nodes(graph, lambda n: n.op_type == "Gather" and n.domain in ("", "ai.onnx") and len(n.input) == 2, rewrite)

@@ -16,7 +16,7 @@ from rnnedge.errors import BadInputError
 
 CHUNK, FEATURES, HIDDEN, CLASSES = 8, 5, 8, 3
 # Every op type a mobile export may hold: the lowering's own, native.py's glue, torch's Linear head.
-MOBILE_OPS = unrolled.OPS | {"Transpose", "Gemm"}
+MOBILE_OPS = unrolled.OPS | unrolled.GATHER_OPS | {"Transpose", "Gemm"}
 
 
 class Streamer(nn.Module):
@@ -104,6 +104,36 @@ def test_chunks_with_carried_state_equal_whole_sequence(tmp_path, cell, layers):
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), want[0].numpy(), atol=1e-5, rtol=0)
     for got, ref in zip(states, want[1:]):
         np.testing.assert_allclose(got, ref.numpy(), atol=1e-5, rtol=0)
+
+
+class LastStep(nn.Module):
+    """A classifier on the last step: `y[:, -1]` exports as Gather with a constant index."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(FEATURES, HIDDEN, batch_first=True)
+        self.head = nn.Linear(HIDDEN, CLASSES)
+
+    def forward(self, x, h0):
+        y, hn = self.rnn(x, h0)
+        return self.head(y[:, -1]), hn
+
+
+def test_constant_gather_becomes_slice(tmp_path):
+    """CoreML MLProgram lists no Gather: y[:, -1] must come out as Slice + Squeeze, with the same values."""
+    torch.manual_seed(0)
+    module = LastStep().eval()
+    x, h0 = torch.randn(1, CHUNK, FEATURES), torch.randn(1, 1, HIDDEN)
+    path = tmp_path / "last.onnx"
+    rexport.export(module, (x, h0), path, target="mobile", input_names=["x", "h0"], output_names=["logits", "hn"], verify=False)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "Gather" not in ops and ops <= MOBILE_OPS
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy(), "h0": h0.numpy()})
+    with torch.no_grad():
+        want = module(x, h0)
+    for g, w in zip(got, want):
+        assert g.shape == tuple(w.shape)
+        np.testing.assert_allclose(g, w.numpy(), atol=1e-5, rtol=0)
 
 
 def test_unrolled_needs_target_mobile():

@@ -48,8 +48,12 @@ def lower_to_unrolled(model: onnx.ModelProto) -> list[str]:
     """Rewrite recurrent nodes into unrolled chains, in place. Returns what was left as is and why."""
     graph = model.graph
     skipped = []
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
     def rewrite(node, k):
+        if opset < 13:  # Split/Squeeze take their sizes/axes as inputs from opset 13 on
+            skipped.append(f"{node.name or node.op_type}: opset {opset} < 13 (upgrade with onnx.version_converter)")
+            return None
         ed = GraphEditor(graph, f"unrolled{k}")
         rec = read_recurrence(node, ed)
         # inferred now, on the graph as rewritten so far: a layer after an rnnedge.LSTM gets its T too
@@ -62,7 +66,8 @@ def lower_to_unrolled(model: onnx.ModelProto) -> list[str]:
         return _lower_node(ed, node, rec, steps)
 
     rewrite_nodes(graph, lambda n: n.op_type in ("RNN", "GRU", "LSTM") and n.domain in ("", "ai.onnx", DOMAIN), rewrite)
-    gathers_to_slices(model)
+    if opset >= 13:
+        gathers_to_slices(model)
     drop_unused_initializers(graph)
     tidy_opsets(model)
     return skipped

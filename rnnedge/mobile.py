@@ -118,8 +118,8 @@ def prepare_mobile(model_path, out_dir, *, optimization: str = "basic") -> Mobil
         save_onnx(model, onnx_copy)
         tmp_ort = tmp_dir / f"{stem}.ort"
         _convert_to_ort(onnx_copy, tmp_ort, optimization)
-        operators = _write_config(tmp_ort, config_path, ort_path.name)
         providers, dynamic_inputs, fixed, text = check_usability(onnx_copy)
+        operators = _write_config(tmp_ort, config_path, ort_path.name)  # outputs only once every step worked
         with atomic_path(ort_path) as dest:
             dest.write_bytes(tmp_ort.read_bytes())
 

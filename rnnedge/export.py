@@ -149,17 +149,17 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     spec = _make_spec(module, names, examples, axes, output_names)
 
     dims: dict[str, object] = {}
-    dynamic_shapes = tuple(
+    dynamic_shapes = _match_signature(module, [
         {ax: dims.setdefault(label, torch.export.Dim(_identifier(label))) for ax, label in axes.get(n, {}).items()} or None
         for n in names
-    )
+    ])
     was_training = module.training
     module.eval()
     try:
         with ops.swapped_recurrent(module), torch.no_grad(), _quiet_torch():
             program = torch.onnx.export(
                 module, examples, dynamo=True, custom_translation_table=ops.translation_table(),
-                dynamic_shapes=dynamic_shapes if any(d for d in dynamic_shapes) else None,
+                dynamic_shapes=dynamic_shapes if any(d for d in names if axes.get(d)) else None,
                 input_names=names, output_names=output_names, opset_version=opset, optimize=False, verbose=False,
             )
     except Exception as exc:  # torch.export / onnx conversion failures: one readable line
@@ -204,6 +204,21 @@ def _bare_module():
             return self.layer(x, hx)
 
     return Bare
+
+
+def _match_signature(module, shapes: list) -> tuple:
+    """torch.export wants dynamic_shapes shaped like forward's signature: `*args` become one nested tuple."""
+    import inspect
+
+    params = list(inspect.signature(module.forward).parameters.values())
+    out, i = [], 0
+    for p in params:
+        if p.kind == p.VAR_POSITIONAL:
+            return tuple(out) + ((tuple(shapes[i:]),) if shapes[i:] else ())
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and i < len(shapes):
+            out.append(shapes[i])
+            i += 1
+    return tuple(out)
 
 
 def _choose_lowering(lowering: str, target: str, layers) -> str:

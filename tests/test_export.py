@@ -1,0 +1,209 @@
+"""Export: any module with RNN/GRU/LSTM layers -> one ONNX file whose batch and seq axes stay symbolic,
+and onnxruntime matches torch at sizes never used for export (T=1 and T>=512 included)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+from torch.utils._pytree import tree_leaves
+
+import rnnedge
+from rnnedge.errors import BadInputError, ExportError
+from tests.user_modules import PackedLengths, cases
+
+USER_CASES = cases()
+
+
+def run_both(module, path, inputs, names):
+    module.eval()
+    with torch.no_grad():
+        ref = [t.numpy() for t in tree_leaves(module(*inputs)) if isinstance(t, torch.Tensor)]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})
+    return ref, out
+
+
+def max_error(ref, out):
+    assert len(ref) == len(out)
+    for r, o in zip(ref, out):
+        assert r.shape == o.shape
+    return max(float(np.abs(r - o).max()) if r.size else 0.0 for r, o in zip(ref, out))
+
+
+def symbolic_dims(value_infos):
+    return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in value_infos}
+
+
+@pytest.mark.parametrize("name", list(USER_CASES))
+def test_user_module_exports_with_symbolic_axes_and_matches_torch(name, tmp_path):
+    torch.manual_seed(0)
+    module, examples, names, axes, make = USER_CASES[name]()
+    module.eval()
+    path = tmp_path / "m.onnx"
+    result = rnnedge.export(module, examples, path, dynamic_axes=axes, input_names=names)
+    assert result.parity  # the quick check ran and passed
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # one self-contained file
+    dims = symbolic_dims(model.graph.input)
+    for input_name, input_axes in axes.items():
+        for axis, label in input_axes.items():
+            assert dims[input_name][axis] == label
+    for out, out_dims in symbolic_dims(model.graph.output).items():
+        assert "batch" in out_dims, (out, out_dims)  # batch stays symbolic on every output
+    for b, t in [(1, 1), (3, 17), (2, 512)]:
+        ref, out = run_both(module, path, make(b, t), names)
+        assert max_error(ref, out) < 1e-4, (b, t)
+
+
+def test_user_module_is_unchanged_by_export(tmp_path):
+    module, examples, names, axes, _ = USER_CASES["lstm with projections"]()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    layer = module.rnn
+    rnnedge.export(module, examples, tmp_path / "m.onnx", dynamic_axes=axes, input_names=names, verify=False)
+    assert module.rnn is layer and isinstance(module.rnn, nn.LSTM)
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_source_rnn_is_a_handful_of_nodes_and_keeps_seq_dynamic(tmp_path):
+    torch.manual_seed(0)
+    rnn = nn.RNN(5, 8, batch_first=True)
+    result = rnnedge.export(rnn, (torch.randn(1, 10, 5),), tmp_path / "rnn.onnx", lowering="native")
+    assert result.nodes <= 10
+    ref, out = run_both(rnn, tmp_path / "rnn.onnx", (torch.randn(4, 23, 5),), ["input_0"])
+    assert max_error(ref, out) < 1e-5
+
+
+def test_same_module_gives_byte_identical_files(tmp_path):
+    torch.manual_seed(0)
+    module = PackedLengths(nn.GRU, bidirectional=True)
+    args = (torch.randn(2, 6, 5), torch.tensor([6, 3]))
+    for name in ("a.onnx", "b.onnx"):
+        rnnedge.export(module, args, tmp_path / name, input_names=["x", "lengths"], verify=False)
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+
+def test_metadata_and_checkpoint_export(seed_checkpoint, tmp_path):
+    path, _ = seed_checkpoint
+    result = rnnedge.export_checkpoint(path, tmp_path / "seed.onnx")
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "seed.onnx")).metadata_props}
+    assert {"rnnedge.config", "rnnedge.version", "rnnedge.task", "rnnedge.labels", "rnnedge.lowering", "rnnedge.target"} <= set(meta)
+    assert json.loads(meta["rnnedge.config"])["input_size"] == 5
+    assert meta["rnnedge.task"] == "seed" and meta["rnnedge.target"] == "dynamic"
+    assert result.inputs == ["x", "lengths"] and result.outputs == ["logits"]
+
+
+def test_stream_target_refuses_bidirectional(tmp_path):
+    from rnnedge.checkpoint import save_checkpoint
+    from rnnedge.models import ModelConfig, SequenceModel
+
+    model = SequenceModel(ModelConfig(input_size=5, hidden=8, bidirectional=True, num_outputs=3))
+    save_checkpoint(tmp_path / "bi.safetensors", model)
+    with pytest.raises(BadInputError, match="cannot stream"):
+        rnnedge.export_checkpoint(tmp_path / "bi.safetensors", tmp_path / "bi.onnx", target="stream")
+
+
+def test_failed_export_leaves_existing_file_untouched(tmp_path):
+    target = tmp_path / "keep.onnx"
+    target.write_bytes(b"precious")
+    with pytest.raises(ExportError):
+        rnnedge.export(nn.Linear(3, 3), (torch.randn(2, 3),), target)
+    assert target.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.onnx"]  # no temp file left
+
+
+def test_native_lowering_refuses_projections(tmp_path):
+    with pytest.raises(BadInputError, match="proj"):
+        rnnedge.export(nn.LSTM(4, 8, proj_size=3), (torch.randn(5, 2, 4),), tmp_path / "p.onnx", lowering="native")
+
+
+# --- the matrix: cell x direction x layers x lowering x target x lengths x batch_first -----------------------------
+
+CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class StatefulLengths(nn.Module):
+    """forward(x[, lengths][, h0[, c0]]) -> (y, hn[, cn]) for any layer layout."""
+
+    def __init__(self, layer, use_lengths, stream):
+        super().__init__()
+        self.rnn, self.use_lengths, self.stream = layer, use_lengths, stream
+        self.lstm = isinstance(layer, nn.LSTM)
+
+    def forward(self, x, *rest):
+        rest = list(rest)
+        lengths = rest.pop(0) if self.use_lengths else None
+        state = None
+        if self.stream:
+            state = (rest[0], rest[1]) if self.lstm else rest[0]
+        if lengths is None:
+            y, s = self.rnn(x, state)
+        elif getattr(self.rnn, "accepts_lengths", False):
+            y, s = self.rnn(x, state, lengths=lengths)
+        else:
+            bf = self.rnn.batch_first
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=bf, enforce_sorted=False)
+            y, s = self.rnn(packed, state)
+            y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=bf, total_length=x.shape[1 if bf else 0])
+        return (y, *s) if self.lstm else (y, s)
+
+
+def matrix_case(cell, bidirectional, layers, lowering, stream, use_lengths, batch_first):
+    torch.manual_seed(hash((cell, bidirectional, layers, lowering, stream, use_lengths, batch_first)) % 2**31)
+    layer = CELLS[cell](5, 7, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first)
+    module = StatefulLengths(layer, use_lengths, stream).eval()
+    dirs = 2 if bidirectional else 1
+
+    def make(b, t):
+        x = torch.randn(b, t, 5) if batch_first else torch.randn(t, b, 5)
+        args = [x]
+        if use_lengths:
+            lengths = torch.randint(1, t + 1, (b,))
+            lengths[0] = t
+            args.append(lengths)
+        if stream:
+            args += [torch.randn(layers * dirs, b, 7) for _ in range(2 if cell == "lstm" else 1)]
+        return args
+
+    names = ["x"] + (["lengths"] if use_lengths else []) + (["h0", "c0"][: 2 if cell == "lstm" else 1] if stream else [])
+    xa = {0: "batch", 1: "seq"} if batch_first else {0: "seq", 1: "batch"}
+    axes = {"x": xa, "lengths": {0: "batch"}, "h0": {1: "batch"}, "c0": {1: "batch"}}
+    return module, make, names, {n: axes[n] for n in names}
+
+
+MATRIX = list(itertools.product(CELLS, [False, True], [1, 2], ["native", "scan"], [False, True], [False, True], [True, False]))
+# The default run takes an even sample that still covers every value of every factor; -m slow runs all 192.
+SAMPLE = MATRIX[::11]
+
+
+def _run_matrix_case(params, tmp_path, sizes):
+    module, make, names, axes = matrix_case(*params)
+    path = tmp_path / "m.onnx"
+    rnnedge.export(module, make(2, 6), path, dynamic_axes=axes, input_names=names, lowering=params[3], verify=False)
+    for b, t in sizes:
+        ref, out = run_both(module, path, make(b, t), names)
+        assert max_error(ref, out) < 1e-4, (params, b, t)
+
+
+@pytest.mark.parametrize("params", SAMPLE, ids=lambda p: "-".join(map(str, p)))
+def test_export_matrix_sample(params, tmp_path):
+    _run_matrix_case(params, tmp_path, [(1, 1), (3, 9), (2, 512)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("params", MATRIX, ids=lambda p: "-".join(map(str, p)))
+def test_export_matrix_full(params, tmp_path):
+    _run_matrix_case(params, tmp_path, [(1, 1), (3, 9), (5, 40), (2, 600)])
+
+
+def test_sample_covers_every_factor():
+    for i in range(len(MATRIX[0])):
+        assert {p[i] for p in SAMPLE} == {p[i] for p in MATRIX}

@@ -12,12 +12,15 @@ recurrent operators and constant weights, rnnedge's or not):
   are re-lowered first to the hoisted-projection Scan (`exporters.scan.lower_to_scan`), whose
   MatMuls (`EnableSubgraph`: inside the Scan bodies too) become MatMulInteger with int8 weights.
   `LSTM` stays the standard operator, which the quantizer turns into `DynamicQuantizeLSTM`:
-  measured (onnxruntime 1.32, one thread, 2-core x86, hidden 128, 8 features, int8 vs fp32 native):
-      T=8  B=64: native DynamicQuantizeLSTM 0.62 ms, scan+int8 0.83 ms (fp32 native 0.95 ms)
-      T=50 B=64: 4.34 ms vs 5.00 ms (fp32 5.99);  T=50 B=8: 0.46 ms vs 0.98 ms (fp32 0.76)
-  (`python samples/bench_quantize.py` prints the full table). Per-tensor weights (per_channel off)
-  by default: per-channel made files 2-6% larger and 3-10% slower in that run for no error gain
-  at this size; pass per_channel=True to choose it.
+  measured with `python samples/bench_quantize.py` (onnxruntime 1.32, one thread, 2 shared x86
+  cores, noisy: two runs), int8 latency / fp32 native latency, LSTM native-int8 vs scan-int8:
+      H=128 T=8  B=64: 0.54-0.55 vs 0.87    H=128 T=50 B=64: 0.79-0.80 vs 0.81-0.89
+      H=256 T=8  B=64: 0.19-0.25 vs 0.28-0.69    H=256 T=50 B=64: 0.44-0.49 vs 0.58-0.59
+      B=8: native 0.16-0.59, scan 0.28-1.35
+  so LSTM stays native (NATIVE_INT8). Per-tensor weights by default: per-channel made the files
+  5-7% larger (H=128: RNN 0.337 -> 0.354, GRU 0.298 -> 0.315, LSTM 0.269 -> 0.287 of fp32) for
+  no consistent error gain (max |diff| 5.5e-3/5.4e-3, 2.5e-3/3.0e-3, 1.6e-3/1.3e-3; B=64, T=50);
+  pass per_channel=True to choose it.
 - int8-static: `quantize_static` (QDQ) does not enter subgraphs in onnxruntime 1.32 (Scan bodies
   stay float32 even with EnableSubgraph) and has no int8 RNN/GRU/LSTM. So every recurrent node is
   re-lowered to Scan, everything outside the loop is calibrated QDQ, and the recurrent MatMuls in

@@ -17,7 +17,6 @@ passes a rich progress bar; `progress=True` logs one line per epoch; `progress=F
 
 from __future__ import annotations
 
-
 import logging
 import math
 import os
@@ -143,10 +142,11 @@ def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, wo
     return [perm[i : i + batch_size] for i in range(0, len(perm), batch_size)]
 
 
-def _to_tensors(data: TaskData, device: torch.device):
-    x = torch.from_numpy(data.inputs)
-    lengths = None if data.lengths is None else torch.from_numpy(data.lengths)
-    y = torch.from_numpy(data.targets)
+def _to_tensors(data: TaskData):
+    """CPU tensors sharing the split's memory; batches move to the device as they are drawn."""
+    x = torch.from_numpy(data.inputs)  # (N, T, F) or (N, T)
+    lengths = None if data.lengths is None else torch.from_numpy(data.lengths)  # (N,)
+    y = torch.from_numpy(data.targets)  # (N,) or (N, T)
     return x, lengths, y
 
 
@@ -191,7 +191,7 @@ def train(
         net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     data = task.split("train")
-    x_all, len_all, y_all = _to_tensors(data, dev)
+    x_all, len_all, y_all = _to_tensors(data)
     steps = len(_epoch_batches(len(data), batch_size, seed, 0, rank, world))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, (lambda s: 0.5 * (1 + math.cos(math.pi * s / (epochs * steps)))) if schedule == "cosine" else (lambda s: 1.0)

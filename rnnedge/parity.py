@@ -10,10 +10,16 @@ token ids covering the whole vocabulary, given and default (zero) initial state.
 models are also fed in chunks with the state carried over and compared with the whole sequence.
 `compare(ref, out, atol, rtol)` turns outputs into data; every failure is collected, none raised.
 
-Tolerance policy (float32): an element passes when |onnx - torch| <= atol + rtol * |torch|, with
-atol = 1e-4 and rtol = 1e-4. Correct exports measured here stay below 3e-6 even at 512 steps with
+Tolerance policy (float32): an element passes when |onnx - torch| <= atol + rtol * |torch| + 10 * e,
+with atol = 1e-4, rtol = 1e-4 and e = torch's own float32 error on that case and output (max |torch
+float32 - torch float64|, measured on a float64 copy of the module). For ordinary (contracting)
+recurrent models e is ~1e-7 and the tolerance is simply atol/rtol; chaotic ones (large recurrent
+weights, hundreds of steps) amplify any rounding difference, and there e widens the tolerance
+instead of raising a false alarm. Correct exports measured here stay below 3e-6 even at 512 steps with
 saturated gates (see tests/test_parity.py's sweep), so the default sits ~30x above that noise while
 a single recurrent weight moved by 1% already shows up (measured sensitivity in the README).
+Elements where torch itself is NaN/Inf (a model that overflows float32) are not compared, and
+the report notes how many; NaN/Inf from onnxruntime where torch has a number always fails.
 float16 models: atol = rtol = 2e-2. int8 models are judged by their task metric (`quantize.compare_models`).
 """
 
@@ -32,6 +38,7 @@ log = logging.getLogger(__name__)
 
 ATOL, RTOL = 1e-4, 1e-4  # float32 (see the module docstring)
 FP16_ATOL, FP16_RTOL = 2e-2, 2e-2
+NOISE_FACTOR = 10.0  # how far beyond torch's own float32 rounding error (against float64) onnxruntime may be
 COMPUTE_PROVIDERS_SKIPPED = ("AzureExecutionProvider",)  # remote endpoints, not a local compute device
 
 
@@ -112,8 +119,13 @@ class ParityReport:
         return "\n".join(lines)
 
 
-def compare(ref: dict, out: dict, atol: float = ATOL, rtol: float = RTOL, case: str = "", provider: str = "") -> ParityReport:
-    """Compare every reference output with the candidate's; a report of one case."""
+def compare(ref: dict, out: dict, atol: float = ATOL, rtol: float = RTOL, case: str = "", provider: str = "",
+            noise: dict | None = None) -> ParityReport:
+    """Compare every reference output with the candidate's; a report of one case.
+
+    `noise` (per output: max |torch float32 - torch float64|) widens the tolerance by NOISE_FACTOR
+    times torch's own rounding error, for models whose dynamics amplify rounding (chaotic RNNs).
+    """
     diffs = []
     for name, r in ref.items():
         r = np.asarray(r, dtype=np.float64)
@@ -127,13 +139,20 @@ def compare(ref: dict, out: dict, atol: float = ATOL, rtol: float = RTOL, case: 
         if r.size == 0:
             diffs.append(OutputDiff(name, 0.0, 0.0, 0.0, (), True))
             continue
-        err = np.abs(o - r)
-        err[np.isnan(o) != np.isnan(r)] = np.inf  # NaN where the reference has a number, or the reverse
-        err[np.isnan(o) & np.isnan(r)] = 0.0
+        with np.errstate(invalid="ignore", over="ignore"):
+            err = np.abs(o - r)
+        overflow = ~np.isfinite(r)  # torch itself overflowed: nothing meaningful to compare there
+        err[overflow] = 0.0
+        err[np.isnan(err)] = np.inf  # NaN/Inf from onnxruntime where torch has a number
         worst = np.unravel_index(int(np.argmax(err)), err.shape)
-        rel = err / np.maximum(np.abs(r), 1e-12)
-        ok = bool(np.all(err <= atol + rtol * np.abs(np.nan_to_num(r))))
-        note = "" if np.isfinite(err).all() else "NaN/Inf mismatch"
+        rel = np.where(err == 0, 0.0, err / np.maximum(np.abs(np.nan_to_num(r)), 1e-12))
+        slack = NOISE_FACTOR * float((noise or {}).get(name, 0.0))
+        ok = bool(np.all(err <= atol + slack + rtol * np.abs(np.nan_to_num(r))))
+        note = "" if np.isfinite(err).all() else "NaN/Inf where torch has a number"
+        if slack > atol:
+            note = f"{note} (tolerance widened by torch's own float32 error {slack / NOISE_FACTOR:.1e})".strip()
+        if overflow.any():
+            note = f"{note} (torch non-finite at {int(overflow.sum())} elements, not compared)".strip()
         diffs.append(OutputDiff(name, float(err.max()), float(err.mean()), float(rel.max()), tuple(int(i) for i in worst), ok, note))
     return ParityReport([CaseResult(case, provider, diffs)], atol, rtol)
 
@@ -142,10 +161,14 @@ def compare(ref: dict, out: dict, atol: float = ATOL, rtol: float = RTOL, case: 
 
 
 class TorchRunner:
-    """Runs a torch module in eval mode on numpy feeds (in the spec's input order)."""
+    """Runs a torch module in eval mode on numpy feeds (in the spec's input order).
+
+    `infer_float64` runs a float64 copy of the module: the exact answer float32 rounding is measured against.
+    """
 
     def __init__(self, module, spec: IOSpec):
         self.module, self.spec = module, spec
+        self._double = None
 
     def __enter__(self):
         import torch
@@ -161,12 +184,26 @@ class TorchRunner:
         self.module.train(self._was_training)
         self._torch.set_grad_enabled(self._grad)
 
-    def infer(self, feeds: dict) -> dict:
+    def infer(self, feeds: dict, module=None, float_dtype=np.float32) -> dict:
         from torch.utils._pytree import tree_leaves
 
-        args = [self._torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in self.spec.inputs]
-        leaves = [v for v in tree_leaves(self.module(*args)) if isinstance(v, self._torch.Tensor)]
-        return {name: v.detach().cpu().float().numpy() for name, v in zip(self.spec.outputs, leaves)}
+        args = [self._torch.from_numpy(np.ascontiguousarray(feeds[t.name], dtype=float_dtype if t.dtype == "float32" else None))
+                for t in self.spec.inputs]
+        leaves = [v for v in tree_leaves((module or self.module)(*args)) if isinstance(v, self._torch.Tensor)]
+        return {name: v.detach().cpu().double().numpy() for name, v in zip(self.spec.outputs, leaves)}
+
+    def infer_float64(self, feeds: dict) -> dict:
+        import copy
+
+        if self._double is None:
+            self._double = copy.deepcopy(self.module).double().eval()
+        return self.infer(feeds, self._double, np.float64)
+
+    def noise(self, feeds: dict, ref32: dict) -> dict:
+        """Per output: max |float32 - float64| of torch itself on these inputs."""
+        ref64 = self.infer_float64(feeds)
+        with np.errstate(invalid="ignore"):
+            return {k: float(np.nan_to_num(np.abs(ref32[k] - ref64[k]), nan=0.0, posinf=0.0).max(initial=0.0)) for k in ref32}
 
 
 class OrtRunner:
@@ -298,16 +335,19 @@ def verify(model_or_ckpt, onnx_path, *, atol: float | None = None, rtol: float |
     report = ParityReport(atol=atol, rtol=rtol)
     all_cases = generate_cases(spec, extra=cases)
     with TorchRunner(module, spec) as torch_runner:
-        refs = [(name, feeds, torch_runner.infer(feeds)) for name, feeds in all_cases]
+        refs = []
+        for name, feeds in all_cases:
+            ref = torch_runner.infer(feeds)
+            refs.append((name, feeds, ref, torch_runner.noise(feeds, ref)))
         for provider in providers or available_providers():
             with OrtRunner(onnx_path, [provider]) as ort_runner:
-                for name, feeds, ref in refs:
+                for name, feeds, ref, noise in refs:
                     try:
                         out = ort_runner.infer(feeds)
                     except Exception as exc:
                         report.cases.append(CaseResult(name, provider, [], f"onnxruntime failed: {str(exc).splitlines()[0][:200]}"))
                         continue
-                    report.extend(compare(ref, out, atol, rtol, name, provider))
+                    report.extend(compare(ref, out, atol, rtol, name, provider, noise))
                 if stream and _streams(spec):
                     report.extend(check_streaming(torch_runner, ort_runner, spec, atol, rtol, provider))
     return report
@@ -330,6 +370,7 @@ def check_streaming(torch_runner, ort_runner, spec: IOSpec, atol, rtol, provider
     if "lengths" in whole:
         whole["lengths"] = np.full_like(whole["lengths"], whole[first.name].shape[1])  # every row runs through all chunks
     ref = torch_runner.infer(whole)
+    noise = torch_runner.noise(whole, ref)
     state = {t.name: whole[t.name] for t in spec.inputs if t.role == "state"}
     pieces: dict[str, list] = {}
     out = {}
@@ -345,7 +386,7 @@ def check_streaming(torch_runner, ort_runner, spec: IOSpec, atol, rtol, provider
     for name, r in ref.items():
         parts = pieces[name]
         joined[name] = np.concatenate(parts, axis=1) if r.ndim == 3 and name not in ("hn", "cn") else out[name]
-    return compare(ref, joined, atol, rtol, f"stream: {chunks} chunks of {step} vs whole", provider)
+    return compare(ref, joined, atol, rtol, f"stream: {chunks} chunks of {step} vs whole", provider, noise)
 
 
 def quick_check(module, onnx_path, spec: IOSpec) -> ParityReport:
@@ -356,7 +397,8 @@ def quick_check(module, onnx_path, spec: IOSpec) -> ParityReport:
     report = ParityReport()
     with TorchRunner(module, spec) as t, OrtRunner(onnx_path) as o:
         for name, feeds in cases:
-            report.extend(compare(t.infer(feeds), o.infer(feeds), spec.atol, spec.rtol, name, "CPUExecutionProvider"))
+            ref = t.infer(feeds)
+            report.extend(compare(ref, o.infer(feeds), spec.atol, spec.rtol, name, "CPUExecutionProvider", t.noise(feeds, ref)))
     if not report:
         raise ParityError("the exported model differs from torch: " + report.summary().splitlines()[-1].strip(), report)
     return report

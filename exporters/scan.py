@@ -26,14 +26,19 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .cells import Recurrence, read_recurrence, step
+from .ops import DOMAIN
 from .graph import GraphEditor, drop_unused_initializers, rewrite_nodes, tidy_opsets
 
 log = logging.getLogger(__name__)
 FLOAT = onnx.TensorProto.FLOAT
 
 
-def lower_to_scan(model: onnx.ModelProto) -> list[str]:
-    """Rewrite recurrent nodes into hoisted-projection Scans, in place. Returns what was left as is and why."""
+def lower_to_scan(model: onnx.ModelProto, ops: tuple[str, ...] = ("RNN", "GRU", "LSTM")) -> list[str]:
+    """Rewrite recurrent nodes of the given op types into hoisted-projection Scans, in place.
+
+    Returns what was left as is and why. (rnnedge's LSTM with projection has no standard form:
+    it is always rewritten, whatever `ops` says.)
+    """
     graph = model.graph
     skipped = []
 
@@ -46,7 +51,8 @@ def lower_to_scan(model: onnx.ModelProto) -> list[str]:
             return None
         return _lower_node(ed, node, rec)
 
-    rewrite_nodes(graph, lambda n: n.op_type in ("RNN", "GRU", "LSTM"), rewrite)
+    chosen = lambda n: n.op_type in ("RNN", "GRU", "LSTM") and (n.op_type in ops or n.domain == DOMAIN)  # noqa: E731
+    rewrite_nodes(graph, chosen, rewrite)
     drop_unused_initializers(graph)
     tidy_opsets(model)
     return skipped

@@ -424,5 +424,78 @@ def _render_parity(console: Console, report) -> None:
     console.print(report.summary().splitlines()[0])
 
 
+# -- quantize ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@model_argument
+@output_option("Quantized .onnx file to write.")
+@click.option("--mode", type=click.Choice(["int8", "int8-static", "fp16"]), default="int8", show_default=True,
+              help="int8: dynamic; int8-static: calibrated QDQ; fp16: float16 for GPU providers.")
+@click.option("--calibration", default=None, help="int8-static: a .npz of inputs (keys = model input names) or a task name.")
+@click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
+@click.option("--per-channel/--per-tensor", default=None, help="int8 weight scales per output channel (default: per tensor).")
+@click.option("--eval", "eval_task", type=TASK_CHOICE, default=None, help="Also compare size, latency and the task metric.")
+@json_option
+def quantize(model: Path, output: Path, mode: str, calibration: str | None, calibration_method: str,
+             per_channel: bool | None, eval_task: str | None, as_json: bool) -> None:
+    """Quantize MODEL.onnx to int8 (dynamic or static) or float16."""
+    from rnnedge.quantize import compare_models
+    from rnnedge.quantize import quantize as run_quantize
+
+    result = run_quantize(model, output, mode=mode, calibration=calibration, calibration_method=calibration_method,
+                          per_channel=per_channel)
+    data = result.to_dict()
+    if eval_task:
+        data["comparison"] = compare_models(model, output, task=eval_task)
+
+    def render(console: Console, d: dict[str, Any]) -> None:
+        table = Table(title=f"{d['input_path']} -> {d['output_path']} ({d['mode']})")
+        for col in ("", "float32", d["mode"], "ratio"):
+            table.add_column(col, justify="right" if col else "left")
+        table.add_row("size (bytes)", str(d["input_bytes"]), str(d["output_bytes"]), f"{d['size_ratio']:.3f}")
+        cmp = d.get("comparison")
+        if cmp:
+            table.add_row("latency (ms, 1 thread)", f"{cmp['float_ms']:.2f}", f"{cmp['quant_ms']:.2f}", f"{cmp['latency_ratio']:.2f}")
+            for k, v in cmp["float_metrics"].items():
+                table.add_row(f"{eval_task} {k}", f"{v:.4f}", f"{cmp['quant_metrics'][k]:.4f}", "")
+        console.print(table)
+        for line in d["notes"]:
+            console.print(f"- {line}")
+        for line in d["stayed_float"]:
+            console.print(f"[yellow]- {line}[/yellow]")
+
+    emit(data, as_json, render)
+
+
+# -- mobile --------------------------------------------------------------------------------------
+
+
+@cli.command()
+@model_argument
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the .ort file, usability.json/.txt and required_operators.config (created).")
+@json_option
+def mobile(model, out_dir, as_json):
+    """ORT-format model, NNAPI/CoreML usability report and reduced-operator config for ONNX Runtime Mobile."""
+    from rnnedge.mobile import prepare_mobile
+
+    report = prepare_mobile(model, out_dir)
+    emit(report.to_dict(), as_json, _render_mobile)
+
+
+def _render_mobile(console: Console, d: dict[str, Any]) -> None:
+    render_mapping(console, {"ort": d["ort"], "bytes": d["ort_bytes"], "config": d["config"], "report": d["usability"],
+                             "fixed shapes": d["fixed_shapes"]})
+    table = Table(title="ONNX Runtime mobile checker")
+    for column in ("provider", "nodes", "supported", "%", "partitions", "verdict", "unsupported"):
+        table.add_column(column, justify="right" if column in ("nodes", "supported", "%", "partitions") else "left",
+                         no_wrap=column == "provider")
+    for p in d["providers"].values():
+        table.add_row(p["provider"], str(p["nodes"]), str(p["supported"]), f"{p['percent']:.1f}", str(p["partitions"]),
+                      p["verdict"], ", ".join(p["unsupported_ops"]) or "-")
+    console.print(table)
+
+
 if __name__ == "__main__":
     main()

@@ -34,6 +34,9 @@ Every output keeps the input's metadata_props plus `rnnedge.quantization` = mode
 
 from __future__ import annotations
 
+import sys
+import types
+
 import contextlib
 import logging
 import tempfile
@@ -149,18 +152,11 @@ def _relower(model, keep: set[str], notes: list[str], warns: list[str]) -> bool:
     todo = [n for n in model.graph.node if n.op_type in RECURRENT and n.op_type not in keep]
     if not todo:
         return False
-    hidden = [n for n in model.graph.node if n.op_type in keep and n.domain in ("", "ai.onnx")]
-    for n in hidden:  # lower_to_scan rewrites every RNN/GRU/LSTM: hide the ones we keep
-        n.op_type = f"{n.op_type}__keep"
     try:
-        skipped = lower_to_scan(model)
+        skipped = lower_to_scan(model, ops=tuple(op for op in RECURRENT if op not in keep))
     except Exception as exc:  # a graph the rewrite does not understand: quantize it as it is
         warns.append(f"could not re-lower the recurrent nodes to Scan ({type(exc).__name__}: {exc}); quantizing as is")
         return False
-    finally:
-        for n in model.graph.node:
-            if n.op_type.endswith("__keep"):
-                n.op_type = n.op_type[: -len("__keep")]
     warns.extend(f"left as is (stays float32): {s}" for s in skipped)
     done = len(todo) - len(skipped)
     if done:
@@ -441,3 +437,13 @@ def _feeds(sess, inputs: np.ndarray, lengths: np.ndarray | None) -> dict:
 def _cast_feeds(sess, feeds: dict) -> dict:
     kinds = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
     return {i.name: np.asarray(feeds[i.name]).astype(kinds.get(i.type, None) or feeds[i.name].dtype) for i in sess.get_inputs() if i.name in feeds}
+
+
+class _CallableModule(types.ModuleType):
+    """`rnnedge.quantize(...)` is the function even after `import rnnedge.quantize` made it this module."""
+
+    def __call__(self, *args, **kwargs):
+        return quantize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

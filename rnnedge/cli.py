@@ -497,5 +497,177 @@ def _render_mobile(console: Console, d: dict[str, Any]) -> None:
     console.print(table)
 
 
+# -- run -----------------------------------------------------------------------------------------
+
+
+def _run_feeds(session, arrays: dict, lengths_file: Path | None) -> dict:
+    """Arrays read from --input (and --lengths) -> named feeds for `session`; unknown names refused."""
+    from rnnedge.files import load_arrays
+
+    arrays = dict(arrays)
+    main = next((arrays.pop(k) for k in (session.input_name, "x", "tokens") if k in arrays), None)
+    if main is None:
+        raise BadInputError(f"--input holds {sorted(arrays)}; expected an array named 'x' or 'tokens' (or a .npy file)")
+    if lengths_file is not None:
+        found = load_arrays(lengths_file)
+        if len(found) != 1:
+            raise BadInputError(f"{lengths_file}: expected one array of lengths, found {sorted(found)}")
+        arrays["lengths"] = next(iter(found.values()))
+    known = {s.name for s in session.inputs} | {"lengths"}
+    unknown = sorted(set(arrays) - known)
+    if unknown:
+        raise BadInputError(f"--input has array(s) {unknown} the model does not take; its inputs: {sorted(known)}")
+    return {session.input_name: main, **arrays}
+
+
+@cli.command()
+@model_argument
+@click.option("--input", "input_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="A .npy (the main input) or .npz (x|tokens, lengths, h0/c0) file.")
+@click.option("--lengths", "lengths_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A .npy of int lengths (B,), one per row.")
+@output_option("Write the main output to OUT.npy (or every output to OUT.npz).", required=False)
+@click.option("--provider", default="auto", show_default=True, help="auto, cpu, cuda, ... or a full provider name.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (default: onnxruntime's).")
+@json_option
+def run(model, input_file, lengths_file, output, provider, threads, as_json):
+    """Run MODEL (.onnx/.ort) on arrays from a .npy/.npz file, without torch."""
+    import numpy as np
+
+    from rnnedge.files import atomic_path, load_arrays
+    from rnnedge.runtime import Session
+
+    arrays = load_arrays(input_file)  # refuse a bad input before loading the model
+    session = Session(model, providers=provider, threads=threads)
+    outputs = session.run_all(_run_feeds(session, arrays, lengths_file))
+    y = outputs[session.output_name]
+    data: dict[str, Any] = {"model": str(model), "input": str(input_file), "output": session.output_name,
+                            "shape": list(y.shape), "dtype": str(y.dtype), "providers": session.providers}
+    if output is not None:
+        with atomic_path(output) as tmp, open(tmp, "wb") as fh:  # np.save to a handle: no ".npy" appended
+            if output.suffix.lower() == ".npz":
+                np.savez(fh, **outputs)
+            else:
+                np.save(fh, y, allow_pickle=False)
+        data["output_path"] = str(output)
+    else:
+        data["placement"] = session.node_placement()
+        if y.ndim == 2 and (session.config or {}).get("head", "classify") == "classify":
+            top = y.argmax(axis=1)
+            data["argmax"] = top.tolist()
+            if session.labels and len(session.labels) == y.shape[1]:
+                data["labels"] = [session.labels[i] for i in top]
+        if y.size <= 1000:
+            data["values"] = y.tolist()
+    emit(data, as_json, _render_run)
+
+
+def _render_run(console: Console, d: dict[str, Any]) -> None:
+    rows = {k: d[k] for k in ("model", "output", "shape", "dtype", "providers", "placement", "output_path") if k in d}
+    render_mapping(console, rows)
+    if "argmax" in d:
+        table = Table(title="predictions")
+        table.add_column("row", justify="right")
+        table.add_column("argmax", justify="right")
+        if "labels" in d:
+            table.add_column("label")
+        for i, k in enumerate(d["argmax"][:20]):
+            table.add_row(str(i), str(k), *([d["labels"][i]] if "labels" in d else []))
+        console.print(table)
+        if len(d["argmax"]) > 20:
+            console.print(f"... {len(d['argmax']) - 20} more rows (use -o OUT.npy or --json)")
+
+
+# -- bench ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@model_argument
+@click.option("--against", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A checkpoint: time torch eager on the same inputs and report onnx/torch ratios.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--seq", type=click.IntRange(min=1), default=None, help="Steps (default: the task's length, else 50).")
+@click.option("--repeats", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="PNG of latency against sequence length: torch eager, onnx fp32, onnx int8 (needs matplotlib).")
+@json_option
+def bench(model, against, threads, batch, seq, repeats, plot, as_json):
+    """Latency (p50/p90/p99), throughput, size and memory of MODEL, against torch eager with --against."""
+    from rnnedge.bench import bench as run_bench
+
+    if against is not None:
+        from rnnedge.checkpoint import read_checkpoint
+
+        read_checkpoint(against)  # refuse a bad checkpoint before any timing
+    report = run_bench(model, against=against, threads=threads, batch=batch, seq=seq, repeats=repeats, plot=plot)
+    emit(report.to_dict(), as_json, _render_bench)
+
+
+def _render_bench(console: Console, d: dict[str, Any]) -> None:
+    table = Table(title=f"{d['model']}: batch {d['batch']}, {d['seq']} steps, {d['threads']} thread(s), "
+                        f"{d['model_bytes']:,} bytes")
+    for col in ("", "p50 ms", "p90 ms", "p99 ms", "seq/s"):
+        table.add_column(col, justify="right" if col else "left")
+    for name in ("onnx", "torch", "floor"):
+        s = d.get(name)
+        if s:
+            label = {"onnx": "onnxruntime", "torch": "torch eager", "floor": "floor (Identity)"}[name]
+            table.add_row(label, f"{s['p50_ms']:.3f}", f"{s['p90_ms']:.3f}", f"{s['p99_ms']:.3f}", f"{s['throughput_seq_s']:,.0f}")
+    console.print(table)
+    r = d["ratios"]
+    if "p50" in r:
+        console.print(f"onnx/torch: p50 {r['p50']:.2f}x, p90 {r['p90']:.2f}x, p99 {r['p99']:.2f}x")
+    console.print(f"within {r['floor']:.1f}x of the onnxruntime floor; providers {', '.join(d['providers'])}")
+    m = d["memory"]
+    console.print(f"memory: resident growth {m['rss_growth_mb']:.1f} MiB (peak {m['peak_rss_mb']:.1f} MiB)")
+    if d.get("plot"):
+        console.print(f"plot: {d['plot']['png']}")
+
+
+# -- quickstart ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--task", "task_name", type=TASK_CHOICE, default="digits", show_default=True)
+@click.option("--cell", type=click.Choice(["rnn", "gru", "lstm"]), default="gru", show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (task default if omitted).")
+@click.option("--hidden", type=click.IntRange(min=1), default=None, help="Hidden units (task default if omitted).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/quickstart"),
+              show_default=True, help="Folder for the checkpoint, models, reports.")
+@json_option
+def quickstart(task_name, cell, epochs, hidden, seed, out_dir, as_json):
+    """The main job: train, export, verify, quantize (int8) and bench; exit 1 if parity fails."""
+    from rnnedge.errors import ParityError
+    from rnnedge.quickstart import quickstart as run_quickstart
+
+    from rnnedge.tasks import get_task
+
+    quiet = as_json
+    progress = False if quiet else RichProgress(task_name, get_task(task_name).metric)
+    stage = (lambda name: None) if quiet else (lambda name: err_console().print(f"[bold]{name}[/bold] ..."))
+    summary = run_quickstart(task_name, cell=cell, out_dir=out_dir, epochs=epochs, hidden=hidden, seed=seed,
+                             progress=progress, on_stage=stage)
+    emit(summary, as_json, _render_quickstart)
+    if not summary["parity"]["ok"]:
+        raise ParityError(summary["parity"]["summary"].splitlines()[0])
+
+
+def _render_quickstart(console: Console, d: dict[str, Any]) -> None:
+    lat = d["latency"]
+    table = Table(title=f"quickstart: {d['task']} {d['cell'].upper()} -> {d['out_dir']} "
+                        f"(latency: batch {lat['batch']}, {lat['seq']} steps, {lat['threads']} thread)")
+    for col in ("", d["metric"], "bytes", "p50 ms", "vs torch"):
+        table.add_column(col, justify="right" if col else "left")
+    for name in ("torch", "onnx fp32", "onnx int8"):
+        s = lat["latency"][name]
+        table.add_row(name, f"{d['accuracy'][name]:.4f}", f"{d['bytes']['checkpoint' if name == 'torch' else name]:,}",
+                      f"{s['p50_ms']:.3f}", "1.00" if name == "torch" else f"{lat['ratios'][name]:.2f}x")
+    console.print(table)
+    console.print(d["parity"]["summary"].splitlines()[0] + f"; int8 vs fp32 max abs diff {d['int8_max_abs_diff']:.2e}")
+    console.print(f"lowering {d['lowering']}; took {d['seconds']['total']:.0f} s; files in {d['out_dir']}")
+
+
 if __name__ == "__main__":
     main()

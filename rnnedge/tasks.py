@@ -312,8 +312,8 @@ class CharLMTask(Task):
     metric = "perplexity"
     higher_is_better = False
     per_step = True
-    default_epochs = 10
-    default_lr = 3e-3
+    default_epochs = 8
+    default_lr = 5e-3
     default_batch_size = 32
     seq_len = 128
     min_count = 5  # rarer characters map to <unk>
@@ -327,7 +327,7 @@ class CharLMTask(Task):
         self._ids = np.array([index.get(ch, 0) for ch in text], dtype=np.int64)
 
     def _base_config(self, cell: str) -> dict[str, Any]:
-        return dict(input_kind="tokens", input_size=len(self.labels), embed_dim=32, cell="lstm", hidden=256,
+        return dict(input_kind="tokens", input_size=len(self.labels), embed_dim=32, cell="lstm", hidden=128,
                     layers=2, dropout=0.2, head="lm", num_outputs=len(self.labels))
 
     def default_config(self, cell: str = "lstm", **overrides: Any):

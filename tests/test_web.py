@@ -1,6 +1,6 @@
 """The web sample (samples/web) runs an exported model in headless Chromium with onnxruntime-web
 (wasm, one thread) and gets the logits onnxruntime-python gets, reads the labels from the model's
-metadata, and its draw-a-digit page classifies an example digit.
+metadata, and its draw-a-digit page shows onnxruntime's probabilities for a digit drawn with the mouse.
 
 The page is served from samples/web by a local http.server; the model and the test inputs come
 from a temporary folder under the `/_test/` route. Chromium is driven over the DevTools protocol
@@ -173,6 +173,18 @@ class Chromium:
             time.sleep(0.1)
         raise TimeoutError(f"page did not reach `{expression}` in {timeout:.0f} s; console: {self.console[-10:]}")
 
+    def drag(self, session: str, points: list[tuple[float, float]], steps: int = 12):
+        """Press the left mouse button at points[0], move through the rest, release."""
+        def mouse(kind, x, y, buttons):
+            self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left",
+                                                   "buttons": buttons, "clickCount": 1}, session=session)
+
+        mouse("mousePressed", *points[0], 1)
+        for (ax, ay), (bx, by) in zip(points, points[1:]):
+            for k in range(1, steps + 1):
+                mouse("mouseMoved", ax + (bx - ax) * k / steps, ay + (by - ay) * k / steps, 1)
+        mouse("mouseReleased", *points[-1], 0)
+
     def screenshot(self, session: str) -> bytes:
         import base64
 
@@ -277,17 +289,41 @@ def test_browser_logits_equal_onnxruntime_python(lowering, digits_models, server
     assert report["numThreads"] == 1
 
 
-def test_draw_page_classifies_an_example_digit(digits_models, server, browser):
-    base, _ = server
-    session = browser.open(f"{base}index.html?model=_test/{digits_models['auto']}&example=3")
-    status = browser.wait_for(session, "(t => /ms per guess|Could not|failed/.test(t) && t)"
+def test_draw_page_classifies_a_drawn_digit(digits_models, server, browser):
+    """Drawing with the mouse inks the grid, and the page shows onnxruntime's probabilities for it."""
+    import onnxruntime as ort
+
+    base, test_dir = server
+    session = browser.open(f"{base}index.html?model=_test/{digits_models['auto']}")
+    status = browser.wait_for(session, "(t => /ms per guess|digits GRU|Could not|failed/.test(t) && t)"
                                        "(document.getElementById('status').textContent)")
-    assert "ms per guess" in status, f"{status}\nconsole: {browser.console[-10:]}"
-    assert "digits GRU, hidden 16" in status
-    guess = browser.evaluate(session, "document.getElementById('guess').textContent")
-    bars = browser.evaluate(session, "[...document.querySelectorAll('#probs li')].map(li => "
-                                     "[li.querySelector('.label').textContent, li.querySelector('.pct').textContent])")
-    assert guess in [str(d) for d in range(10)]
-    assert [label for label, _ in bars] == [str(d) for d in range(10)]
-    total = sum(float(pct.rstrip("%")) for _, pct in bars)
-    assert abs(total - 100) < 1  # shown as a probability distribution
+    assert "Could not" not in status, f"{status}\nconsole: {browser.console[-10:]}"
+    assert status.startswith("digits GRU, hidden 16")  # described from the metadata
+
+    left, top, side = browser.evaluate(session, "(r => [r.left, r.top, r.width])"
+                                                "(document.getElementById('grid').getBoundingClientRect())")
+    seven = [[(0.18, 0.12), (0.82, 0.12), (0.62, 0.5), (0.45, 0.92)], [(0.38, 0.52), (0.78, 0.52)]]
+    for stroke in seven:
+        browser.drag(session, [(left + fx * side, top + fy * side) for fx, fy in stroke])
+    browser.wait_for(session, "/ms per guess/.test(document.getElementById('status').textContent)")
+
+    pixels = np.asarray(browser.evaluate(session, "Array.from(pixels())"), dtype=np.float32).reshape(1, 8, 8)
+    assert pixels[0, 0].sum() > 2 and pixels[:, :, 0].sum() == 0  # the top bar is inked, the left column not
+    assert pixels.min() >= 0 and pixels.max() <= 1
+    logits = ort.InferenceSession(str(test_dir / digits_models["auto"]), providers=["CPUExecutionProvider"]).run(
+        ["logits"], {"x": pixels, "lengths": np.array([8], dtype=np.int64)})[0][0]
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+
+    read = ("[document.getElementById('guess').textContent, [...document.querySelectorAll('#probs li')].map(li => "
+            "[li.querySelector('.label').textContent, li.querySelector('.pct').textContent])]")
+    deadline = time.monotonic() + 10
+    while True:  # the page guesses as the pen moves; wait for the guess on the finished drawing
+        guess, shown = browser.evaluate(session, read)
+        percent = np.array([float(pct.rstrip("%") or "nan") for _, pct in shown])
+        if np.allclose(percent, 100 * probs, atol=0.051) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [label for label, _ in shown] == [str(d) for d in range(10)]
+    assert guess == str(int(np.argmax(probs)))
+    np.testing.assert_allclose(percent, 100 * probs, atol=0.051)  # shown rounded to 0.1%

@@ -1,0 +1,123 @@
+"""`rnnedge bench` and `rnnedge quickstart`: the figures are there, positive and consistent; no timed assertions."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from rnnedge.cli import cli
+
+
+@pytest.fixture(scope="module")
+def seed_onnx(seed_checkpoint, tmp_path_factory):
+    from rnnedge.export import export_checkpoint
+
+    path = tmp_path_factory.mktemp("bench") / "seed.onnx"
+    export_checkpoint(seed_checkpoint[0], path, verify=False)
+    return path
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def _json(result):
+    assert result.exit_code == 0, result.output + result.stderr
+    return json.loads(result.stdout)
+
+
+def _positive_stats(s: dict, repeats: int):
+    assert s["repeats"] == repeats
+    assert 0 < s["min_ms"] <= s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"] and s["throughput_seq_s"] > 0
+
+
+def test_bench_json_fields(runner, seed_onnx):
+    d = _json(runner.invoke(cli, ["bench", str(seed_onnx), "--repeats", "5", "--batch", "2", "--json"]))
+    assert d["batch"] == 2 and d["seq"] == 10 and d["threads"] == 1  # seq: the seed task's length
+    assert d["model_bytes"] == seed_onnx.stat().st_size and d["providers"] == ["CPUExecutionProvider"]
+    _positive_stats(d["onnx"], 5)
+    _positive_stats(d["floor"], 5)
+    assert d["torch"] is None and set(d["ratios"]) == {"floor"} and d["ratios"]["floor"] > 0
+    m = d["memory"]
+    assert m["peak_rss_mb"] > 0 and m["rss_growth_mb"] >= 0 and m["peak_rss_mb"] >= m["rss_before_mb"] - 1e-6
+
+
+def test_bench_against_checkpoint_gives_ratios(runner, seed_onnx, seed_checkpoint):
+    d = _json(runner.invoke(cli, ["bench", str(seed_onnx), "--against", str(seed_checkpoint[0]), "--repeats", "5",
+                                  "--seq", "7", "--json"]))
+    assert d["seq"] == 7
+    _positive_stats(d["torch"], 5)
+    for k in ("p50", "p90", "p99", "mean"):
+        assert d["ratios"][k] == pytest.approx(d["onnx"][f"{k}_ms"] / d["torch"][f"{k}_ms"])
+    human = runner.invoke(cli, ["bench", str(seed_onnx), "--against", str(seed_checkpoint[0]), "--repeats", "3"])
+    assert human.exit_code == 0 and "onnx/torch" in human.stdout and "floor" in human.stdout
+
+
+def test_bench_plot_writes_a_png(runner, seed_onnx, seed_checkpoint, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "latency.png"
+    d = _json(runner.invoke(cli, ["bench", str(seed_onnx), "--against", str(seed_checkpoint[0]), "--repeats", "5",
+                                  "--plot", str(png), "--json"]))
+    assert png.read_bytes().startswith(b"\x89PNG")
+    curves = d["plot"]["p50_ms"]
+    assert set(curves) == {"torch eager", "onnx fp32", "onnx int8"}
+    assert all(len(v) == len(d["plot"]["seqs"]) and min(v) > 0 for v in curves.values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latency.png"]  # written atomically
+
+
+def test_plot_without_matplotlib_says_what_to_install(monkeypatch, seed_onnx, tmp_path):
+    from rnnedge.bench import bench
+    from rnnedge.errors import BadInputError
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(BadInputError, match=r"pip install rnnedge\[plot\]"):
+        bench(seed_onnx, repeats=1, plot=tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_latency_stats_and_bad_options():
+    from rnnedge.bench import latency_stats
+    from rnnedge.errors import BadInputError
+
+    s = latency_stats([0.001] * 9 + [0.011], batch=4)
+    assert s["p50_ms"] == pytest.approx(1.0) and s["mean_ms"] == pytest.approx(2.0)
+    assert s["throughput_seq_s"] == pytest.approx(2000.0) and s["p99_ms"] > s["p90_ms"]
+    with pytest.raises(BadInputError):
+        latency_stats([], batch=1)
+
+
+def test_bench_bad_input_one_line(runner, tmp_path, seed_onnx):
+    result = runner.invoke(cli, ["bench", str(tmp_path / "none.onnx")])
+    assert result.exit_code == 2 and result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    result = runner.invoke(cli, ["bench", str(seed_onnx), "--against", str(bad)])
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+
+
+# -- quickstart ---------------------------------------------------------------------------------
+
+
+def test_quickstart_seed_one_epoch(runner, tmp_path):
+    out = tmp_path / "qs"
+    d = _json(runner.invoke(cli, ["quickstart", "--task", "seed", "--epochs", "1", "--out", str(out), "--json"]))
+    assert d["task"] == "seed" and d["cell"] == "gru" and d["parity"]["ok"] and d["parity"]["max_abs"] < 1e-4
+    for name in ("model.safetensors", "model.onnx", "model-int8.onnx", "parity.json", "summary.json"):
+        assert (out / name).stat().st_size > 0
+    assert json.loads((out / "summary.json").read_text())["parity"] == d["parity"]
+    assert set(d["accuracy"]) == {"torch", "onnx fp32", "onnx int8"} and all(0 <= v <= 1 for v in d["accuracy"].values())
+    assert d["accuracy"]["onnx fp32"] == pytest.approx(d["accuracy"]["torch"])  # same model, same test split
+    assert set(d["latency"]["ratios"]) == {"onnx fp32", "onnx int8"} and min(d["latency"]["ratios"].values()) > 0
+
+
+def test_quickstart_exits_1_when_parity_fails(runner, monkeypatch, tmp_path):
+    import rnnedge.quickstart
+
+    summary = {"parity": {"ok": False, "summary": "parity FAILED: 1 of 6 cases"}}
+    monkeypatch.setattr(rnnedge.quickstart, "quickstart", lambda *a, **k: summary)
+    result = runner.invoke(cli, ["quickstart", "--task", "seed", "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 1 and result.stderr.strip() == "error: parity FAILED: 1 of 6 cases"

@@ -92,9 +92,10 @@ class Chromium:
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--no-default-browser-check",
                 "--disable-extensions", "--mute-audio", f"--window-size={width},{height}",
                 f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, pass_fds=(3, 4), preexec_fn=remap,
-                                     start_new_session=True)
+        self.log = profile / "chromium-stderr.log"  # a file, not a pipe nobody drains
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                         pass_fds=(3, 4), preexec_fn=remap, start_new_session=True)
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self._next_id = 0
@@ -214,8 +215,7 @@ def browser(tmp_path_factory):
         chrome.send("Browser.getVersion", timeout=30)
     except Exception as error:
         chrome.close()
-        stderr = chrome.proc.stderr.read().decode(errors="replace")[-2000:] if chrome.proc.stderr else ""
-        pytest.fail(f"chromium did not start: {error}\n{stderr}")
+        pytest.fail(f"chromium did not start: {error}\n{chrome.log.read_text(errors='replace')[-2000:]}")
     yield chrome
     chrome.close()
 

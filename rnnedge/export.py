@@ -157,11 +157,8 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     module.eval()
     try:
         with ops.swapped_recurrent(module), torch.no_grad(), _quiet_torch():
-            program = torch.onnx.export(
-                module, examples, dynamo=True, custom_translation_table=ops.translation_table(),
-                dynamic_shapes=dynamic_shapes if any(d for d in names if axes.get(d)) else None,
-                input_names=names, output_names=output_names, opset_version=opset, optimize=False, verbose=False,
-            )
+            program = _torch_onnx_export(module, examples, dynamic_shapes if any(axes.get(n) for n in names) else None,
+                                         names, output_names, opset)
     except Exception as exc:  # torch.export / onnx conversion failures: one readable line
         raise ExportError(f"torch.onnx could not export the module: {_first_line(exc)}") from exc
     finally:
@@ -204,6 +201,38 @@ def _bare_module():
             return self.layer(x, hx)
 
     return Bare
+
+
+_REGISTRIES: dict[int, object] = {}
+
+
+def _torch_onnx_export(module, examples, dynamic_shapes, names, output_names, opset):
+    """torch.onnx.export(dynamo=True) with our translation table, reusing one operator registry per opset.
+
+    The public call rebuilds torchlib's registry every time (about 1.3 s of a ~2 s warm export here);
+    torch.onnx's own compat layer does exactly what follows, with a fresh registry. Falls back to the
+    public call if torch's internals move.
+    """
+    import torch
+
+    from exporters import ops
+
+    try:
+        from torch.onnx._internal.exporter import _constants, _core, _registration
+    except ImportError:
+        _core = None
+    if _core is None or not hasattr(_registration, "ONNXRegistry"):
+        return torch.onnx.export(module, examples, dynamo=True, custom_translation_table=ops.translation_table(),
+                                 dynamic_shapes=dynamic_shapes, input_names=names, output_names=output_names,
+                                 opset_version=opset, optimize=False, verbose=False)
+    registry_opset = max(opset, _constants.TORCHLIB_OPSET)
+    if registry_opset not in _REGISTRIES:
+        registry = _registration.ONNXRegistry().from_torchlib(opset_version=registry_opset)
+        for torch_op, onnx_op in ops.translation_table().items():
+            registry.register_op(torch_op, onnx_op, is_complex=False)
+        _REGISTRIES[registry_opset] = registry
+    return _core.export(module, examples, {}, registry=_REGISTRIES[registry_opset], dynamic_shapes=dynamic_shapes,
+                        input_names=names, output_names=output_names, verbose=False, optimize=False, opset_version=opset)
 
 
 def _match_signature(module, shapes: list) -> tuple:
@@ -357,6 +386,11 @@ def _finish(model, axes, spec: IOSpec, user_axes) -> None:
     import onnx
 
     labels = {_identifier(l): l for spec_axes in axes.values() for l in spec_axes.values()}
+    for vi in model.graph.input:  # whatever torch called the symbols ("s77"), inputs say which label each is
+        dims = vi.type.tensor_type.shape.dim
+        for ax, label in axes.get(vi.name, {}).items():
+            if ax < len(dims) and dims[ax].HasField("dim_param"):
+                labels[dims[ax].dim_param] = label
 
     def relabel(value_info):
         for dim in value_info.type.tensor_type.shape.dim:

@@ -88,14 +88,30 @@ def latency_stats(seconds: list[float], batch: int) -> dict[str, float]:
             "throughput_seq_s": batch * 1e3 / mean if mean > 0 else float("inf"), "repeats": int(ms.size)}
 
 
-def time_interleaved(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int = 3) -> dict[str, list[float]]:
-    """Call each candidate in turn, `warmup` untimed rounds then `repeats` timed ones; seconds per call."""
+def time_interleaved(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int = 3,
+                     block: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each candidate: `warmup` untimed rounds, then rounds until `repeats` timed calls.
+
+    Each round calls every candidate in turn, `block` times in a row (after one untimed call that
+    warms its caches back up), so machine noise hits every candidate alike. block=1 alternates
+    call by call; at microsecond scale that measures each call with caches cooled by the others,
+    so small models are timed with blocks (steady state, as timeit does).
+    """
     times: dict[str, list[float]] = {name: [] for name in calls}
-    for k in range(warmup + repeats):
-        for name, call in calls.items():
-            start = time.perf_counter()
+    block = max(1, block)
+    for _ in range(warmup):
+        for call in calls.values():
             call()
-            if k >= warmup:
+    while any(len(t) < repeats for t in times.values()):
+        for name, call in calls.items():
+            n = min(block, repeats - len(times[name]))
+            if n <= 0:
+                continue
+            if block > 1:
+                call()
+            for _ in range(n):
+                start = time.perf_counter()
+                call()
                 times[name].append(time.perf_counter() - start)
     return times
 
@@ -175,11 +191,12 @@ class BenchReport:
 
 
 def bench(model, *, against=None, threads: int = 1, batch: int = 1, seq: int | None = None, repeats: int = 100,
-          warmup: int = 5, providers="cpu", plot=None) -> BenchReport:
+          warmup: int = 5, block: int = 10, providers="cpu", plot=None) -> BenchReport:
     """Time `model` (.onnx/.ort) through rnnedge.runtime.Session; with `against` (a checkpoint), torch eager too.
 
     `plot`: a PNG path for latency against sequence length (torch eager with `against`, onnx fp32,
-    onnx int8 quantized on the fly); needs matplotlib (`pip install rnnedge[plot]`).
+    onnx int8 quantized on the fly); needs matplotlib (`pip install rnnedge[plot]`). `block`: calls in a
+    row per candidate and round (see `time_interleaved`).
     """
     from .runtime import Session
 
@@ -208,7 +225,7 @@ def bench(model, *, against=None, threads: int = 1, batch: int = 1, seq: int | N
         calls["floor"] = lambda: floor.run(x)
         if against is not None:
             calls["torch"] = _torch_call(against, threads, x)
-        times = time_interleaved(calls, repeats, warmup)
+        times = time_interleaved(calls, repeats, warmup, block)
     peak = peak_rss_mb()
     stats = {name: latency_stats(t, batch) for name, t in times.items()}
     report = BenchReport(str(path), threads, batch, seq, path.stat().st_size, session.providers, stats["onnx"],
@@ -225,7 +242,7 @@ def bench(model, *, against=None, threads: int = 1, batch: int = 1, seq: int | N
 
 
 def bench_many(models: dict, *, against=None, threads: int = 1, batch: int = 1, seq: int = DEFAULT_SEQ,
-               repeats: int = 50, warmup: int = 5) -> dict:
+               repeats: int = 50, warmup: int = 5, block: int = 10) -> dict:
     """Several ONNX models (name -> path) and torch eager, interleaved on the same inputs.
 
     Returns {"latency": {name: latency_stats}, "ratios": {name: p50 / torch p50}} (ratios with `against`).
@@ -238,7 +255,7 @@ def bench_many(models: dict, *, against=None, threads: int = 1, batch: int = 1, 
     calls = {name: (lambda s=s: s.run(x, lengths)) for name, s in sessions.items()}
     if against is not None:
         calls["torch"] = _torch_call(against, threads, x)
-    stats = {name: latency_stats(t, x.shape[0]) for name, t in time_interleaved(calls, repeats, warmup).items()}
+    stats = {name: latency_stats(t, x.shape[0]) for name, t in time_interleaved(calls, repeats, warmup, block).items()}
     ratios = {name: stats[name]["p50_ms"] / stats["torch"]["p50_ms"] for name in sessions} if against is not None else {}
     return {"threads": threads, "batch": int(x.shape[0]), "seq": int(x.shape[1]), "latency": stats, "ratios": ratios}
 
@@ -276,7 +293,7 @@ def latency_by_seq(model, *, against=None, threads: int = 1, batch: int = 1, seq
             calls = {name: (lambda s=s: s.run(x, lengths)) for name, s in sessions.items()}
             if against is not None:
                 calls = {"torch eager": _torch_call(against, threads, x), **calls}
-            for name, t in time_interleaved(calls, repeats, warmup).items():
+            for name, t in time_interleaved(calls, repeats, warmup, block=5).items():
                 curves[name].append(latency_stats(t, batch)["p50_ms"])
     return {"seqs": list(seqs), "p50_ms": curves, "threads": threads, "batch": batch}
 
@@ -316,7 +333,8 @@ def runtime_footprint(model, timeout: float = 60.0) -> dict[str, float]:
         "t = time.perf_counter() - t\n"
         "s = rt.Session(sys.argv[1], providers='cpu', threads=1)\n"
         "import numpy as np\n"
-        "x = np.zeros((1, 10), np.int64) if s.is_tokens else np.zeros((1, 10, s.config['input_size']), np.float32)\n"
+        "f = [i.shape for i in s.inputs if i.name == s.input_name][0][2:] or [(s.config or {}).get('input_size')]\n"
+        "x = np.zeros((1, 10), np.int64) if s.is_tokens else np.zeros((1, 10, f[0] if isinstance(f[0], int) else s.config['input_size']), np.float32)\n"
         "s.run(x)\n"
         "print(json.dumps({'import_s': t, 'torch_loaded': 'torch' in sys.modules,"
         " 'rss_mb': int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) / 1024}))\n"

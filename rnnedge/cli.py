@@ -58,8 +58,13 @@ class RnnEdgeGroup(click.Group):
         except KeyboardInterrupt:
             _fail("interrupted")
             code = 130
-        except click.ClickException as e:  # usage errors, bad option values, missing files
+        except click.exceptions.NoArgsIsHelpError as e:  # bare `rnnedge` or a group: the help text
             e.show()
+            code = 2
+        except click.ClickException as e:  # usage errors, bad option values, missing files: one line too
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            _fail(e.format_message() + hint)
             code = 2 if isinstance(e, click.UsageError) else (e.exit_code or 2)
         except RnnEdgeError as e:
             _fail(str(e) or type(e).__name__)

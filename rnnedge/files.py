@@ -17,6 +17,8 @@ from pathlib import Path
 from .errors import BadInputError, UnsafeFileError
 
 PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with files, an empty zip
+MAX_ARRAY_BYTES = 4 * 1024**3  # load_arrays refuses an .npz that unpacks to more
 
 
 @contextlib.contextmanager
@@ -33,6 +35,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; a written file gets the usual permissions
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -127,18 +132,29 @@ def load_arrays(path: str | os.PathLike) -> dict:
 
     p = check_readable(path, ".npy/.npz file")
     head = p.open("rb").read(16)
-    if head.startswith(PICKLE_MAGIC):
-        raise UnsafeFileError(f"{p}: a pickle, refused: rnnedge never unpickles")
+    refuse_pickle(p, head)  # raw pickles and torch.save zips, whatever the name
     try:
         if head.startswith(b"\x93NUMPY"):
             return {"x": np.load(p, allow_pickle=False)}
-        if head.startswith(b"PK"):
+        if head.startswith(ZIP_MAGIC):
             with np.load(p, allow_pickle=False) as data:
+                odd = [n for n in data.zip.namelist() if not n.endswith(".npy")]
+                if odd:
+                    raise BadInputError(f"{p}: not an .npz of arrays (holds {odd[0]!r}, expected only .npy members)")
+                unpacked = sum(i.file_size for i in data.zip.infolist())
+                if unpacked > MAX_ARRAY_BYTES:  # a zip bomb, or simply more than one call should take
+                    raise BadInputError(f"{p}: unpacks to {unpacked:,} bytes, over the {MAX_ARRAY_BYTES:,}-byte limit")
                 return {k: data[k] for k in data.files}
+    except BadInputError:
+        raise
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise UnsafeFileError(f"{p}: holds pickled objects, refused: rnnedge never unpickles") from None
-        raise BadInputError(f"{p}: corrupt or truncated array file ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise BadInputError(f"{p}: corrupt or truncated array file ({type(exc).__name__})") from None
+        raise BadInputError(f"{p}: corrupt or truncated array file ({_one_line(exc)})") from None
+    except Exception as exc:  # OSError, EOFError, BadZipFile, zlib.error, ...: whatever a damaged file raises
+        raise BadInputError(f"{p}: corrupt or truncated array file ({type(exc).__name__}: {_one_line(exc)})") from None
     raise BadInputError(f"{p}: not a .npy or .npz file")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]

@@ -11,8 +11,17 @@
    inference run, the file is written atomically, and a quick parity check runs on shapes that
    were not used for export (the full suite is `rnnedge.verify`).
 
-Lowering choice (`lowering="auto"`), measured with `python samples/bench_lowerings.py`
-(onnxruntime 1.32, 1 thread, hidden 256, batch 8, 50 steps, 2-core x86 CPU), see LOWERING_AUTO.
+Lowering choice (`lowering="auto"`): onnxruntime 1.32, one thread, batch 8, 50 steps, input = hidden,
+median ms native / scan, measured in one interleaved run on this project's 2-core x86 machine:
+
+    hidden      16            32            64            128           256 (samples/bench_targets.py)
+    RNN     0.072/0.074   0.128/0.091   0.344/0.162   1.988/0.524   2.69/1.16    -> scan from hidden 32
+    GRU     0.102/0.406   0.167/0.418   0.384/0.900   1.904/2.153   4.27/4.64    -> native
+    LSTM    0.161/0.622   0.206/0.652   0.382/0.653   1.354/1.943   8.60/9.29    -> native
+
+ORT's own RNN kernel is the slow one; its GRU and LSTM kernels beat a Scan loop of small ops. Scan
+stays the choice for LSTM projections (no standard operator) and is what `quantize --mode int8`
+re-lowers RNN and GRU to, since their standard operators stay float under ORT's quantizer.
 """
 
 from __future__ import annotations
@@ -38,8 +47,9 @@ log = logging.getLogger(__name__)
 
 TARGETS = ("dynamic", "stream", "mobile")
 LOWERINGS = ("auto", "native", "scan", "unrolled")
-# lowering="auto": per cell, the faster of native/scan in onnxruntime (see module docstring).
-LOWERING_AUTO = {"rnn": "scan", "gru": "scan", "lstm": "native"}
+# lowering="auto": per cell, the faster of native/scan in onnxruntime (see the module docstring).
+LOWERING_AUTO = {"rnn": "scan", "gru": "native", "lstm": "native"}
+SCAN_RNN_MIN_HIDDEN = 32  # below this, ORT's RNN kernel is as fast as the Scan loop (0.072 vs 0.074 ms at 16)
 
 
 @dataclass
@@ -264,8 +274,11 @@ def _choose_lowering(lowering: str, target: str, layers) -> str:
         return lowering
     if has_proj:
         return "scan"
-    cells = {type(layer).__name__.lower() for _, layer in layers}
-    picks = {LOWERING_AUTO[c] for c in cells}
+    picks = set()
+    for _, layer in layers:
+        cell = type(layer).__name__.lower()
+        small_rnn = cell == "rnn" and layer.hidden_size < SCAN_RNN_MIN_HIDDEN
+        picks.add("native" if small_rnn else LOWERING_AUTO[cell])
     return picks.pop() if len(picks) == 1 else "scan"
 
 

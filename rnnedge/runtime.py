@@ -83,6 +83,9 @@ def select_providers(requested: str | Sequence[str] | None, available: Sequence[
     (logged) as long as one remains. Pure: pass ``ort.get_available_providers()`` as ``available``.
     """
     avail = list(available)
+    if not (requested is None or isinstance(requested, str) or (
+            isinstance(requested, Sequence) and not isinstance(requested, (bytes, bytearray)))):
+        raise BadInputError(f"providers must be 'auto', a name or a list of names, got {type(requested).__name__}")
     if requested is None or (isinstance(requested, str) and requested.strip().lower() == "auto"):
         chosen = [PROVIDER_ALIASES[k] for k in _AUTO_ORDER if PROVIDER_ALIASES[k] in avail]
     elif isinstance(requested, str):
@@ -125,7 +128,7 @@ def _ort_error(what: str, err: Exception) -> RnnEdgeError:
     """Turn an onnxruntime exception into one readable line of the right class."""
     msg = " ".join(str(err).split()) or type(err).__name__
     msg = msg.split("] : ", 1)[-1] if msg.startswith("[ONNXRuntimeError]") else msg
-    if "external data" in msg.lower() and ("escape" in msg or "outside" in msg):
+    if "external data" in msg.lower() and ("escape" in msg or "outside" in msg or "Absolute path" in msg):
         return UnsafeFileError(f"{what}: unsafe external data: {msg}")
     kind = type(err).__name__
     cls = BadInputError if kind in ("InvalidArgument", "InvalidProtobuf", "NoSuchFile", "InvalidGraph",
@@ -136,7 +139,7 @@ def _ort_error(what: str, err: Exception) -> RnnEdgeError:
 def _check_path(path: str | os.PathLike) -> str:
     """Refuse missing, directory, empty and oversized model files before onnxruntime sees them."""
     try:
-        p = os.fspath(path)
+        p = os.fsdecode(path)  # bytes too: onnxruntime would read bytes as a serialised model, not a path
     except TypeError:
         raise BadInputError(f"model path must be a str or os.PathLike, got {type(path).__name__}") from None
     if not os.path.exists(p):
@@ -148,7 +151,39 @@ def _check_path(path: str | os.PathLike) -> str:
         raise BadInputError(f"model file is empty: {p}")
     if size > _MAX_BYTES:
         raise BadInputError(f"model file is {size} bytes, over the 2 GB limit: {p}")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(16)
+            fh.seek(-1, os.SEEK_END)
+            last = fh.read(1)
+    except OSError as err:
+        raise BadInputError(f"cannot read model file {p}: {err.strerror or err}") from None
+    _refuse_foreign(p, head, last)
     return p
+
+
+def _refuse_foreign(p: str, head: bytes, last: bytes) -> None:
+    """Pickles (torch.save files included) are unsafe; a checkpoint or an array file is not a model."""
+    import zipfile
+
+    protocol_2_plus = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    protocol_0_1 = head[:1] in (b"(", b"]", b"}", b"c") and last == b"."  # opener ... STOP
+    if protocol_2_plus or protocol_0_1:
+        raise UnsafeFileError(f"{p}: a pickle, refused: rnnedge never unpickles (expected an .onnx or .ort model)")
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        try:
+            with zipfile.ZipFile(p) as z:
+                pickled = any(n.endswith(".pkl") for n in z.namelist())
+        except (zipfile.BadZipFile, OSError):
+            pickled = False
+        if pickled:
+            raise UnsafeFileError(f"{p}: a torch.save file (pickles), refused: rnnedge never unpickles "
+                                  "(expected an .onnx or .ort model)")
+        raise BadInputError(f"{p}: a zip archive (.npz?), not a model: expected an .onnx or .ort file")
+    if head.startswith(b"\x93NUMPY"):
+        raise BadInputError(f"{p}: a .npy array file, not a model: expected an .onnx or .ort file")
+    if len(head) >= 9 and head[8:10] == b'{"':
+        raise BadInputError(f"{p}: a safetensors checkpoint, not a model: export it first (rnnedge export)")
 
 
 def _spec(arg) -> IOSpec:
@@ -358,7 +393,8 @@ class Session:
         if want is None or arr.dtype == want:
             return arr
         if want.kind == "f" and arr.dtype.kind == "f":
-            return arr.astype(want)
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow -> Inf, refused by _check_values
+                return arr.astype(want)
         if want.kind in "iu" and arr.dtype in _TOKEN_KINDS:
             return arr.astype(want)
         raise BadInputError(f"{what}: dtype {arr.dtype} not accepted; expected {want}"

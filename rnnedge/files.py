@@ -62,9 +62,21 @@ def check_readable(path: str | os.PathLike, what: str = "file") -> Path:
 
 
 def refuse_pickle(path: Path, head: bytes) -> None:
-    """Refuse pickles (and torch's zip-of-pickles) whatever the file is called."""
-    if head.startswith(PICKLE_MAGIC) or (head.startswith(b"PK") and _zip_has_pickle(path)):
+    """Refuse pickles (any protocol, and torch's zip-of-pickles) whatever the file is called."""
+    if head.startswith(PICKLE_MAGIC) or _old_pickle(path, head) or (head.startswith(b"PK") and _zip_has_pickle(path)):
         raise UnsafeFileError(f"{path}: a pickle, refused: rnnedge never unpickles (use safetensors or .npy/.npz)")
+
+
+def _old_pickle(path: Path, head: bytes) -> bool:
+    """Protocol 0/1 pickles: an opener such as '(' or 'c' (GLOBAL) and a final '.' (STOP)."""
+    if head[:1] not in (b"(", b"]", b"}", b"c"):
+        return False
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) == b"."
+    except OSError:
+        return False
 
 
 def _zip_has_pickle(path: Path) -> bool:

@@ -90,12 +90,10 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _looks_pickled(data: bytes) -> bool:
-    """torch.save zips (PK..), raw pickles (protocol 2+: 0x80 0x02..0x05) and protocol 0/1 openers."""
-    if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        return True
-    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
-        return True
-    return data[:1] in (b"(", b"]", b"}", b"c") and data[-1:] == b"."
+    """Raw pickles (any protocol), numpy object arrays, and zips holding either (torch.save, .npz)."""
+    from rnnedge.files import holds_pickle
+
+    return holds_pickle(data)
 
 
 def parse_header(data: bytes, path: Path) -> dict[str, Any]:
@@ -106,6 +104,10 @@ def parse_header(data: bytes, path: Path) -> dict[str, Any]:
     if not (2 <= n <= MAX_HEADER and data[8:9] == b"{"):
         if _looks_pickled(data):
             raise UnsafeFileError(f"{path}: a pickle, refused: rnnedge never unpickles (save with rnnedge train or save_checkpoint)")
+        if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise BadInputError(f"{path}: a zip archive (an .npz?), not a safetensors checkpoint")
+        if data.startswith(b"\x93NUMPY"):
+            raise BadInputError(f"{path}: a .npy array file, not a safetensors checkpoint")
         if len(data) < 10:
             raise BadInputError(f"{path}: truncated or not a safetensors file ({len(data)} bytes)")
         raise BadInputError(f"{path}: not a safetensors checkpoint")

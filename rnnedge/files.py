@@ -8,6 +8,7 @@ and never damages an existing one.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 import zipfile
@@ -61,30 +62,58 @@ def check_readable(path: str | os.PathLike, what: str = "file") -> Path:
     return p
 
 
-def refuse_pickle(path: Path, head: bytes) -> None:
-    """Refuse pickles (any protocol, and torch's zip-of-pickles) whatever the file is called."""
-    if head.startswith(PICKLE_MAGIC) or _old_pickle(path, head) or (head.startswith(b"PK") and _zip_has_pickle(path)):
+def refuse_pickle(path: Path, head: bytes | None = None) -> None:
+    """Refuse pickles (any protocol, numpy object arrays, torch's zip-of-pickles) whatever the file is called."""
+    if holds_pickle(path):
         raise UnsafeFileError(f"{path}: a pickle, refused: rnnedge never unpickles (use safetensors or .npy/.npz)")
 
 
-def _old_pickle(path: Path, head: bytes) -> bool:
-    """Protocol 0/1 pickles: an opener such as '(' or 'c' (GLOBAL) and a final '.' (STOP)."""
-    if head[:1] not in (b"(", b"]", b"}", b"c"):
-        return False
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(-1, os.SEEK_END)
-            return fh.read(1) == b"."
-    except OSError:
-        return False
+def holds_pickle(source: str | os.PathLike | bytes) -> bool:
+    """True for a pickle of any protocol, a .npy of objects, or a zip (torch.save, .npz) holding either.
+
+    ``source``: a path, or the file's bytes."""
+    if isinstance(source, (bytes, bytearray)):
+        head, last, path = bytes(source[:_NPY_HEADER_MAX]), bytes(source[-1:]), io.BytesIO(source)
+    else:
+        try:
+            with open(source, "rb") as fh:
+                head = fh.read(_NPY_HEADER_MAX)
+                fh.seek(-1, os.SEEK_END)
+                last = fh.read(1)
+        except OSError:
+            return False
+        path = source
+    if head.startswith(PICKLE_MAGIC) or (head[:1] in (b"(", b"]", b"}", b"c") and last == b"."):  # protocol 2+, 0/1
+        return True
+    if head.startswith(b"\x93NUMPY"):
+        return _npy_holds_objects(head)
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                for info in z.infolist():
+                    if info.filename.endswith(".pkl"):
+                        return True
+                    if info.filename.endswith(".npy"):
+                        with z.open(info) as member:
+                            if _npy_holds_objects(member.read(_NPY_HEADER_MAX)):
+                                return True
+        except Exception:  # a damaged zip: the loader reports it
+            return False
+    return False
 
 
-def _zip_has_pickle(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any(n.endswith(".pkl") or "/data.pkl" in n for n in z.namelist())
-    except (zipfile.BadZipFile, OSError):
+_NPY_HEADER_MAX = 65536
+
+
+def _npy_holds_objects(head: bytes) -> bool:
+    """An .npy header whose dtype (or a field of it) is Python objects, stored as a pickle."""
+    if not head.startswith(b"\x93NUMPY") or len(head) < 10:
         return False
+    if head[6:7] == b"\x01":  # version 1: 2-byte header length; 2 and 3: 4 bytes
+        start, size = 10, int.from_bytes(head[8:10], "little")
+    else:
+        start, size = 12, int.from_bytes(head[8:12], "little")
+    return b"|O" in head[start: start + size]
 
 
 def load_onnx(path: str | os.PathLike, *, load_weights: bool = True):

@@ -173,17 +173,31 @@ def _refuse_foreign(p: str, head: bytes, last: bytes) -> None:
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         try:
             with zipfile.ZipFile(p) as z:
-                pickled = any(n.endswith(".pkl") for n in z.namelist())
-        except (zipfile.BadZipFile, OSError):
+                pickled = any(n.endswith(".pkl") or (n.endswith(".npy") and _npy_objects(z.open(n).read(65536)))
+                              for n in z.namelist())
+        except Exception:  # a damaged zip is no model either
             pickled = False
         if pickled:
-            raise UnsafeFileError(f"{p}: a torch.save file (pickles), refused: rnnedge never unpickles "
-                                  "(expected an .onnx or .ort model)")
+            raise UnsafeFileError(f"{p}: a zip of pickles (torch.save, or .npz of objects), refused: rnnedge "
+                                  "never unpickles (expected an .onnx or .ort model)")
         raise BadInputError(f"{p}: a zip archive (.npz?), not a model: expected an .onnx or .ort file")
     if head.startswith(b"\x93NUMPY"):
+        with open(p, "rb") as fh:
+            if _npy_objects(fh.read(65536)):
+                raise UnsafeFileError(f"{p}: a .npy of pickled objects, refused: rnnedge never unpickles "
+                                      "(expected an .onnx or .ort model)")
         raise BadInputError(f"{p}: a .npy array file, not a model: expected an .onnx or .ort file")
     if len(head) >= 9 and head[8:10] == b'{"':
         raise BadInputError(f"{p}: a safetensors checkpoint, not a model: export it first (rnnedge export)")
+
+
+def _npy_objects(raw: bytes) -> bool:
+    """An .npy header whose dtype (or a field of it) is Python objects, which numpy stores as pickles."""
+    if not raw.startswith(b"\x93NUMPY") or len(raw) < 10:
+        return False
+    start, size = (10, int.from_bytes(raw[8:10], "little")) if raw[6:7] == b"\x01" else (
+        12, int.from_bytes(raw[8:12], "little"))
+    return b"|O" in raw[start: start + size]
 
 
 def _spec(arg) -> IOSpec:

@@ -290,6 +290,9 @@ def spec_of(onnx_path) -> IOSpec:
     """The IOSpec stored in an rnnedge file, or one read from the graph's inputs for any other model."""
     import onnxruntime as ort
 
+    from .files import load_onnx
+
+    load_onnx(onnx_path, load_weights=False)  # missing, pickled, corrupt, external data leaving its folder: one line
     try:
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     except Exception as exc:

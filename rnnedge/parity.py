@@ -15,7 +15,10 @@ with atol = 1e-4, rtol = 1e-4 and e = torch's own float32 error on that case and
 float32 - torch float64|, measured on a float64 copy of the module). For ordinary (contracting)
 recurrent models e is ~1e-7 and the tolerance is simply atol/rtol; chaotic ones (large recurrent
 weights, hundreds of steps) amplify any rounding difference, and there e widens the tolerance
-instead of raising a false alarm. Correct exports measured here stay below 3e-6 even at 512 steps with
+instead of raising a false alarm. Where torch's float32 answer is off its own float64 answer by more
+than 1e-3 of the output's scale (chaos, or overflow on the way), float32 cannot be verified at that
+length at all: the output is skipped for that case and the report says so. Short cases stay
+well-conditioned for any model, so a real export bug is still caught there. Correct exports measured here stay below 3e-6 even at 512 steps with
 saturated gates (see tests/test_parity.py's sweep), so the default sits ~30x above that noise while
 a single recurrent weight moved by 1% already shows up (measured sensitivity in the README).
 Elements where torch itself is NaN/Inf or beyond 1e30 (a model that overflows float32) are not compared, and
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 ATOL, RTOL = 1e-4, 1e-4  # float32 (see the module docstring)
 FP16_ATOL, FP16_RTOL = 2e-2, 2e-2
 OVERFLOW = 1e30  # |torch| beyond this is at the edge of float32's range (3.4e38): not compared
+ILL_CONDITIONED = 1e-3  # torch float32 off its float64 answer by more than this (relative): the case is skipped
 NOISE_FACTOR = 10.0  # how far beyond torch's own float32 rounding error (against float64) onnxruntime may be
 COMPUTE_PROVIDERS_SKIPPED = ("AzureExecutionProvider",)  # remote endpoints, not a local compute device
 
@@ -142,12 +146,20 @@ def compare(ref: dict, out: dict, atol: float = ATOL, rtol: float = RTOL, case: 
             continue
         with np.errstate(invalid="ignore", over="ignore"):
             err = np.abs(o - r)
+        slack = NOISE_FACTOR * float((noise or {}).get(name, 0.0))
+        finite_ref = r[np.isfinite(r) & (np.abs(r) <= OVERFLOW)]
+        scale = max(float(np.abs(finite_ref).max(initial=0.0)), 1.0)
+        if slack / NOISE_FACTOR > ILL_CONDITIONED * scale:  # float32 itself has lost the answer: nothing to verify
+            note = f"ill-conditioned here: torch float32 is {slack / NOISE_FACTOR:.1e} off its float64 answer; not compared"
+            diffs.append(OutputDiff(name, 0.0, 0.0, 0.0, (), True, note))
+            continue
         overflow = ~np.isfinite(r) | (np.abs(r) > OVERFLOW)  # torch itself (nearly) overflowed: nothing to compare
+        if slack >= OVERFLOW:  # torch's own float32 answer is off by > 1e29: overflow anywhere is no export bug
+            overflow |= ~np.isfinite(o)
         err[overflow] = 0.0
         err[np.isnan(err)] = np.inf  # NaN/Inf from onnxruntime where torch has a number
         worst = np.unravel_index(int(np.argmax(err)), err.shape)
         rel = np.where(err == 0, 0.0, err / np.maximum(np.abs(np.nan_to_num(r)), 1e-12))
-        slack = NOISE_FACTOR * float((noise or {}).get(name, 0.0))
         ok = bool(np.all(err <= atol + slack + rtol * np.abs(np.nan_to_num(r))))
         note = "" if np.isfinite(err).all() else "NaN/Inf where torch has a number"
         if slack > atol:

@@ -47,6 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadInputError, RnnEdgeError
+from exporters.graph import compact_names
+
 from .files import load_arrays, load_onnx, save_onnx
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,7 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
                 _static(src, dst, reader, calibration_method, per_channel, notes)
             out = onnx.load(str(dst))
     stayed = stayed_float(out, mode)
+    compact_names(out)  # the quantizer's long value names are ~10% of a small int8 file
     for line in stayed:
         warns.append(line)
     new_meta = dict(meta, **{"rnnedge.quantization": mode})

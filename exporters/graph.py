@@ -117,13 +117,22 @@ def tidy_opsets(model: onnx.ModelProto) -> None:
 
 
 def compact_names(model: onnx.ModelProto) -> None:
-    """Short names for every value, node and initializer except the graph's inputs and outputs, in place.
+    """Short names for every intermediate value (not inputs, outputs or weights), no node names, in place.
 
     onnxruntime's quantizer writes names such as `scan0_d0/matmul2_output_quantized_cast_output`; in a
     small int8 model they are a tenth of the file. One map over every graph (Scan bodies included)
     keeps outer-scope references consistent.
     """
     keep = {v.name for v in [*model.graph.input, *model.graph.output]}
+
+    def initializers(graph: onnx.GraphProto) -> None:  # weight names say what they are: kept
+        keep.update(t.name for t in graph.initializer)
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    initializers(attr.g)
+
+    initializers(model.graph)
     mapping: dict[str, str] = {}
 
     def short(name: str) -> str:

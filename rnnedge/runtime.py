@@ -229,9 +229,15 @@ class Session:
         self._sess = self._open(profile_dir=None)
         self._placement: dict[str, int] | None = None
         self._lock = threading.Lock()
-        self.inputs = tuple(_spec(a) for a in self._sess.get_inputs())
-        self.outputs = tuple(_spec(a) for a in self._sess.get_outputs())
-        self.metadata: dict[str, str] = dict(self._sess.get_modelmeta().custom_metadata_map)
+        try:
+            self.inputs = tuple(_spec(a) for a in self._sess.get_inputs())
+            self.outputs = tuple(_spec(a) for a in self._sess.get_outputs())
+            self.metadata: dict[str, str] = dict(self._sess.get_modelmeta().custom_metadata_map)
+        except Exception as err:  # e.g. names or metadata strings that are not UTF-8 (a damaged file)
+            raise BadInputError(f"{self.path}: unreadable model signature or metadata "
+                                f"({type(err).__name__}); is the file damaged?") from None
+        if not self.outputs:
+            raise BadInputError(f"{self.path}: the model has no outputs")
         self.config = self._json_meta("rnnedge.config", dict)
         self.labels = self._json_meta("rnnedge.labels", list)
         names = [s.name for s in self.inputs]
@@ -262,15 +268,25 @@ class Session:
 
     def _open(self, profile_dir: str | None) -> ort.InferenceSession:
         opts = ort.SessionOptions()
+        # onnxruntime logs straight to stderr (a damaged file can print several lines); what it raises says the
+        # same in our one line, so its log shows only with debug logging
+        opts.log_severity_level = 2 if log.isEnabledFor(logging.DEBUG) else 4
         if self._threads is not None:
             opts.intra_op_num_threads = self._threads
         if profile_dir is not None:
             opts.enable_profiling = True
             opts.profile_file_prefix = os.path.join(profile_dir, "rnnedge")
-        try:
-            return ort.InferenceSession(self.path, opts, providers=self._wanted)
+        try:  # no onnxruntime fallback: it prints to stdout (breaking --json) and retries a broken file
+            return ort.InferenceSession(self.path, opts, providers=self._wanted, enable_fallback=0)
         except Exception as err:  # onnxruntime raises its own pybind classes
-            raise _ort_error(f"cannot load model {self.path}", err) from err
+            first = err
+        if self._wanted != [_CPU]:  # an accelerator that failed to start: say so, then CPU alone
+            log.warning("providers %s failed (%s); retrying on CPU only", self._wanted, " ".join(str(first).split())[:200])
+            try:
+                return ort.InferenceSession(self.path, opts, providers=[_CPU], enable_fallback=0)
+            except Exception as err:
+                first = err
+        raise _ort_error(f"cannot load model {self.path}", first) from first
 
     def _json_meta(self, key: str, kind: type):
         raw = self.metadata.get(key)

@@ -129,6 +129,9 @@ def load_onnx(path: str | os.PathLike, *, load_weights: bool = True):
         raise BadInputError(f"{p}: not a readable ONNX model ({type(exc).__name__})") from None
     if not model.graph.node and not model.graph.output:
         raise BadInputError(f"{p}: not an ONNX model (no graph)")
+    bad_text = _first_non_utf8(model)
+    if bad_text:
+        raise BadInputError(f"{p}: corrupt ONNX model ({bad_text} is not UTF-8 text)")
     folder = p.resolve().parent
     for tensor in _external_tensors(model):
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
@@ -142,6 +145,29 @@ def load_onnx(path: str | os.PathLike, *, load_weights: bool = True):
 
         load_external_data_for_model(model, str(folder))
     return model
+
+
+def _first_non_utf8(model) -> str | None:
+    """Where a damaged file's string field came back as bytes (protobuf does that for invalid UTF-8), else None."""
+    for prop in model.metadata_props:
+        if isinstance(prop.key, bytes) or isinstance(prop.value, bytes):
+            return "a metadata entry"
+    if any(isinstance(o.domain, bytes) for o in model.opset_import):
+        return "an opset domain"
+    graphs = [model.graph]
+    while graphs:
+        g = graphs.pop()
+        names = [v.name for v in (*g.input, *g.output, *g.value_info)] + [t.name for t in g.initializer]
+        if any(isinstance(n, bytes) for n in names):
+            return f"a value name in graph {g.name!r}"
+        for node in g.node:
+            texts = [node.op_type, node.domain, node.name, *node.input, *node.output, *(a.name for a in node.attribute)]
+            if any(isinstance(t, bytes) for t in texts):
+                return "a node's name, type or inputs"
+            for attr in node.attribute:
+                graphs.extend([attr.g] if attr.HasField("g") else [])
+                graphs.extend(attr.graphs)
+    return None
 
 
 def _external_tensors(model) -> Iterator:

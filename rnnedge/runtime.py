@@ -322,7 +322,7 @@ class Session:
                         sess.run(None, self._dummy_feeds())
                     except Exception as err:
                         raise _ort_error("profiling run failed", err) from err
-                    with open(sess.end_profiling(), encoding="utf-8") as fh:
+                    with open(sess.end_profiling(), encoding="utf-8", errors="replace") as fh:  # damaged names
                         events = json.load(fh)
                 nodes: dict[str, str] = {}
                 for ev in events:

@@ -409,6 +409,12 @@ def verify(checkpoint, model, atol, rtol, cases, providers, as_json):
 
     read_checkpoint(checkpoint)  # refuse a bad checkpoint before any work
     load_onnx(model, load_weights=False)
+    if providers:  # unknown or unavailable names: one line (onnxruntime would fall back to CPU and say nothing useful)
+        import onnxruntime as ort
+
+        from rnnedge.runtime import select_providers
+
+        providers = [select_providers(p, ort.get_available_providers())[0] for p in providers]
     report = verify_parity(checkpoint, model, atol=atol, rtol=rtol, cases=cases, providers=list(providers) or None)
     emit(report.to_dict(), as_json, lambda c, d: _render_parity(c, report))
     if not report:

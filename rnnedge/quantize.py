@@ -39,6 +39,7 @@ import types
 
 import contextlib
 import logging
+import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -276,6 +277,8 @@ def _calibration_reader(calibration, model, meta: dict, warns: list[str]):
                      "(pass --calibration FILE.npz or a task name)")
         batches = _random_batches(inputs, meta)
     elif isinstance(calibration, str) and not calibration.endswith((".npz", ".npy")) and not Path(calibration).exists():
+        if os.sep in calibration or "/" in calibration or Path(calibration).suffix:  # meant as a file
+            raise BadInputError(f"{calibration}: no such calibration file (expected an .npz/.npy file or a task name)")
         batches = _task_batches(calibration, inputs)
     else:
         arrays = calibration if isinstance(calibration, Mapping) else load_arrays(calibration)

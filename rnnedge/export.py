@@ -473,17 +473,17 @@ def describe_onnx(path) -> dict:
     """What `rnnedge inspect` shows of an .onnx/.ort file: I/O with symbolic dims, opset, operators, size, metadata."""
     from collections import Counter
 
-    from .files import check_readable, load_onnx
+    from .files import check_readable, load_onnx, refuse_pickle
 
     p = Path(path)
     if p.suffix.lower() == ".ort":
         import onnxruntime as ort
 
+        from .parity import ort_session
+
         check_readable(p, "ORT model")
-        try:
-            session = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise BadInputError(f"{p}: not a readable ORT-format model ({str(exc).splitlines()[0][:120]})") from None
+        refuse_pickle(p)
+        session = ort_session(p)
         io = lambda args: [{"name": a.name, "type": a.type, "shape": list(a.shape)} for a in args]  # noqa: E731
         return {"file": str(p), "kind": "ort", "bytes": p.stat().st_size, "inputs": io(session.get_inputs()),
                 "outputs": io(session.get_outputs()), "metadata": dict(session.get_modelmeta().custom_metadata_map)}

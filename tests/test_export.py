@@ -16,7 +16,7 @@ from torch.utils._pytree import tree_leaves
 
 import rnnedge
 from rnnedge.errors import BadInputError, ExportError
-from tests.user_modules import PackedLengths, cases
+from user_modules import PackedLengths, cases
 
 USER_CASES = cases()
 

@@ -24,7 +24,9 @@ def stock_nodes(module, x) -> str:
         try:
             t0 = time.perf_counter()
             program = torch.onnx.export(module, (x,), dynamo=True, verbose=False, dynamic_shapes=({0: torch.export.Dim("b"), 1: torch.export.Dim("t")},))
-            return f"{len(program.model_proto.graph.node)} nodes, {time.perf_counter() - t0:.1f} s"
+            proto = program.model_proto
+            dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+            return f"{len(proto.graph.node)} nodes, {time.perf_counter() - t0:.1f} s, input {dims}"
         except Exception as exc:
             try:  # no dynamic axes at all
                 t0 = time.perf_counter()

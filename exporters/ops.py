@@ -226,8 +226,6 @@ def swapped_recurrent(module: nn.Module) -> Iterator[list[str]]:
         parent_name, _, child = name.rpartition(".")
         parent = module.get_submodule(parent_name) if parent_name else module
         swaps.append((parent, child, layer))
-    if not swaps and isinstance(module, RECURRENT_TYPES):
-        raise ValueError("pass a module that contains the recurrent layer, not the layer itself")
     try:
         for parent, child, layer in swaps:
             setattr(parent, child, RecurrentExport(layer))

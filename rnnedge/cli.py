@@ -299,7 +299,7 @@ def inspect(file, as_json):
     if not file.exists():
         raise BadInputError(f"{file}: no such file")
     if is_onnx_path(file):
-        from rnnedge.export import describe_onnx
+        from rnnedge.describe import describe_onnx
 
         data = describe_onnx(file)
     else:

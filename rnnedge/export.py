@@ -36,8 +36,6 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__
 from .errors import BadInputError, ExportError
 from .files import atomic_path, onnx_bytes
@@ -134,7 +132,6 @@ def export_checkpoint(checkpoint, path, *, target: str = "dynamic", lowering: st
 def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowering="auto", input_names=None,
                output_names=None, opset=18):
     """The pure core of export: returns (onnx.ModelProto, IOSpec, lowering used). Writes nothing."""
-    import onnx
     import torch
 
     from exporters import native, ops
@@ -467,60 +464,6 @@ def _first_line(exc: BaseException) -> str:
     if causes:
         return causes[-1].split(": ", 1)[-1][:300]
     return next((line for line in text if line.strip()), type(exc).__name__)[:300]
-
-
-def describe_onnx(path) -> dict:
-    """What `rnnedge inspect` shows of an .onnx/.ort file: I/O with symbolic dims, opset, operators, size, metadata."""
-    from collections import Counter
-
-    from .files import check_readable, load_onnx, refuse_pickle
-
-    p = Path(path)
-    if p.suffix.lower() == ".ort":
-        import onnxruntime as ort
-
-        from .parity import ort_session
-
-        check_readable(p, "ORT model")
-        refuse_pickle(p)
-        session = ort_session(p)
-        io = lambda args: [{"name": a.name, "type": a.type, "shape": list(a.shape)} for a in args]  # noqa: E731
-        return {"file": str(p), "kind": "ort", "bytes": p.stat().st_size, "inputs": io(session.get_inputs()),
-                "outputs": io(session.get_outputs()), "metadata": dict(session.get_modelmeta().custom_metadata_map)}
-    model = load_onnx(p, load_weights=False)
-
-    def io(values):
-        out = []
-        for v in values:
-            t = v.type.tensor_type
-            dims = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in t.shape.dim]
-            out.append({"name": v.name, "dtype": onnx_dtype_name(t.elem_type), "shape": dims})
-        return out
-
-    ops = Counter()
-
-    def count(graph):
-        for node in graph.node:
-            ops[f"{node.domain + '.' if node.domain else ''}{node.op_type}"] += 1
-            for attr in node.attribute:
-                if attr.HasField("g"):
-                    count(attr.g)
-
-    count(model.graph)
-    initializer_names = {i.name for i in model.graph.initializer}
-    return {
-        "file": str(p), "kind": "onnx", "bytes": p.stat().st_size,
-        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
-        "inputs": io([i for i in model.graph.input if i.name not in initializer_names]), "outputs": io(model.graph.output),
-        "nodes": len(model.graph.node), "operators": dict(sorted(ops.items())),
-        "metadata": {p.key: p.value for p in model.metadata_props if p.key != "rnnedge.spec"},
-    }
-
-
-def onnx_dtype_name(elem_type: int) -> str:
-    import onnx
-
-    return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name if elem_type else "?"
 
 
 class _CallableModule(types.ModuleType):

@@ -15,14 +15,12 @@ Proves, for every loader of the Python API and every command of the CLI:
 
 from __future__ import annotations
 
-import os
 import pickle
 import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings

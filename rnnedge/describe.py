@@ -1,0 +1,57 @@
+"""What `rnnedge inspect` shows of an ONNX or ORT file: I/O with symbolic dims, opset, operators, size, metadata."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from .files import check_readable, load_onnx, refuse_pickle
+
+
+def describe_onnx(path) -> dict:
+    """What `rnnedge inspect` shows of an .onnx/.ort file: I/O with symbolic dims, opset, operators, size, metadata."""
+    p = Path(path)
+    if p.suffix.lower() == ".ort":
+        from .parity import ort_session
+
+        check_readable(p, "ORT model")
+        refuse_pickle(p)
+        session = ort_session(p)
+        io = lambda args: [{"name": a.name, "type": a.type, "shape": list(a.shape)} for a in args]  # noqa: E731
+        return {"file": str(p), "kind": "ort", "bytes": p.stat().st_size, "inputs": io(session.get_inputs()),
+                "outputs": io(session.get_outputs()), "metadata": dict(session.get_modelmeta().custom_metadata_map)}
+    model = load_onnx(p, load_weights=False)
+
+    def io(values):
+        out = []
+        for v in values:
+            t = v.type.tensor_type
+            dims = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in t.shape.dim]
+            out.append({"name": v.name, "dtype": onnx_dtype_name(t.elem_type), "shape": dims})
+        return out
+
+    ops = Counter()
+
+    def count(graph):
+        for node in graph.node:
+            ops[f"{node.domain + '.' if node.domain else ''}{node.op_type}"] += 1
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    count(attr.g)
+
+    count(model.graph)
+    initializer_names = {i.name for i in model.graph.initializer}
+    return {
+        "file": str(p), "kind": "onnx", "bytes": p.stat().st_size,
+        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "inputs": io([i for i in model.graph.input if i.name not in initializer_names]), "outputs": io(model.graph.output),
+        "nodes": len(model.graph.node), "operators": dict(sorted(ops.items())),
+        "metadata": {p.key: p.value for p in model.metadata_props if p.key != "rnnedge.spec"},
+    }
+
+
+def onnx_dtype_name(elem_type: int) -> str:
+    import onnx
+
+    return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name if elem_type else "?"
+

@@ -28,3 +28,21 @@ def seed_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "seed.safetensors"
     save_checkpoint(path, result.model, task=task.name, labels=task.labels, metrics=result.metrics)
     return path, result.model
+
+
+@pytest.fixture(scope="session")
+def seed_onnx(seed_checkpoint, tmp_path_factory):
+    """The seed GRU (features 5, classes down/flat/up) exported with dynamic axes."""
+    from rnnedge.export import export_checkpoint
+
+    path = tmp_path_factory.mktemp("seed-onnx") / "seed.onnx"
+    export_checkpoint(seed_checkpoint[0], path, verify=False)
+    return path
+
+
+@pytest.fixture
+def runner():
+    """click's CliRunner for the rnnedge command group."""
+    from click.testing import CliRunner
+
+    return CliRunner()

@@ -6,23 +6,10 @@ import json
 import sys
 
 import pytest
-from click.testing import CliRunner
 
 from rnnedge.cli import cli
 
 
-@pytest.fixture(scope="module")
-def seed_onnx(seed_checkpoint, tmp_path_factory):
-    from rnnedge.export import export_checkpoint
-
-    path = tmp_path_factory.mktemp("bench") / "seed.onnx"
-    export_checkpoint(seed_checkpoint[0], path, verify=False)
-    return path
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 def _json(result):

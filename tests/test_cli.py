@@ -6,14 +6,9 @@ import json
 import pickle
 
 import pytest
-from click.testing import CliRunner
 
 from rnnedge.cli import cli
 
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 def _json(result):

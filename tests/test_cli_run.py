@@ -8,7 +8,6 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
-from click.testing import CliRunner
 
 from rnnedge.cli import cli
 from rnnedge.runtime import Session, select_providers, uses_iobinding
@@ -16,19 +15,6 @@ from rnnedge.runtime import Session, select_providers, uses_iobinding
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 
 
-@pytest.fixture(scope="module")
-def seed_onnx(seed_checkpoint, tmp_path_factory):
-    """The seed GRU (features 5, classes down/flat/up) exported with dynamic axes."""
-    from rnnedge.export import export_checkpoint
-
-    path = tmp_path_factory.mktemp("run") / "seed.onnx"
-    export_checkpoint(seed_checkpoint[0], path, verify=False)
-    return path
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 def _x(batch=4, seq=10, seed=0):

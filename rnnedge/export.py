@@ -324,6 +324,25 @@ def _normalise_axes(dynamic_axes, names, examples, batch_first, target) -> dict[
             bad = [a for a in spec if not 0 <= a < rank]
             if bad:
                 raise BadInputError(f"dynamic_axes['{name}'] names axis {bad[0]}, but that input has rank {rank}")
+    return _complete_axes(axes, names, examples)
+
+
+def _complete_axes(axes, names, examples) -> dict[str, dict[int, str]]:
+    """Inputs the user left out of dynamic_axes but that share a dynamic size: lengths [batch] and states
+    (L*D, batch, H). Left fixed, they would freeze the batch (or contradict it) for the whole model."""
+    by_size: dict[int, str] = {}
+    for name, spec in axes.items():
+        if name in names:
+            for ax, label in spec.items():
+                by_size.setdefault(int(examples[names.index(name)].shape[ax]), label)
+    for name, ex in zip(names, examples):
+        if name in axes:
+            continue
+        if ex.dim() == 1 and not ex.is_floating_point() and int(ex.shape[0]) in by_size:
+            axes[name] = {0: by_size[int(ex.shape[0])]}
+        elif ex.dim() == 3 and ex.is_floating_point() and int(ex.shape[1]) in by_size:
+            axes[name] = {1: by_size[int(ex.shape[1])]}
+            log.info("input '%s' taken as a recurrent state: axis 1 is '%s'", name, axes[name][1])
     return axes
 
 

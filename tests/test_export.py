@@ -207,3 +207,14 @@ def test_export_matrix_full(params, tmp_path):
 def test_sample_covers_every_factor():
     for i in range(len(MATRIX[0])):
         assert {p[i] for p in SAMPLE} == {p[i] for p in MATRIX}
+
+
+def test_state_inputs_left_out_of_dynamic_axes_follow_the_batch(tmp_path):
+    """Users often name only x's axes; a fixed h0 would freeze (or contradict) the batch."""
+    module, examples, names, _, make = USER_CASES["tied language model with state"]()
+    path = tmp_path / "lm.onnx"
+    rnnedge.export(module, examples, path, input_names=names, dynamic_axes={"tokens": {0: "batch", 1: "seq"}})
+    dims = symbolic_dims(onnx.load(str(path)).graph.input)
+    assert dims["h0"] == [2, "batch", 16] and dims["c0"] == [2, "batch", 16]
+    ref, out = run_both(module.eval(), path, make(5, 9), names)
+    assert max_error(ref, out) < 1e-4

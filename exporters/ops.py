@@ -176,6 +176,11 @@ class RecurrentExport(nn.Module):
     def __init__(self, layer: nn.RNNBase):
         super().__init__()
         self.mode = _mode(layer)
+        # the layer's public attributes, for forward() code that reads them (self.rnn.hidden_size, ...)
+        self.input_size = layer.input_size
+        self.bias = layer.bias
+        self.dropout = layer.dropout
+        self.nonlinearity = getattr(layer, "nonlinearity", "tanh")
         self.hidden_size = layer.hidden_size
         self.num_layers = layer.num_layers
         self.bidirectional = layer.bidirectional
@@ -185,6 +190,9 @@ class RecurrentExport(nn.Module):
         self._weight_names = list(layer._flat_weights_names)
         for name in self._weight_names:
             self.register_parameter(name, getattr(layer, name))
+
+    def flatten_parameters(self) -> None:
+        """No-op: user code often calls rnn.flatten_parameters() (a cuDNN memory layout hint) in forward."""
 
     def forward(self, input, hx=None, lengths=None):
         if isinstance(input, PackedSequence):

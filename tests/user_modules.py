@@ -18,7 +18,8 @@ class BatchMajorClassifier(nn.Module):
         self.head = nn.Linear(16 * (2 if kw.get("bidirectional") else 1), 3)
 
     def forward(self, x):
-        y, _ = self.rnn(x)
+        h0 = x.new_zeros(self.rnn.num_layers * (2 if self.rnn.bidirectional else 1), x.shape[0], self.rnn.hidden_size)
+        y, _ = self.rnn(x, h0)
         return self.head(y[:, -1])
 
 
@@ -78,6 +79,7 @@ class ConvFrontEnd(nn.Module):
         self.head = nn.Linear(24, 2)
 
     def forward(self, x):  # (B, T, 3)
+        self.rnn.flatten_parameters()  # as much user code does
         z = torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)  # (B, T, 8)
         y, h = self.rnn(z)
         return self.head(torch.cat([h[0], h[1]], dim=-1))

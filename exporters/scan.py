@@ -12,8 +12,8 @@ does one large GEMM and a small one per step; and every weight becomes a MatMul 
 which `quantize_dynamic(..., EnableSubgraph=True)` turns into int8 for RNN and GRU too (the
 standard `RNN`/`GRU` operators stay float32 under ORT's quantizer).
 
-`sequence_lens` becomes a (T, B, 1) mask: rows past their length keep their state and output
-zeros; a reverse Scan therefore starts each row at its own last step, as the ONNX ops do.
+`sequence_lens` becomes a (T, B, 1) mask: rows past their length keep their state (a Where in
+the body) and output zeros (one Mul after the loop); a reverse Scan therefore starts each row at its own last step, as the ONNX ops do.
 Recurrent weights live inside the Scan body as its own initializers.
 """
 
@@ -69,7 +69,7 @@ def _lower_node(ed: GraphEditor, node: onnx.NodeProto, rec: Recurrence) -> list[
         nodes.append(made)
         return outs
 
-    mask = _mask(emit, ed, x, seq_lens) if seq_lens else None  # (T, B, 1)
+    valid, mask = _mask(emit, ed, x, seq_lens) if seq_lens else (None, None)  # (T, B, 1) bool and float
     zeros = {}
 
     def initial(state: str, size: int, d: int) -> str:
@@ -87,14 +87,14 @@ def _lower_node(ed: GraphEditor, node: onnx.NodeProto, rec: Recurrence) -> list[
         (xw,) = emit("MatMul", [x, ed.constant("Wt", direction.Wt)])  # (T, B, G*H)
         (xw,) = emit("Add", [xw, ed.constant("bias_x", direction.bias_x)])
         states = [initial(init_h, rec.out_size, d)] + ([initial(init_c, rec.hidden, d)] if lstm else [])
-        scans = [xw] + ([mask] if mask else [])
-        body = _body(rec, direction, lstm, mask is not None, f"{ed.prefix}_d{d}")
+        scans = [xw] + ([valid] if valid else [])
+        body = _body(rec, direction, lstm, valid is not None, f"{ed.prefix}_d{d}")
         flag = [1 if reverse else 0]
         outs = emit("Scan", states + scans, len(states) + 1, body=body, num_scan_inputs=len(scans),
                     scan_input_directions=flag * len(scans), scan_output_directions=flag)
         hs.append(outs[0])
         cs.append(outs[1] if lstm else None)
-        ys.append(outs[-1])  # (T, B, Hout)
+        ys.append(emit("Mul", [outs[-1], mask])[0] if mask else outs[-1])  # (T, B, Hout), zero past each length
 
     def stack(parts, axis, out):
         if not out:
@@ -112,20 +112,24 @@ def _lower_node(ed: GraphEditor, node: onnx.NodeProto, rec: Recurrence) -> list[
     return nodes
 
 
-def _mask(emit, ed: GraphEditor, x: str, seq_lens: str) -> str:
-    """(T, B, 1) float: 1 where t < sequence_lens[b]."""
+def _mask(emit, ed: GraphEditor, x: str, seq_lens: str) -> tuple[str, str]:
+    """(T, B, 1) bool and float: t < sequence_lens[b]."""
     (steps,) = emit("Shape", [x], start=0, end=1)
     (steps,) = emit("Squeeze", [steps, ed.ints("axis", [0])])
     (t,) = emit("Range", [ed.ints("zero", 0), steps, ed.ints("one", 1)])  # (T,)
     (t,) = emit("Unsqueeze", [t, ed.ints("axis", [1])])  # (T, 1)
     (lens,) = emit("Cast", [seq_lens], to=onnx.TensorProto.INT64)
     (valid,) = emit("Less", [t, lens])  # (T, B)
-    (valid,) = emit("Cast", [valid], to=FLOAT)
-    return emit("Unsqueeze", [valid, ed.ints("axis", [2])])[0]  # (T, B, 1)
+    (valid,) = emit("Unsqueeze", [valid, ed.ints("axis", [2])])  # (T, B, 1)
+    return valid, emit("Cast", [valid], to=FLOAT)[0]
 
 
 def _body(rec: Recurrence, direction, lstm: bool, masked: bool, prefix: str) -> onnx.GraphProto:
-    """The Scan body: states h[, c], scan inputs xw_t[, m_t] -> states h', c', scan output y_t."""
+    """The Scan body: states h[, c], scan inputs xw_t[, m_t] -> states h', c', scan output y_t.
+
+    With a mask, rows past their length keep their state (one Where per state); their outputs are
+    zeroed after the loop, with one Mul over all steps, which keeps the per-step work minimal.
+    """
     nodes, inits, counter = [], [], [0]
 
     def fresh(hint):
@@ -143,11 +147,15 @@ def _body(rec: Recurrence, direction, lstm: bool, masked: bool, prefix: str) -> 
         return name
 
     h, c, xw, m = f"{prefix}/h", f"{prefix}/c", f"{prefix}/xw", f"{prefix}/m"
-    h_new, c_new, y = step(emit, const, rec, direction, xw, h, c if lstm else None, m if masked else None)
-    if y == h_new:
+    h_new, c_new, y = step(emit, const, rec, direction, xw, h, c if lstm else None, None)
+    if masked:
+        (h_new,) = emit("Where", [m, y, h])
+        c_new = emit("Where", [m, c_new, c])[0] if lstm else None
+    else:
         (y,) = emit("Identity", [h_new])
     gate_width = direction.Rt.shape[1]
     vi = lambda name, width: helper.make_tensor_value_info(name, FLOAT, ["batch", width])  # noqa: E731
-    ins = [vi(h, rec.out_size)] + ([vi(c, rec.hidden)] if lstm else []) + [vi(xw, gate_width)] + ([vi(m, 1)] if masked else [])
+    mask_vi = helper.make_tensor_value_info(m, onnx.TensorProto.BOOL, ["batch", 1])
+    ins = [vi(h, rec.out_size)] + ([vi(c, rec.hidden)] if lstm else []) + [vi(xw, gate_width)] + ([mask_vi] if masked else [])
     outs = [vi(h_new, rec.out_size)] + ([vi(c_new, rec.hidden)] if lstm else []) + [vi(y, rec.out_size)]
     return helper.make_graph(nodes, f"{prefix}_body", ins, outs, initializer=inits)

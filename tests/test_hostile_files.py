@@ -35,6 +35,7 @@ from rnnedge.runtime import Session, StreamingSession
 
 sys.path.insert(0, str(Path(__file__).parent))
 import runtime_models as rm  # noqa: E402
+from file_slots import cli_file_slots  # noqa: E402
 
 
 class Payload:
@@ -148,21 +149,7 @@ def test_api_refuses_pickles_unsafe_and_never_runs_them(hostile, call, good):
 
 def _cli_slots(p: Path, g: dict) -> dict:
     """Every place a CLI command takes a file, with the hostile file in it."""
-    out = _out(p)
-    return {
-        "inspect": ["inspect", p],
-        "evaluate": ["evaluate", p, "--task", "seed"],
-        "export": ["export", p, "-o", out / "o.onnx", "--no-verify"],
-        "verify CKPT": ["verify", p, g["onnx"]],
-        "verify MODEL": ["verify", g["ckpt"], p],
-        "quantize": ["quantize", p, "-o", out / "q.onnx"],
-        "mobile": ["mobile", p, "-o", out / "mob"],
-        "run MODEL": ["run", p, "--input", g["x"], "-o", out / "y.npy"],
-        "run --input": ["run", g["onnx"], "--input", p, "-o", out / "y.npy"],
-        "run --lengths": ["run", g["onnx"], "--input", g["x"], "--lengths", p],
-        "bench MODEL": ["bench", p, "--repeats", "2"],
-        "bench --against": ["bench", g["onnx"], "--against", p, "--repeats", "2"],
-    }
+    return cli_file_slots(p, g, _out(p))
 
 
 def one_error_line(result, code=2):

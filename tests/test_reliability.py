@@ -35,6 +35,7 @@ from rnnedge.runtime import Session, StreamingSession
 
 sys.path.insert(0, str(Path(__file__).parent))
 import runtime_models as rm  # noqa: E402
+from file_slots import cli_file_slots  # noqa: E402
 
 RNG = np.random.default_rng(7)
 COMMANDS = ["train", "evaluate", "inspect", "export", "verify", "quantize", "mobile", "run", "bench"]
@@ -97,27 +98,9 @@ def _broken_files(folder: Path, good: dict) -> dict[str, Path]:
 MODEL_KINDS = {"wrong kind: checkpoint as model": "ckpt", "wrong kind: npy as model": "x"}
 
 
-def _slots(bad: Path, good: dict, out: Path) -> dict[str, list]:
-    """Every command with `bad` in each file slot (models, checkpoints, inputs)."""
-    return {
-        "inspect": ["inspect", bad],
-        "evaluate": ["evaluate", bad, "--task", "seed"],
-        "export": ["export", bad, "-o", out / "o.onnx", "--no-verify"],
-        "verify CKPT": ["verify", bad, good["onnx"]],
-        "verify MODEL": ["verify", good["ckpt"], bad],
-        "quantize": ["quantize", bad, "-o", out / "q.onnx"],
-        "mobile": ["mobile", bad, "-o", out / "mob"],
-        "run MODEL": ["run", bad, "--input", good["x"], "-o", out / "y.npy"],
-        "run --input": ["run", good["onnx"], "--input", bad, "-o", out / "y.npy"],
-        "run --lengths": ["run", good["onnx"], "--input", good["x"], "--lengths", bad],
-        "bench MODEL": ["bench", bad, "--repeats", "2"],
-        "bench --against": ["bench", good["onnx"], "--against", bad, "--repeats", "2"],
-        "quantize --calibration": ["quantize", good["onnx"], "-o", out / "q.onnx", "--mode", "int8-static",
-                                   "--calibration", bad],
-    }
 
 
-SLOT_NAMES = list(_slots(Path("b"), {"onnx": 1, "ckpt": 2, "x": 3}, Path("o")))
+SLOT_NAMES = list(cli_file_slots(Path("b"), {"onnx": 1, "ckpt": 2, "x": 3}, Path("o")))
 BROKEN = ["missing.onnx", "missing.safetensors", "missing.npy", "empty.onnx", "empty.safetensors", "empty.npy",
           "half.onnx", "half.safetensors", "half.npy", "random.onnx", "random.safetensors", "random.npy",
           "random.npz", "text.onnx", "afolder.onnx", "arrays.npz"]
@@ -132,12 +115,12 @@ def test_broken_files_in_every_slot_exit_2_one_line(tmp_path, good, slot):
     for name in BROKEN:
         if name in accepted.get(slot, ()):
             continue
-        line = one_error_line(invoke(*_slots(paths[name], good, out)[slot]))
+        line = one_error_line(invoke(*cli_file_slots(paths[name], good, out)[slot]))
         assert name in line or "--lengths" in slot or "calibration" in slot or "afolder" in name or \
             "empty" in line or "not found" in line, (slot, name, line)
     for label, key in MODEL_KINDS.items():  # a checkpoint or an array file where a model is wanted
         if slot.endswith("MODEL") or slot in ("quantize", "mobile"):
-            one_error_line(invoke(*_slots(good[key], good, out)[slot]))
+            one_error_line(invoke(*cli_file_slots(good[key], good, out)[slot]))
     assert not any(out.iterdir()), sorted(p.name for p in out.iterdir())
 
 

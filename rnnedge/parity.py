@@ -226,16 +226,7 @@ class OrtRunner:
         self.path, self.providers, self.threads = str(path), list(providers or ["CPUExecutionProvider"]), threads
 
     def __enter__(self):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-        try:
-            self.session = ort.InferenceSession(self.path, options, providers=self.providers)
-        except Exception as exc:
-            raise BadInputError(f"{self.path}: onnxruntime cannot load it: {str(exc).splitlines()[0][:200]}") from None
+        self.session = ort_session(self.path, self.providers, self.threads)
         self.input_types = {i.name: i.type for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
         return self
@@ -247,6 +238,22 @@ class OrtRunner:
         cast = {k: (v.astype(np.float16) if self.input_types.get(k) == "tensor(float16)" else v) for k, v in feeds.items()}
         outs = self.session.run(None, {k: v for k, v in cast.items() if k in self.input_types})
         return {n: np.asarray(v, dtype=np.float32) for n, v in zip(self.output_names, outs)}
+
+
+def ort_session(path, providers=None, threads: int | None = None):
+    """A quiet onnxruntime session on exactly these providers (no silent CPU fallback); one-line errors."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # onnxruntime's own log would add lines to the CLI's one-line errors
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(str(path), options, providers=list(providers or ["CPUExecutionProvider"]))
+    except Exception as exc:
+        raise BadInputError(f"{path}: onnxruntime cannot load it: {str(exc).strip().splitlines()[0][:200]}") from None
+    session.disable_fallback()
+    return session
 
 
 def available_providers() -> list[str]:
@@ -298,24 +305,19 @@ def generate_cases(spec: IOSpec, extra: int = 0, seed: int = 0) -> list[tuple[st
 # ------------------------------------------------------------------------------------ verify
 
 
-def spec_of(onnx_path) -> IOSpec:
-    """The IOSpec stored in an rnnedge file, or one read from the graph's inputs for any other model."""
-    import onnxruntime as ort
-
+def spec_of(onnx_path) -> tuple[IOSpec, dict]:
+    """(IOSpec, metadata) of a file: the spec rnnedge stored, or one read from the graph's inputs for any other model."""
     from .files import load_onnx
 
     load_onnx(onnx_path, load_weights=False)  # missing, pickled, corrupt, external data leaving its folder: one line
-    try:
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise BadInputError(f"{onnx_path}: onnxruntime cannot load it: {str(exc).splitlines()[0][:200]}") from None
-    meta = session.get_modelmeta().custom_metadata_map
+    session = ort_session(onnx_path)
+    meta = dict(session.get_modelmeta().custom_metadata_map)
     if "rnnedge.spec" in meta:
         spec = IOSpec.from_json(meta["rnnedge.spec"])
         spec.outputs = [o.name for o in session.get_outputs()]
         if "float16" in meta.get("rnnedge.quantization", ""):
             spec.atol, spec.rtol = FP16_ATOL, FP16_RTOL
-        return spec
+        return spec, meta
     inputs, axes = [], []
     for i in session.get_inputs():
         shape = [d if isinstance(d, int) else str(d or "dim") for d in i.shape]
@@ -323,19 +325,16 @@ def spec_of(onnx_path) -> IOSpec:
         dtype = "int64" if "int" in i.type else "float32"
         role = ("lengths" if len(shape) == 1 else "tokens") if dtype == "int64" else ("state" if i.name in ("h0", "c0") else "features")
         inputs.append(TensorSpec(i.name, dtype, shape, role, None))
-    return IOSpec(inputs, [o.name for o in session.get_outputs()], axes=axes)
+    return IOSpec(inputs, [o.name for o in session.get_outputs()], axes=axes), meta
 
 
-def torch_module_for(model_or_ckpt, onnx_path, spec: IOSpec):
+def torch_module_for(model_or_ckpt, meta: dict):
     """The torch side: a module as given, or the contract wrapper of a checkpoint for the file's target."""
     if isinstance(model_or_ckpt, (str, Path)):
-        import onnxruntime as ort
-
         from .checkpoint import load_checkpoint
         from .contract import contract
 
         model = load_checkpoint(model_or_ckpt)
-        meta = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
         target = meta.get("rnnedge.target", "dynamic")
         return contract(model, target, chunk=int(meta.get("rnnedge.chunk", 16))).module
     return model_or_ckpt
@@ -344,10 +343,11 @@ def torch_module_for(model_or_ckpt, onnx_path, spec: IOSpec):
 def verify(model_or_ckpt, onnx_path, *, atol: float | None = None, rtol: float | None = None, cases: int = 0,
            providers: list[str] | None = None, spec: IOSpec | None = None, stream: bool = True) -> ParityReport:
     """Compare torch and onnxruntime on generated cases, on every available provider. Never raises on a mismatch."""
-    spec = spec or spec_of(onnx_path)
+    stored_spec, meta = spec_of(onnx_path)
+    spec = spec or stored_spec
     atol = spec.atol if atol is None else atol
     rtol = spec.rtol if rtol is None else rtol
-    module = torch_module_for(model_or_ckpt, onnx_path, spec)
+    module = torch_module_for(model_or_ckpt, meta)
     report = ParityReport(atol=atol, rtol=rtol)
     all_cases = generate_cases(spec, extra=cases)
     with TorchRunner(module, spec) as torch_runner:

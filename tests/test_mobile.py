@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 
 import rnnedge.export as rexport
+from rnnedge.describe import describe_onnx
 from rnnedge.errors import BadInputError
 from rnnedge.mobile import MobileReport, check_usability, prepare_mobile
 
@@ -54,6 +55,8 @@ def test_prepare_mobile_writes_a_runnable_ort_file(mobile_lstm, tmp_path):
     assert saved == json.loads(json.dumps(report.to_dict()))
     assert saved["providers"]["NNAPI"]["percent"] == 100.0
     assert "NNAPI" in report.summary and "100.0%" in report.summary
+    described = describe_onnx(report.ort_path)  # `rnnedge inspect` on the .ort file
+    assert described["kind"] == "ort" and [i["name"] for i in described["inputs"]] == list(feeds)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a model at all", b"\x80\x04pickle"])

@@ -15,11 +15,11 @@ import json
 import logging
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from rnnedge.errors import BadInputError, UnsafeFileError
+from rnnedge.files import holds_pickle, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -53,32 +53,9 @@ def save_checkpoint(path: str | os.PathLike, model, *, task: str | None = None, 
     }
     data = save(tensors, metadata=meta)
     path = Path(path)
-    write_atomic(path, data)
+    write_bytes_atomic(path, data)
     log.info("wrote checkpoint %s (%d bytes)", path, len(data))
     return path
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise BadInputError(f"{path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint gets the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -92,20 +69,13 @@ def _read_bytes(path: Path) -> bytes:
         raise BadInputError(f"{path}: cannot read ({e.strerror or e})") from e
 
 
-def _looks_pickled(data: bytes) -> bool:
-    """Raw pickles (any protocol), numpy object arrays, and zips holding either (torch.save, .npz)."""
-    from rnnedge.files import holds_pickle
-
-    return holds_pickle(data)
-
-
 def parse_header(data: bytes, path: Path) -> dict[str, Any]:
     """Validate the safetensors framing (8-byte length, JSON header, offsets within the file)."""
     if len(data) == 0:
         raise BadInputError(f"{path}: empty file, not an rnnedge checkpoint")
     n = struct.unpack("<Q", data[:8])[0] if len(data) >= 8 else 0
     if not (2 <= n <= MAX_HEADER and data[8:9] == b"{"):
-        if _looks_pickled(data):
+        if holds_pickle(data):
             raise UnsafeFileError(f"{path}: a pickle, refused: rnnedge never unpickles (save with rnnedge train or save_checkpoint)")
         if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
             raise BadInputError(f"{path}: a zip archive (an .npz?), not a safetensors checkpoint")

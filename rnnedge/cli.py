@@ -172,13 +172,15 @@ def _load_predictor(path: Path) -> Callable:
 def _model_task(path: Path) -> str | None:
     """The task name a model file was trained on, from its metadata (None when unknown)."""
     if is_onnx_path(path):
-        try:
-            import onnx
+        from rnnedge.files import load_onnx, refuse_pickle
+        from rnnedge.parity import ort_session
 
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception:  # the predictor will report an unreadable file properly
-            return None
-        return {p.key: p.value for p in model.metadata_props}.get("rnnedge.task") or None
+        if path.suffix.lower() == ".ort":  # a flatbuffer: only onnxruntime reads it
+            refuse_pickle(path)
+            meta = dict(ort_session(path).get_modelmeta().custom_metadata_map)
+        else:  # a missing, corrupt or unsafe file gets its one-line error here
+            meta = {p.key: p.value for p in load_onnx(path, load_weights=False).metadata_props}
+        return meta.get("rnnedge.task") or None
     from rnnedge.checkpoint import read_checkpoint
 
     return read_checkpoint(path)[2]["task"]

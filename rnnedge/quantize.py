@@ -373,14 +373,11 @@ def compare_models(float_path, quant_path, task: str | None = None, threads: int
     """Size ratio, latency ratio (`threads` threads, interleaved repeats, medians) and, with `task`, both metrics."""
     import time
 
-    import onnxruntime as ort
+    from .parity import ort_session
 
     def session(path):
         load_onnx(path, load_weights=False)  # the same checks and one-line errors as everywhere
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        opts.log_severity_level = 3
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort_session(path, threads=threads)
 
     ref, quant = session(float_path), session(quant_path)
     if task is not None:

@@ -100,7 +100,7 @@ def _lower_one(ed: GraphEditor, node: onnx.NodeProto, used: set[str]) -> list[on
     y_h, y_c = [], []
     for layer in range(layers):
         W, R, B, P = convert_weights(arrays[layer * per_layer : (layer + 1) * per_layer], mode, hidden, a["has_bias"], proj, dirs)
-        state_slice = lambda s: emit("Slice", [s, ed.ints("start", [layer * dirs]), ed.ints("end", [(layer + 1) * dirs]), ed.ints("axis", [0])])[0]  # noqa: E731
+        state_slice = lambda s, layer=layer: emit("Slice", [s, ed.ints("start", [layer * dirs]), ed.ints("end", [(layer + 1) * dirs]), ed.ints("axis", [0])])[0]  # noqa: E731
         init_h = (state_slice(h0) if layers > 1 else h0) if h0 else ""
         init_c = (state_slice(c0) if layers > 1 else c0) if c0 else ""
         ins = [seq, ed.constant("W", W), ed.constant("R", R), ed.constant("B", B) if B is not None else "", seq_lens, init_h]

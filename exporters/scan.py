@@ -26,8 +26,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .cells import Recurrence, read_recurrence, step
-from .ops import DOMAIN
 from .graph import GraphEditor, drop_unused_initializers, rewrite_nodes, tidy_opsets
+from .ops import DOMAIN
 
 log = logging.getLogger(__name__)
 FLOAT = onnx.TensorProto.FLOAT

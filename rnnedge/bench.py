@@ -19,9 +19,10 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -252,7 +253,7 @@ def bench_many(models: dict, *, against=None, threads: int = 1, batch: int = 1, 
     sessions = {name: Session(path, providers="cpu", threads=threads) for name, path in models.items()}
     first = next(iter(sessions.values()))
     x, lengths = make_inputs(first, batch, seq)
-    calls = {name: (lambda s=s: s.run(x, lengths)) for name, s in sessions.items()}
+    calls = {name: (lambda s=s, x=x, lengths=lengths: s.run(x, lengths)) for name, s in sessions.items()}
     if against is not None:
         calls["torch"] = _torch_call(against, threads, x)
     stats = {name: latency_stats(t, x.shape[0]) for name, t in time_interleaved(calls, repeats, warmup, block).items()}
@@ -290,7 +291,7 @@ def latency_by_seq(model, *, against=None, threads: int = 1, batch: int = 1, seq
         curves: dict[str, list[float]] = {name: [] for name in (["torch eager"] if against else []) + list(sessions)}
         for seq in seqs:
             x, lengths = make_inputs(sessions["onnx fp32"], batch, seq)
-            calls = {name: (lambda s=s: s.run(x, lengths)) for name, s in sessions.items()}
+            calls = {name: (lambda s=s, x=x, lengths=lengths: s.run(x, lengths)) for name, s in sessions.items()}
             if against is not None:
                 calls = {"torch eager": _torch_call(against, threads, x), **calls}
             for name, t in time_interleaved(calls, repeats, warmup, block=5).items():

@@ -16,8 +16,9 @@ import logging
 import math
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 from rich.console import Console
@@ -237,7 +238,8 @@ def train(task_name, cell, hidden, layers, bidirectional, dropout, epochs, seed,
     """Train a model on a built-in task and save a checkpoint."""
     from rnnedge.checkpoint import save_checkpoint
     from rnnedge.tasks import get_task
-    from rnnedge.train import is_main_process, train as train_model
+    from rnnedge.train import is_main_process
+    from rnnedge.train import train as train_model
 
     task = get_task(task_name)
     config = task.default_config(cell or task.default_config().cell, hidden=hidden, layers=layers,
@@ -654,7 +656,6 @@ def quickstart(task_name, cell, epochs, hidden, seed, out_dir, as_json):
     """The main job: train, export, verify, quantize (int8) and bench; exit 1 if parity fails."""
     from rnnedge.errors import ParityError
     from rnnedge.quickstart import quickstart as run_quickstart
-
     from rnnedge.tasks import get_task
 
     quiet = as_json

@@ -414,7 +414,7 @@ def _finish(model, axes, spec: IOSpec, user_axes) -> None:
     """Labels on symbolic dims, no torch-internal metadata, checker and strict shape inference."""
     import onnx
 
-    labels = {_identifier(l): l for spec_axes in axes.values() for l in spec_axes.values()}
+    labels = {_identifier(lab): lab for spec_axes in axes.values() for lab in spec_axes.values()}
     for vi in model.graph.input:  # whatever torch called the symbols ("s77"), inputs say which label each is
         dims = vi.type.tensor_type.shape.dim
         for ax, label in axes.get(vi.name, {}).items():

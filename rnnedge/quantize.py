@@ -34,22 +34,21 @@ Every output keeps the input's metadata_props plus `rnnedge.quantization` = mode
 
 from __future__ import annotations
 
-import sys
-import types
-
 import contextlib
 import logging
 import os
+import sys
 import tempfile
+import types
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInputError, RnnEdgeError
 from exporters.graph import compact_names
 
+from .errors import BadInputError, RnnEdgeError
 from .files import load_arrays, load_onnx, save_onnx
 
 log = logging.getLogger(__name__)
@@ -439,7 +438,7 @@ def _feeds(sess, inputs: np.ndarray, lengths: np.ndarray | None) -> dict:
 
 def _cast_feeds(sess, feeds: dict) -> dict:
     kinds = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
-    return {i.name: np.asarray(feeds[i.name]).astype(kinds.get(i.type, None) or feeds[i.name].dtype) for i in sess.get_inputs() if i.name in feeds}
+    return {i.name: np.asarray(feeds[i.name]).astype(kinds.get(i.type) or feeds[i.name].dtype) for i in sess.get_inputs() if i.name in feeds}
 
 
 class _CallableModule(types.ModuleType):

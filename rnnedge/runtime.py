@@ -36,8 +36,9 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort

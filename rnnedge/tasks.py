@@ -21,8 +21,9 @@ import functools
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -351,7 +352,7 @@ class CharLMTask(Task):
 _REGISTRY: dict[str, type[Task]] = {"seed": SeedTask, "digits": DigitsTask, "fillblank": FillBlankTask, "charlm": CharLMTask}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_task(name: str) -> Task:
     """The built-in task called `name` (one shared instance per name)."""
     if name not in _REGISTRY:

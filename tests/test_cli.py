@@ -10,7 +10,6 @@ import pytest
 from rnnedge.cli import cli
 
 
-
 def _json(result):
     assert result.exit_code == 0, result.output + result.stderr
     return json.loads(result.stdout)

@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 from torch.utils._pytree import tree_leaves
+from user_modules import PackedLengths, cases
 
 import rnnedge
 from rnnedge.errors import BadInputError, ExportError
-from user_modules import PackedLengths, cases
 
 USER_CASES = cases()
 

@@ -118,7 +118,7 @@ def test_broken_files_in_every_slot_exit_2_one_line(tmp_path, good, slot):
         line = one_error_line(invoke(*cli_file_slots(paths[name], good, out)[slot]))
         assert name in line or "--lengths" in slot or "calibration" in slot or "afolder" in name or \
             "empty" in line or "not found" in line, (slot, name, line)
-    for label, key in MODEL_KINDS.items():  # a checkpoint or an array file where a model is wanted
+    for _label, key in MODEL_KINDS.items():  # a checkpoint or an array file where a model is wanted
         if slot.endswith("MODEL") or slot in ("quantize", "mobile"):
             one_error_line(invoke(*cli_file_slots(good[key], good, out)[slot]))
     assert not any(out.iterdir()), sorted(p.name for p in out.iterdir())
@@ -240,7 +240,7 @@ def test_python_api_raises_rnnedge_errors_only(good, tmp_path):
                 call(path)
             assert "\n" not in str(info.value), (label, name)
         sess = Session(good["onnx"])
-    for case, (value, words) in _arrays().items():
+    for case, (value, _words) in _arrays().items():
         feeds = value if isinstance(value, dict) else {"x": value}
         with pytest.raises(BadInputError, match=None) as info:
             if "y" in feeds or "h9" in feeds or "h0" in feeds:

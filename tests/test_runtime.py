@@ -531,7 +531,7 @@ def _hammer(session: Session, n_threads: int, calls: int):
     for t in threads:
         t.join()
     assert not errors
-    for (tid, j), got in results.items():
+    for (_tid, j), got in results.items():
         np.testing.assert_array_equal(got, want[j])
     assert len(results) == n_threads * calls
 

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInputError
 from .spec import IOSpec, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -241,25 +240,18 @@ class OrtRunner:
 
 
 def ort_session(path, providers=None, threads: int | None = None):
-    """A quiet onnxruntime session on exactly these providers (no silent CPU fallback); one-line errors."""
-    import onnxruntime as ort
+    """A quiet onnxruntime session on these providers (default CPU; no CPU fallback); one-line errors.
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # onnxruntime's own log would add lines to the CLI's one-line errors
-    if threads:
-        options.intra_op_num_threads = threads
-    try:
-        session = ort.InferenceSession(str(path), options, providers=list(providers or ["CPUExecutionProvider"]))
-    except Exception as exc:
-        raise BadInputError(f"{path}: onnxruntime cannot load it: {str(exc).strip().splitlines()[0][:200]}") from None
-    session.disable_fallback()
-    return session
+    Delegates to rnnedge.runtime.sessions.open_session, the one session factory."""
+    from .runtime.sessions import open_session
+
+    return open_session(path, providers=list(providers or ["CPUExecutionProvider"]), threads=threads, fallback=False)
 
 
 def available_providers() -> list[str]:
-    import onnxruntime as ort
+    from .runtime.sessions import available_providers as compute_providers
 
-    return [p for p in ort.get_available_providers() if p not in COMPUTE_PROVIDERS_SKIPPED]
+    return compute_providers()
 
 
 # ------------------------------------------------------------------------------------ cases

@@ -1,0 +1,158 @@
+"""Input checks for ``Session``: every broken rule is one ``BadInputError`` line, raised before onnxruntime runs.
+
+Rank, feature size, dtype (float64 is cast to float32, int32 token ids to int64; anything else is
+refused), an empty batch or a zero-length sequence, ``lengths`` of the wrong shape, negative or past
+the sequence, token ids outside ``[0, vocab)``, a fixed-shape (mobile) model fed another batch or chunk
+size, and NaN/Inf in float inputs (values that overflow float32 on the cast count as Inf).
+Functions of the session ``s`` (its signature and config); numpy only.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from rnnedge.errors import BadInputError
+from rnnedge.runtime.signature import STATE_OUT, TensorInfo
+
+__all__ = ["batch_sequences", "coerce", "check_feeds"]
+
+_TOKEN_KINDS = {np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64,
+                                      np.uint8, np.uint16, np.uint32)}
+
+
+def batch_sequences(sess, x, lengths):
+    """A list of variable-length sequences -> (padded batch, lengths); arrays pass through."""
+    if not isinstance(x, (list, tuple)):
+        return x, lengths
+    if lengths is not None:
+        raise BadInputError("lengths is computed from a list of sequences; do not pass it too")
+    if not x:
+        raise BadInputError("empty batch: got an empty list of sequences")
+    rank = len(sess._main.shape) - 1
+    rows = []
+    for i, row in enumerate(x):
+        row = coerce(sess, row, f"sequence {i}")
+        bad = row.ndim != rank or row.shape[0] == 0
+        if bad or (rows and row.shape[1:] != rows[0].shape[1:]):
+            want = "(seq,)" if rank == 1 else "(seq, features)"
+            raise BadInputError(f"sequence {i} has shape {row.shape}; expected a non-empty {want}"
+                                + (f" like {rows[0].shape[1:]}" if rows and rank > 1 else ""))
+        rows.append(row)
+    lens = np.array([len(r) for r in rows], dtype=np.int64)
+    out = np.zeros((len(rows), int(lens.max()), *rows[0].shape[1:]), dtype=rows[0].dtype)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out, lens
+
+
+def coerce(sess, a, what: str, spec: TensorInfo | None = None) -> np.ndarray:
+    """Convert to an array of the input's dtype; refuse dtypes that would change meaning."""
+    spec = spec or sess._main
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as err:
+        raise BadInputError(f"{what}: cannot read as an array ({err})") from None
+    want = np.dtype(spec.dtype) if not isinstance(spec.dtype, str) else None
+    if want is None or arr.dtype == want:
+        return arr
+    if want.kind == "f" and arr.dtype.kind == "f":
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow -> Inf, refused by _check_values
+            return arr.astype(want)
+    if want.kind in "iu" and arr.dtype in _TOKEN_KINDS:
+        return arr.astype(want)
+    raise BadInputError(f"{what}: dtype {arr.dtype} not accepted; expected {want}"
+                        + (" (float64 is cast)" if want.kind == "f" else " integer ids"))
+
+
+def check_feeds(sess, feeds: dict) -> dict[str, np.ndarray]:
+    """Validate and complete a feed dict; every problem is one BadInputError line."""
+    unknown = set(feeds) - set(sess._by_name) - {"lengths"}  # lengths is checked below
+    if unknown:
+        raise BadInputError(f"unknown input(s) {sorted(unknown)}; model inputs: {list(sess._by_name)}")
+    main = sess._main
+    if main.name not in feeds:
+        raise BadInputError(f"missing input {main.name!r}")
+    x = coerce(sess, feeds[main.name], f"input {main.name!r}")
+    if x.ndim != len(main.shape):
+        raise BadInputError(f"input {main.name!r} has rank {x.ndim} {x.shape}; expected rank "
+                            f"{len(main.shape)} {main.shape}")
+    if x.ndim >= 1 and x.shape[0] == 0:
+        raise BadInputError(f"empty batch: input {main.name!r} has shape {x.shape}")
+    if x.ndim >= 2 and x.shape[1] == 0:
+        raise BadInputError(f"zero-length sequence: input {main.name!r} has shape {x.shape}")
+    _check_static(sess, x, main)
+    _check_values(sess, x, main.name)
+    feeds[main.name] = x
+    batch = x.shape[0] if x.ndim else 1
+    seq = x.shape[1] if x.ndim >= 2 else None
+    _check_lengths(sess, feeds, batch, seq)
+    for s in sess.inputs:
+        if s.name == main.name or s.name == "lengths":
+            continue
+        if s.name not in feeds and s.name in STATE_OUT:
+            shape = [d if isinstance(d, int) else batch if i == 1 else None
+                     for i, d in enumerate(s.shape)]
+            if len(shape) != 3 or None in shape:
+                raise BadInputError(f"cannot size a zero {s.name!r} from shape {s.shape}; pass it")
+            feeds[s.name] = np.zeros(shape, dtype=s.dtype)
+        elif s.name not in feeds:
+            raise BadInputError(f"missing input {s.name!r} {s.shape}")
+        arr = coerce(sess, feeds[s.name], f"input {s.name!r}", s)
+        if arr.ndim != len(s.shape) or (s.name in STATE_OUT and arr.shape[1] != batch):
+            raise BadInputError(f"input {s.name!r} has shape {arr.shape}; expected {s.shape} "
+                                f"with batch {batch}")
+        _check_static(sess, arr, s)
+        _check_values(sess, arr, s.name)
+        feeds[s.name] = arr
+    return feeds
+
+
+def _check_static(sess, arr: np.ndarray, spec: TensorInfo) -> None:
+    cfg_features = (sess.config or {}).get("input_size") if spec is sess._main else None
+    for axis, (got, want) in enumerate(zip(arr.shape, spec.shape)):
+        if spec is sess._main and axis == 2 and not isinstance(want, int):
+            want = cfg_features if isinstance(cfg_features, int) and not sess.is_tokens else want
+        if isinstance(want, int) and want > 0 and got != want:
+            if spec is sess._main and axis < 2 and sess.is_streaming:  # a mobile chunk model
+                raise BadInputError(
+                    f"this fixed-shape model takes {spec.name!r} of batch {spec.shape[0]} and "
+                    f"{spec.shape[1]} steps, got {arr.shape}; use StreamingSession to feed "
+                    f"longer sequences in chunks of {spec.shape[1]}")
+            what = {0: "batch", 1: "sequence length", 2: "feature size"}.get(axis, f"dim {axis}") \
+                if spec is sess._main else f"dim {axis}"
+            raise BadInputError(f"input {spec.name!r} has {what} {got} (shape {arr.shape}); "
+                                f"the model expects {want} (shape {spec.shape})")
+
+
+def _check_values(sess, arr: np.ndarray, name: str) -> None:
+    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+        raise BadInputError(f"input {name!r} contains NaN or Inf; refused (clean the data first)")
+    if name == sess._main.name and sess.is_tokens and arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or (sess.vocab is not None and hi >= sess.vocab):
+            raise BadInputError(f"token ids must be in [0, {sess.vocab or 'vocab'}); "
+                                f"got values in [{lo}, {hi}]")
+
+
+def _check_lengths(sess, feeds: dict, batch: int, seq: int | None) -> None:
+    lengths = feeds.pop("lengths", None)
+    if lengths is None:
+        if sess.has_lengths:
+            feeds["lengths"] = np.full((batch,), seq or 1, dtype=np.int64)
+        return
+    lengths = np.asarray(lengths)
+    if lengths.dtype.kind not in "iu":
+        raise BadInputError(f"lengths must be integers, got dtype {lengths.dtype}")
+    if lengths.shape != (batch,):
+        raise BadInputError(f"lengths has shape {lengths.shape}; expected ({batch},), one per row")
+    if (lengths < 0).any():
+        raise BadInputError(f"lengths must not be negative, got min {int(lengths.min())}")
+    if (lengths == 0).any():
+        raise BadInputError("zero-length sequence: every length must be at least 1")
+    if seq is not None and (lengths > seq).any():
+        raise BadInputError(f"lengths up to {int(lengths.max())} exceed the sequence length {seq}")
+    if sess.has_lengths:
+        feeds["lengths"] = lengths.astype(np.int64)
+    elif seq is not None and (lengths != seq).any():
+        raise BadInputError(f"rows have different lengths ({int(lengths.min())}..{int(lengths.max())}) "
+                            "but this model has no 'lengths' input: pass equal-length sequences")
+

@@ -1,0 +1,132 @@
+"""``StreamingSession``: many concurrent streams of one streaming model, recurrent state carried across calls."""
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from rnnedge.errors import BadInputError
+from rnnedge.runtime.session import Session
+from rnnedge.runtime.signature import STATE_OUT
+
+__all__ = ["StreamingSession"]
+
+
+def _fixed(dim) -> int | None:
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+class StreamingSession:
+    """Carry recurrent state across calls for many concurrent streams of one streaming model.
+
+    The model needs an ``h0`` input (``--target stream`` or ``mobile``); bidirectional models
+    cannot stream. ``step`` runs every given stream in one batched call (states stacked along
+    the batch axis, uneven chunks padded with ``lengths``). Fixed-shape (mobile) models take
+    multiples of ``chunk`` steps per stream, run in groups of the model's fixed batch. Only the
+    states are kept, so memory stays flat however long the streams run. ``step`` is serialised
+    with a lock, so streams may be fed from several threads.
+    """
+
+    DEFAULT = "default"
+
+    def __init__(self, path_or_session: str | os.PathLike | Session,
+                 providers: str | Sequence[str] | None = "auto", threads: int | None = None):
+        s = path_or_session if isinstance(path_or_session, Session) else Session(
+            path_or_session, providers=providers, threads=threads)
+        if not s.is_streaming:
+            raise BadInputError(f"{s.path} has no 'h0' input: export it with --target stream to stream")
+        if (s.config or {}).get("bidirectional"):
+            raise BadInputError(f"{s.path} is bidirectional; bidirectional models cannot stream")
+        self.session = s
+        self._state_specs = {n: s._by_name[n] for n in s.state_names}
+        missing = [STATE_OUT[n] for n in s.state_names if STATE_OUT[n] not in [o.name for o in s.outputs]]
+        if missing:
+            raise BadInputError(f"{s.path} takes {list(s.state_names)} but does not return {missing}")
+        for name, spec in self._state_specs.items():
+            if len(spec.shape) != 3 or not (_fixed(spec.shape[0]) and _fixed(spec.shape[2])):
+                raise BadInputError(f"state input {name!r} needs static layers and hidden dims, "
+                                    f"got shape {spec.shape}")
+        out = next(o for o in s.outputs if o.name == s.output_name).shape
+        seq_dim = s._main.shape[1] if len(s._main.shape) > 1 else None
+        self._per_step = len(out) >= 3 or (len(out) == 2 and isinstance(out[1], str) and out[1] == seq_dim)
+        self._states: dict[Hashable, dict[str, np.ndarray]] = {}  # stream -> name -> (L*D, H)
+        self._lock = threading.Lock()
+
+    @property
+    def streams(self) -> list:
+        """The ids of the streams that hold state."""
+        with self._lock:
+            return list(self._states)
+
+    def _zeros(self) -> dict[str, np.ndarray]:
+        return {n: np.zeros((sp.shape[0], sp.shape[2]), dtype=sp.dtype)
+                for n, sp in self._state_specs.items()}
+
+    def reset(self, stream_id: Hashable = DEFAULT) -> None:
+        """Set one stream's state back to zeros; the other streams are untouched."""
+        with self._lock:
+            self._states[stream_id] = self._zeros()
+
+    def close(self, stream_id: Hashable = DEFAULT) -> None:
+        """Forget one stream entirely."""
+        with self._lock:
+            if self._states.pop(stream_id, None) is None:
+                raise BadInputError(f"no stream {stream_id!r}; open streams: {list(self._states)}")
+
+    def feed(self, x) -> np.ndarray:
+        """Step the single default stream with ``x`` (``(T, F)`` features or ``(T,)`` tokens)."""
+        return self.step({self.DEFAULT: x})[self.DEFAULT]
+
+    def step(self, chunks: Mapping[Hashable, Any]) -> dict[Hashable, np.ndarray]:
+        """Feed the next chunk of each given stream; return each stream's main output.
+
+        Per-step outputs (tag/lm: ``(T_i, C)``) cover the chunk; per-sequence outputs
+        (classify: ``(C,)``) are the answer after the chunk's last step. New ids start at zero.
+        """
+        if not isinstance(chunks, Mapping):
+            raise BadInputError("chunks must be a dict of stream id -> array")
+        s = self.session
+        pieces: dict[Hashable, list[np.ndarray]] = {}
+        for sid, chunk in chunks.items():
+            try:
+                x = s._batch([chunk], None)[0][0]  # checks dtype, rank and emptiness
+            except BadInputError as err:
+                raise BadInputError(f"stream {sid!r}: {err}") from None
+            if s.chunk and len(x) % s.chunk:
+                raise BadInputError(f"stream {sid!r}: {len(x)} steps is not a multiple of this "
+                                    f"model's fixed chunk of {s.chunk}; buffer the remaining "
+                                    f"{len(x) % s.chunk} steps for the next call")
+            n = s.chunk or len(x)
+            pieces[sid] = [x[i: i + n] for i in range(0, len(x), n)]
+        with self._lock:
+            states = {sid: self._states.get(sid) or self._zeros() for sid in pieces}
+            outs: dict[Hashable, list[np.ndarray]] = {sid: [] for sid in pieces}
+            for k in range(max((len(p) for p in pieces.values()), default=0)):
+                active = [sid for sid in pieces if k < len(pieces[sid])]
+                group = s.fixed_batch or len(active)
+                for g in range(0, len(active), group):
+                    ids = active[g: g + group]
+                    self._run_group(ids, [pieces[sid][k] for sid in ids], group, states, outs)
+            self._states.update(states)  # commit only when every call succeeded
+        return {sid: np.concatenate(o, axis=0) if self._per_step else o[-1] for sid, o in outs.items()}
+
+    def _run_group(self, ids, xs, group, states, outs) -> None:
+        """One batched call for streams ``ids``; pads the batch to ``group`` rows if fixed."""
+        s = self.session
+        rows = xs + [np.zeros_like(xs[0])] * (group - len(xs)) if s.fixed_batch else xs
+        x, lens = s._batch(rows, None)
+        feeds = {s._main.name: x, "lengths": lens}
+        zero = self._zeros()
+        for name in self._state_specs:  # (L*D, H) per stream -> (L*D, B, H)
+            feeds[name] = np.stack([states[i][name] for i in ids]
+                                   + [zero[name]] * (len(rows) - len(ids)), axis=1)
+        wanted = [s.output_name] + [STATE_OUT[n] for n in self._state_specs]
+        result = s._infer(s._check_feeds(feeds), wanted)
+        y = result[s.output_name]  # (B, T, C) per step, or (B, C) per sequence
+        for row, sid in enumerate(ids):
+            out = y[row, : len(xs[row])] if self._per_step else y[row]
+            outs[sid].append(np.array(out))
+            states[sid] = {n: np.array(result[STATE_OUT[n]][:, row]) for n in self._state_specs}

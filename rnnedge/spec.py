@@ -8,12 +8,32 @@ such as "batch" and "seq") and its role, which says how to make a valid value fo
 
 The spec is stored in the exported file (`rnnedge.spec` metadata), so `verify` can generate
 cases at shapes never used at export from the .onnx file alone. numpy only: no torch here.
+
+Integer inputs keep the example's dtype (`dtype` "int32" for int32 lengths); `make` returns that dtype.
+
+How named axes relate (input side), all optional and absent from files written before them:
+
+    ties      {"samples": {"of": "frames", "scale": 256, "offset": -1024}}   samples = 256 * frames - 1024
+              {"mel2": {"of": "frames"}}                                     same size as frames
+              {"frames": {"sizes": [10, 20, 40]}}                            only these sizes are valid
+    fixed     {"batch": 1}      an axis pinned to a size in the file (`--fix-dim batch=1`)
+    checks    [{"batch": 2, "frames": 9, "samples": 1280}, ...]  the sizes of the user's check inputs
+
+Helpers for whoever makes inputs (parity, quantize --eval, benchmarks); never invent sizes around them:
+
+    spec.sizes_for(batch, seq)   {axis: size} for every named axis: batch and the time axis as asked,
+                                 tied axes computed from their root, listed sizes snapped to a valid one
+    spec.resolve(sizes)          fills in / corrects the tied and fixed axes of a partial {axis: size}
+    spec.valid(sizes)            whether a full {axis: size} satisfies every tie
+    spec.time_axis               the label of the sequence axis ("seq", or the user's own, e.g. "frames")
+    spec.make_inputs(sizes)      random inputs; `sizes` is resolved first, so ties always hold
+    spec.check_feeds             (not stored in the file) the user's check inputs as numpy arrays, by name
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -23,22 +43,23 @@ ROLES = ("features", "tokens", "lengths", "state")
 @dataclass
 class TensorSpec:
     name: str
-    dtype: str  # "float32" | "int64"
+    dtype: str  # numpy dtype name: "float32", "int64", "int32" (the example's own dtype)
     shape: list  # int for a fixed size, str for a symbolic axis ("batch", "seq")
     role: str = "features"  # one of ROLES
     vocab: int | None = None  # tokens only: ids are drawn from [0, vocab)
+    seq_label: str | None = None  # lengths only: the axis they count steps of (None: "seq")
 
     def make(self, sizes: dict[str, int], rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
         """A random value of this spec with the symbolic axes set from `sizes`."""
         shape = [sizes[d] if isinstance(d, str) else d for d in self.shape]
         if self.role == "tokens":
-            return rng.integers(0, self.vocab or 2, size=shape, dtype=np.int64)
+            return rng.integers(0, self.vocab or 2, size=shape, dtype=np.int64).astype(self.dtype)
         if self.role == "lengths":
-            seq = sizes.get("seq", 1)
+            seq = sizes.get(self.seq_label or "seq", sizes.get("seq", 1))
             lengths = rng.integers(1, seq + 1, size=shape, dtype=np.int64)
             if lengths.size:
                 lengths[0] = seq  # one full row keeps the padded length meaningful
-            return lengths
+            return lengths.astype(self.dtype)
         return (rng.standard_normal(shape) * scale).astype(self.dtype)
 
 
@@ -50,18 +71,119 @@ class IOSpec:
     rtol: float = 1e-4  # and relative tolerance (|a-b| <= atol + rtol*|b|)
     axes: list[str] = field(default_factory=list)  # symbolic axis labels in order of first use
 
+    ties: dict = field(default_factory=dict)  # {axis: {"of": root, "scale": a, "offset": b} | {"sizes": [...]}} (docstring)
+    fixed: dict = field(default_factory=dict)  # {axis: size} pinned in the file (--fix-dim)
+    checks: list = field(default_factory=list)  # [{axis: size}] of the user's check inputs
+    check_feeds: list = field(default_factory=list, repr=False, compare=False)  # [{name: array}], never stored
+
     def make_inputs(self, sizes: dict[str, int], seed: int = 0, scale: float = 1.0) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
+        sizes = self.resolve(sizes)
         return {t.name: t.make(sizes, rng, scale) for t in self.inputs}
 
+    @property
+    def time_axis(self) -> str | None:
+        """The sequence axis: "seq" if named so, else what the lengths count, else the first input's non-batch axis."""
+        if "seq" in self.axes:
+            return "seq"
+        lengths = self.input("lengths")
+        if lengths is not None and lengths.seq_label:
+            return lengths.seq_label
+        first = self.inputs[0].shape if self.inputs else []
+        return next((d for d in first if isinstance(d, str) and d != "batch"), None)
+
+    def sizes_for(self, batch: int, seq: int, other: int = 3) -> dict[str, int]:
+        """{axis: size} for every named axis, with the batch and time axes as asked and every tie holding."""
+        time = self.time_axis
+        return self.resolve({a: batch if a == "batch" else seq if a == time else other for a in self.axes})
+
+    def resolve(self, sizes: dict[str, int]) -> dict[str, int]:
+        """`sizes` with fixed axes set, listed sizes snapped to the nearest valid one and tied axes computed from
+        their roots (a root too small for its tie to give a size >= 1 is raised until it does)."""
+        out = {**sizes, **self.fixed}
+        for axis, tie in self.ties.items():
+            if "sizes" in tie and axis in out:
+                out[axis] = min(tie["sizes"], key=lambda s: (abs(s - out[axis]), s))
+        for axis, tie in self.ties.items():
+            root = tie.get("of")
+            if root is None:
+                continue
+            scale, offset = int(tie.get("scale", 1)), int(tie.get("offset", 0))
+            base = out.get(root, 1)
+            while scale * base + offset < 1 and scale > 0:
+                base += 1
+            out[root] = base
+            out[axis] = scale * base + offset
+        return out
+
+    def valid(self, sizes: dict[str, int]) -> bool:
+        """Whether a full {axis: size} satisfies every declared tie and pinned size."""
+        return sizes == self.resolve(sizes) and all(v >= 1 for v in sizes.values())
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        data.pop("check_feeds")
+        for key in ("ties", "fixed", "checks"):  # files stay as they were when nothing relates the axes
+            if not data[key]:
+                data.pop(key)
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> IOSpec:
         data = json.loads(text)
-        data["inputs"] = [TensorSpec(**t) for t in data["inputs"]]
-        return cls(**data)
+        data["inputs"] = [TensorSpec(**{k: v for k, v in t.items() if k in _TENSOR_KEYS}) for t in data["inputs"]]
+        return cls(**{k: v for k, v in data.items() if k in _SPEC_KEYS})
 
     def input(self, role: str) -> TensorSpec | None:
         return next((t for t in self.inputs if t.role == role), None)
+
+
+_TENSOR_KEYS = {f.name for f in fields(TensorSpec)}
+_SPEC_KEYS = {f.name for f in fields(IOSpec)} - {"check_feeds"}
+
+
+def parse_tie(axis: str, text) -> dict:
+    """A tie as users write it -> the spec's form. `text` is another axis ("frames"), an affine formula of one
+    axis ("(frames - 4) * 256", "2*seq+1"), or a list of valid sizes ([10, 20, 40])."""
+    if isinstance(text, (list, tuple)):
+        if not text or not all(isinstance(s, int) and s >= 1 for s in text):
+            raise ValueError(f"axis '{axis}': valid sizes must be a non-empty list of positive ints, got {text!r}")
+        return {"sizes": sorted(set(text))}
+    if isinstance(text, dict):
+        return dict(text)
+    import ast
+
+    try:
+        tree = ast.parse(str(text), mode="eval").body
+        root, scale, offset = _affine(tree)
+    except (SyntaxError, ValueError) as exc:
+        raise ValueError(f"axis '{axis}': cannot read {text!r} as a size tie ({exc}); write e.g. '(frames - 4) * 256'") from None
+    if root is None or scale == 0:
+        raise ValueError(f"axis '{axis}': {text!r} names no other axis")
+    if root == axis:
+        raise ValueError(f"axis '{axis}' cannot be tied to itself")
+    return {"of": root, "scale": scale, "offset": offset}
+
+
+def _affine(node) -> tuple[str | None, int, int]:
+    """(root axis, a, b) for an expression a*root + b built from one name, ints, +, - and *."""
+    import ast
+
+    if isinstance(node, ast.Name):
+        return node.id, 1, 0
+    if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        return None, 0, node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        r, a, b = _affine(node.operand)
+        return r, -a, -b
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult)):
+        (r1, a1, b1), (r2, a2, b2) = _affine(node.left), _affine(node.right)
+        if r1 and r2 and r1 != r2:
+            raise ValueError("ties name one other axis")
+        if isinstance(node.op, ast.Mult):
+            if r1 and r2:
+                raise ValueError("not affine")
+            return (r1 or r2), a1 * b2 + a2 * b1, b1 * b2
+        sign = 1 if isinstance(node.op, ast.Add) else -1
+        return (r1 or r2), a1 + sign * a2, b1 + sign * b2
+    raise ValueError("only ints, one axis name, +, - and * are allowed")

@@ -167,8 +167,9 @@ def translation_table() -> dict:
 class RecurrentExport(nn.Module):
     """Stands in for one nn.RNN/GRU/LSTM during export; holds the very same Parameter objects.
 
-    Called like the layer it replaces (`y, h = rnn(x, h0)`, `y, (h, c) = lstm(x, (h0, c0))`), plus
-    an optional `lengths` keyword (int64 [B]) that rnnedge models pass instead of packing.
+    Called like the layer it replaces (`y, h = rnn(x, h0)`, `y, (h, c) = lstm(x, (h0, c0))`, or on a
+    PackedSequence the module packed itself), plus an optional `lengths` keyword (int64 [B]) that
+    rnnedge models pass instead of packing.
     """
 
     accepts_lengths = True
@@ -196,29 +197,49 @@ class RecurrentExport(nn.Module):
 
     def forward(self, input, hx=None, lengths=None):
         if isinstance(input, PackedSequence):
-            from rnnedge.errors import ExportError
-
-            raise ExportError("packed sequences cannot be exported: call the layer on the padded tensor with lengths=... instead")
+            return self._forward_packed(input, hx)
         unbatched = input.dim() == 2
         x = input.unsqueeze(1 if not self.batch_first else 0) if unbatched else input
         if not self.batch_first:
             x = x.transpose(0, 1)  # (B, T, I)
-        h0 = c0 = None
-        if hx is not None:
-            h0, c0 = hx if self.mode == "lstm" else (hx, None)
-            if unbatched:
-                h0 = h0.unsqueeze(1)
-                c0 = c0.unsqueeze(1) if c0 is not None else None
-        weights = [getattr(self, name) for name in self._weight_names]
-        y, hn, cn = recurrent(
-            x, h0, c0, lengths, weights, self.mode, self.hidden_size, self.num_layers, self.bidirectional, self.proj_size, self.has_bias
-        )
+        h0, c0 = self._split_state(hx, unbatched)
+        y, hn, cn = self._run(x, h0, c0, lengths)
         if not self.batch_first:
-            y = y.transpose(0, 1)
+            y = y.transpose(0, 1).contiguous()  # (T, B, D*H), contiguous as torch's own layers return it (`.view` after it)
         if unbatched:
             y = y.squeeze(1 if not self.batch_first else 0)
             hn, cn = hn.squeeze(1), (cn.squeeze(1) if self.mode == "lstm" else cn)
         return y, ((hn, cn) if self.mode == "lstm" else hn)
+
+    def _split_state(self, hx, unbatched=False):
+        if hx is None:
+            return None, None
+        h0, c0 = hx if self.mode == "lstm" else (hx, None)
+        if unbatched:
+            h0 = h0.unsqueeze(1)
+            c0 = c0.unsqueeze(1) if c0 is not None else None
+        return h0, c0
+
+    def _run(self, x, h0, c0, lengths):
+        weights = [getattr(self, name) for name in self._weight_names]
+        return recurrent(
+            x, h0, c0, lengths, weights, self.mode, self.hidden_size, self.num_layers, self.bidirectional, self.proj_size, self.has_bias
+        )
+
+    def _forward_packed(self, packed: PackedSequence, hx):
+        """A sequence the module packed itself (under `packing_as_lengths`): padded data + lengths, as nn.RNNBase does it."""
+        data, marker, sorted_indices, unsorted_indices = packed
+        lengths = packed_lengths(marker)  # (B,) in the packed (sorted) order
+        h0, c0 = self._split_state(hx)
+        if sorted_indices is not None:  # the caller's state is in the caller's order (nn.RNNBase.permute_hidden)
+            h0 = h0.index_select(1, sorted_indices) if h0 is not None else None
+            c0 = c0.index_select(1, sorted_indices) if c0 is not None else None
+        y, hn, cn = self._run(data, h0, c0, lengths)  # data is (B, T, I) batch-major, see _export_pack
+        if unsorted_indices is not None:
+            hn = hn.index_select(1, unsorted_indices)
+            cn = cn.index_select(1, unsorted_indices) if self.mode == "lstm" else cn
+        out = PackedSequence(y, marker, sorted_indices, unsorted_indices)
+        return out, ((hn, cn) if self.mode == "lstm" else hn)
 
 
 def find_recurrent(module: nn.Module) -> list[tuple[str, nn.RNNBase]]:
@@ -241,3 +262,76 @@ def swapped_recurrent(module: nn.Module) -> Iterator[list[str]]:
     finally:
         for parent, child, layer in swaps:
             setattr(parent, child, layer)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sequences a module packs itself: pack_padded_sequence -> layer -> pad_packed_sequence.
+# ---------------------------------------------------------------------------------------------
+# torch.export cannot trace a real PackedSequence (its data's length is the sum of the lengths, a
+# value). torch's own pack/pad functions look the low-level kernels up in torch._VF at call time, so
+# for the duration of an export these are replaced: "packing" keeps the padded tensor, batch-major,
+# and an empty `batch_sizes` marker that names the lengths; RecurrentExport passes those lengths to the
+# custom op; "padding" masks past each row's length and returns torch's number of steps. Sorting,
+# index_select and the state permutations stay torch's own code, traced as they are.
+
+_PACKED: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(marker) -> (marker, lengths)
+
+
+def packed_lengths(marker: torch.Tensor) -> torch.Tensor:
+    """The lengths (int64 [B], packed order) behind a batch_sizes marker made by `_export_pack`."""
+    entry = _PACKED.get(id(marker))
+    if entry is None or entry[0] is not marker:
+        from rnnedge.errors import ExportError
+
+        raise ExportError("a PackedSequence not made by pack_padded_sequence/pack_sequence in forward cannot be exported: "
+                          "pack inside forward from a padded tensor and its lengths")
+    return entry[1]
+
+
+def _export_pack(input: torch.Tensor, lengths: torch.Tensor, batch_first: bool):
+    """Stand-in for _VF._pack_padded_sequence: (data (B, T, *) batch-major, empty marker of the lengths)."""
+    data = input if batch_first else input.transpose(0, 1)  # (B, T, *)
+    marker = lengths.new_empty(0)
+    _PACKED[id(marker)] = (marker, lengths)
+    return data, marker
+
+
+def _export_pad(data: torch.Tensor, marker: torch.Tensor, batch_first: bool, padding_value: float, total_length):
+    """Stand-in for _VF._pad_packed_sequence. `total_length` is 0 when the caller gave none (the marker's size):
+    torch then returns max(lengths) steps, a value-dependent size, reproduced with a dynamic slice."""
+    lengths = packed_lengths(marker)
+    steps = data.shape[1]
+    if total_length == 0:
+        longest = lengths.max().item()
+        torch._check(longest >= 1)
+        torch._check(longest <= steps)
+        data = data.narrow(1, 0, longest)  # (B, max(lengths), *)
+    elif total_length is not steps and total_length != steps:
+        extra = total_length - steps
+        if extra > 0:
+            data = torch.cat([data, data.new_zeros(data.shape[0], extra, *data.shape[2:])], dim=1)
+        else:
+            data = data.narrow(1, 0, total_length)
+    t = torch.arange(data.shape[1], device=data.device)  # (T',)
+    keep = (t.unsqueeze(0) < lengths.unsqueeze(1)).reshape(*lengths.shape, data.shape[1], *([1] * (data.dim() - 2)))
+    out = torch.where(keep, data, torch.full((), padding_value, dtype=data.dtype, device=data.device))  # (B, T', *)
+    return (out if batch_first else out.transpose(0, 1)), lengths
+
+
+@contextlib.contextmanager
+def packing_as_lengths() -> Iterator[None]:
+    """For the duration of an export: torch's pack/pad functions carry padded tensors + lengths (see above)."""
+    from torch import _VF
+
+    saved = {name: vars(_VF).get(name) for name in ("_pack_padded_sequence", "_pad_packed_sequence")}
+    _VF._pack_padded_sequence = _export_pack
+    _VF._pad_packed_sequence = _export_pad
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                delattr(_VF, name)  # back to VFModule.__getattr__ (torch's kernel)
+            else:
+                setattr(_VF, name, value)
+        _PACKED.clear()

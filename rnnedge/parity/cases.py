@@ -1,0 +1,127 @@
+"""Cases from the spec: named input sets at shapes and values exports get wrong, never the export's own.
+
+Sizes come from the spec's own helpers (`sizes_for`: tied axes computed, listed sizes snapped, fixed
+axes kept), so cases always respect what the spec declares; integer inputs keep their declared dtype.
+Sequence lengths probe 1, a few small ones, the export example's length +-1 (where known), and lengths
+past every bound a module may branch on (verify: > 256 and > 512; the quick check: > 256 at batch 1-2).
+An axis with a recorded valid range (`spec.ranges`) is probed inside it, at its ends.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..spec import IOSpec
+
+LONG = 300  # > 256: past the bounds modules branch on (`if T > 200`)
+LONGER = 600  # > 512
+
+
+def time_axis(spec: IOSpec) -> str | None:
+    label = getattr(spec, "time_axis", None)
+    if label:
+        return label
+    return "seq" if "seq" in spec.axes else next((a for a in spec.axes if a != "batch"), None)
+
+
+def _clamp(spec: IOSpec, axis: str | None, size: int) -> int:
+    lo, hi = (list(getattr(spec, "ranges", {}).get(axis) or [None, None]) + [None, None])[:2] if axis else (None, None)
+    if lo is not None:
+        size = max(size, int(lo))
+    if hi is not None:
+        size = min(size, int(hi))
+    return size
+
+
+def case_sizes(spec: IOSpec, batch: int, seq: int) -> dict[str, int]:
+    """{axis: size} for every named axis: batch and the time axis as asked (clamped to a recorded range)."""
+    t_axis = time_axis(spec)
+    batch, seq = _clamp(spec, "batch", batch), _clamp(spec, t_axis, seq)
+    helper = getattr(spec, "sizes_for", None)
+    if helper is not None:
+        return helper(batch, seq)
+    return {a: (batch if a == "batch" else seq if a == t_axis else 3) for a in spec.axes}
+
+
+def _label(sizes: dict[str, int]) -> str:
+    return ", ".join(f"{a} {n}" for a, n in sizes.items()) or "fixed shape"
+
+
+def _shape_cases(spec: IOSpec, shapes, seed: int) -> list[tuple[str, dict]]:
+    cases, seen = [], set()
+    for k, (b, t, scale, tag) in enumerate(shapes):
+        sizes = case_sizes(spec, b, t)
+        key = (tuple(sorted(sizes.items())), scale)
+        if key in seen:  # a range or a tie made two probes the same: keep one
+            continue
+        seen.add(key)
+        name = f"{tag}{', ' if tag else ''}{_label(sizes)}"
+        cases.append((name, spec.make_inputs(sizes, seed=seed + k, scale=scale)))
+    return cases
+
+
+def probe_lengths(example_seq: int | None, quick: bool) -> list[tuple[int, int, float, str]]:
+    """(batch, seq, input scale, tag) probes: 1, small, example +-1, past 256 (and 512 for verify)."""
+    shapes = [(1, 1, 1.0, ""), (3, 2, 1.0, ""), (2, 3, 1.0, "")]
+    if not quick:
+        shapes += [(3, 7, 1.0, ""), (16, 33, 1.0, ""), (4, 20, 10.0, "saturated (x10)")]
+    if example_seq:
+        shapes += [(2, max(example_seq - 1, 1), 1.0, "example length -1"), (2, example_seq + 1, 1.0, "example length +1")]
+    shapes += [(1 if quick else 2, LONG, 1.0, "past 256")]
+    if not quick:
+        shapes += [(2, LONGER, 1.0, "past 512")]
+    return shapes
+
+
+def generate_cases(spec: IOSpec, extra: int = 0, seed: int = 0, *, quick: bool = False, example_seq: int | None = None) -> list[tuple[str, dict]]:
+    """Named input sets covering the shapes and values exports get wrong."""
+    fixed = not spec.axes
+    if fixed:
+        cases = [("fixed shape", spec.make_inputs({}, seed=seed))]
+        if not quick:
+            cases.append(("saturated (x10)", spec.make_inputs({}, seed=seed + 1, scale=10.0)))
+    else:
+        cases = _shape_cases(spec, probe_lengths(example_seq, quick), seed)
+    if not quick:
+        cases += _value_cases(spec, fixed, seed)
+    cases += check_cases(spec)
+    for k in range(extra):
+        rng = np.random.default_rng(seed + 100 + k)
+        sizes = case_sizes(spec, int(rng.integers(1, 9)), int(rng.integers(1, 80))) if not fixed else {}
+        cases.append((f"random #{k + 1}, {_label(sizes)}", spec.make_inputs(sizes, seed=seed + 100 + k)))
+    return cases
+
+
+def _value_cases(spec: IOSpec, fixed: bool, seed: int) -> list[tuple[str, dict]]:
+    """Ragged lengths, every token id, zero initial state."""
+    cases = []
+    lengths = spec.input("lengths")
+    if lengths is not None and not fixed:
+        sizes = case_sizes(spec, 6, 25)
+        feeds = spec.make_inputs(sizes, seed=seed + 5)
+        seq = sizes.get(getattr(lengths, "seq_label", None) or time_axis(spec), 25)
+        ragged = np.array([seq, 1, 13, seq - 1, 2, 7], dtype=np.int64).clip(1, seq)
+        feeds[lengths.name] = ragged[: len(feeds[lengths.name])].astype(feeds[lengths.name].dtype)
+        cases.append((f"ragged lengths, {_label(sizes)}", feeds))
+    tokens = spec.input("tokens")
+    if tokens is not None and tokens.vocab:
+        sizes = case_sizes(spec, -(-tokens.vocab // 64), 64) if not fixed else {}
+        feeds = spec.make_inputs(sizes, seed=seed + 6)
+        ids = feeds[tokens.name]
+        flat = np.resize(np.arange(tokens.vocab, dtype=np.int64), ids.size)  # 0..vocab-1, as many as fit
+        feeds[tokens.name] = flat.reshape(ids.shape).astype(ids.dtype)
+        cases.append(("every token id", feeds))
+    if any(t.role == "state" for t in spec.inputs):
+        bases = _shape_cases(spec, [(1, 1, 1.0, ""), (3, 7, 1.0, "")], seed + 7) if not fixed else [("fixed shape", spec.make_inputs({}, seed=seed + 7))]
+        for name, feeds in bases:
+            zeros = {t.name: np.zeros_like(feeds[t.name]) for t in spec.inputs if t.role == "state"}
+            cases.append((f"{name}, zero state", {**feeds, **zeros}))
+    return cases
+
+
+def check_cases(spec: IOSpec) -> list[tuple[str, dict]]:
+    """The user's own check inputs (`check_inputs=` / `--check-input`), where the spec carries them."""
+    feeds = getattr(spec, "check_feeds", None) or []
+    if isinstance(feeds, dict):
+        feeds = [feeds]
+    return [(f"check input #{k + 1}", dict(f)) for k, f in enumerate(feeds)]

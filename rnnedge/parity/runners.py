@@ -1,0 +1,142 @@
+"""Runners: context managers with `infer(feeds) -> {output name: array}`.
+
+`TorchRunner` runs a module in eval mode (and a float64 copy of it, the exact answer float32 is
+measured against); `OrtRunner` runs an ONNX file with onnxruntime on a given provider list. Heavy
+imports (torch, onnxruntime) happen inside, never at import time.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+
+from ..errors import BadInputError
+from ..spec import IOSpec
+
+log = logging.getLogger(__name__)
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:limit]
+
+
+class TorchRunner:
+    """Runs a torch module on numpy feeds given in the spec's input order; outputs named by the spec.
+
+    Integer inputs keep their declared dtype (int32 lengths stay int32). `infer_float64` runs a float64
+    copy under torch's float64 default dtype, so state built inside forward (`torch.zeros(...)`) is float64
+    too; `float64_error` says why it could not run, in which case callers fall back to a float32-only noise floor.
+    """
+
+    def __init__(self, module, spec: IOSpec):
+        self.module, self.spec = module, spec
+        self._double = None
+        self.float64_error = ""
+
+    def __enter__(self):
+        import torch
+
+        self._torch = torch
+        self._grad = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)
+        self._was_training = self.module.training
+        self.module.eval()
+        return self
+
+    def __exit__(self, *exc):
+        self.module.train(self._was_training)
+        self._torch.set_grad_enabled(self._grad)
+
+    def _args(self, feeds: dict, float_dtype) -> list:
+        args = []
+        for t in self.spec.inputs:
+            value = np.asarray(feeds[t.name])
+            dtype = float_dtype if np.issubdtype(value.dtype, np.floating) else value.dtype  # (ints: declared dtype)
+            args.append(self._torch.from_numpy(np.ascontiguousarray(value, dtype=dtype)))
+        return args
+
+    def infer(self, feeds: dict, module=None, float_dtype=np.float32) -> dict:
+        from torch.utils._pytree import tree_leaves
+
+        result = (module or self.module)(*self._args(feeds, float_dtype))
+        leaves = [v for v in tree_leaves(result) if isinstance(v, self._torch.Tensor)]
+        names = list(self.spec.outputs)
+        if len(leaves) != len(names):  # named by position in torch's own output order, so count must agree
+            extra = [f"torch output #{k}" for k in range(len(names), len(leaves))]
+            names = (names + extra)[: len(leaves)]
+            log.warning("torch returned %d tensors, the spec declares %d outputs", len(leaves), len(self.spec.outputs))
+        return {name: v.detach().cpu().double().numpy() for name, v in zip(names, leaves)}
+
+    def infer_float64(self, feeds: dict) -> dict | None:
+        """The float64 answer, or None (and `float64_error` set) when the module cannot run in float64."""
+        if self.float64_error:
+            return None
+        torch = self._torch
+        before = torch.get_default_dtype()
+        try:
+            if self._double is None:
+                self._double = copy.deepcopy(self.module).double().eval()
+            torch.set_default_dtype(torch.float64)  # state built inside forward comes out float64 as well
+            return self.infer(feeds, self._double, np.float64)
+        except Exception as exc:
+            self.float64_error = f"float64 reference unavailable ({first_line(exc)}): noise from float32 rounding of the output scale only"
+            log.warning("%s", self.float64_error)
+            return None
+        finally:
+            torch.set_default_dtype(before)
+
+
+def ort_session(path, providers=None, threads: int | None = None):
+    """A quiet onnxruntime session on exactly these providers (no silent CPU fallback); one-line errors."""
+    try:
+        from ..runtime.sessions import open_session
+    except ImportError:  # before the runtime package's session factory existed
+        open_session = None
+    if open_session is not None:
+        return open_session(str(path), providers=list(providers or ["CPUExecutionProvider"]), threads=threads, fallback=False)
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # onnxruntime's own log would add lines to the CLI's one-line errors
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(str(path), options, providers=list(providers or ["CPUExecutionProvider"]))
+    except Exception as exc:
+        raise BadInputError(f"{path}: onnxruntime cannot load it: {first_line(exc)}") from None
+    session.disable_fallback()
+    return session
+
+
+def available_providers() -> list[str]:
+    try:
+        from ..runtime.sessions import available_providers as available
+    except ImportError:
+        import onnxruntime as ort
+
+        return [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]
+    return available()
+
+
+class OrtRunner:
+    """Runs an ONNX file with onnxruntime on the given providers (default: CPU); outputs by the file's names."""
+
+    def __init__(self, path, providers=None, threads: int | None = None):
+        self.path, self.providers, self.threads = str(path), list(providers or ["CPUExecutionProvider"]), threads
+
+    def __enter__(self):
+        self.session = ort_session(self.path, self.providers, self.threads)
+        self.input_types = {i.name: i.type for i in self.session.get_inputs()}
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        return self
+
+    def __exit__(self, *exc):
+        self.session = None
+
+    def infer(self, feeds: dict) -> dict:
+        cast = {k: (v.astype(np.float16) if self.input_types.get(k) == "tensor(float16)" else v) for k, v in feeds.items()}
+        outs = self.session.run(None, {k: v for k, v in cast.items() if k in self.input_types})
+        return {n: np.asarray(v, dtype=np.float32) for n, v in zip(self.output_names, outs)}

@@ -1,0 +1,207 @@
+"""Orchestration: `verify` (every case, every provider) and `quick_check` (what export runs).
+
+Outputs are matched by name: torch's outputs are named by the declared spec (in torch's own return
+order), onnxruntime's by the file. A provider that cannot open a session, or fails a case, is a row of
+the report and the other providers still run. Nothing here raises on a mismatch except `quick_check`,
+which raises ParityError naming the case.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ParityError
+from ..spec import IOSpec, TensorSpec
+from .cases import case_sizes, generate_cases, time_axis
+from .compare import FP16_ATOL, FP16_RTOL, CaseResult, ParityReport, compare
+from .runners import OrtRunner, TorchRunner, available_providers, first_line, ort_session
+
+log = logging.getLogger(__name__)
+CPU = "CPUExecutionProvider"
+
+
+def spec_of(onnx_path) -> tuple[IOSpec, dict]:
+    """(IOSpec, metadata) of a file: the spec rnnedge stored (outputs as declared), or one read from the graph."""
+    from ..files import load_onnx
+
+    load_onnx(onnx_path, load_weights=False)  # missing, pickled, corrupt, external data leaving its folder: one line
+    session = ort_session(onnx_path)
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    if "rnnedge.spec" in meta:
+        spec = IOSpec.from_json(meta["rnnedge.spec"])
+        if not spec.outputs:  # a spec that never named its outputs: the file's own
+            spec.outputs = [o.name for o in session.get_outputs()]
+        return spec, meta
+    inputs, axes = [], []
+    for i in session.get_inputs():
+        shape = [d if isinstance(d, int) else str(d or "dim") for d in i.shape]
+        axes += [d for d in shape if isinstance(d, str) and d not in axes]
+        dtype = {"tensor(int32)": "int32", "tensor(int64)": "int64"}.get(i.type, "float32")
+        role = ("lengths" if len(shape) == 1 else "tokens") if dtype != "float32" else ("state" if i.name in ("h0", "c0") else "features")
+        inputs.append(TensorSpec(i.name, dtype, shape, role, None))
+    return IOSpec(inputs, [o.name for o in session.get_outputs()], axes=axes), meta
+
+
+def tolerances(meta: dict, atol: float | None, rtol: float | None) -> tuple[float | None, float | None]:
+    """None, None: the noise policy; float16 files keep fixed tolerances (their error is not float32's)."""
+    if atol is None and rtol is None and "float16" in meta.get("rnnedge.quantization", ""):
+        return FP16_ATOL, FP16_RTOL
+    if atol is None and rtol is None:
+        return None, None
+    return (0.0 if atol is None else atol), (0.0 if rtol is None else rtol)
+
+
+def torch_module_for(model_or_ckpt, meta: dict):
+    """The torch side: a module as given, or the contract wrapper of a checkpoint for the file's target."""
+    if isinstance(model_or_ckpt, (str, Path)):
+        from ..checkpoint import load_checkpoint
+        from ..contract import contract
+
+        model = load_checkpoint(model_or_ckpt)
+        target = meta.get("rnnedge.target", "dynamic")
+        return contract(model, target, chunk=int(meta.get("rnnedge.chunk", 16))).module
+    return model_or_ckpt
+
+
+def reference(runner: TorchRunner, cases, report: ParityReport) -> list[tuple]:
+    """(name, feeds, torch32, torch64 or None) per case; a case torch refuses is a report row."""
+    refs = []
+    for name, feeds in cases:
+        try:
+            ref = runner.infer(feeds)
+        except Exception as exc:  # torch refuses the case: report it, do not crash
+            report.cases.append(CaseResult(name, "torch", [], f"torch failed: {first_line(exc)}"))
+            continue
+        refs.append((name, feeds, ref, runner.infer_float64(feeds)))
+    if runner.float64_error and runner.float64_error not in report.notes:
+        report.notes.append(runner.float64_error)
+    return refs
+
+
+def output_names_row(spec: IOSpec, file_outputs: list[str], provider: str) -> CaseResult | None:
+    """A failure row when the file's outputs and the declared ones differ (both sides listed)."""
+    missing = [n for n in spec.outputs if n not in file_outputs]
+    extra = [n for n in file_outputs if n not in spec.outputs]
+    if not missing and not extra:
+        return None
+    detail = "; ".join(p for p in (f"missing {missing}" if missing else "", f"extra {extra}" if extra else "") if p)
+    return CaseResult("outputs by name", provider, [], f"the file's outputs {file_outputs} != declared {list(spec.outputs)}: {detail}")
+
+
+def run_provider(onnx_path, provider: str, refs, report: ParityReport, spec: IOSpec, torch_runner, stream: bool) -> None:
+    """Every case on one provider; a session that does not open is one row, not the end of verify."""
+    atol, rtol, allow = report.atol, report.rtol, report.allow_ill_conditioned
+    try:
+        runner = OrtRunner(onnx_path, [provider]).__enter__()
+    except Exception as exc:
+        report.cases.append(CaseResult("open session", provider, [], f"{provider} cannot open a session: {first_line(exc)}"))
+        return
+    try:
+        row = output_names_row(spec, runner.output_names, provider)
+        if row is not None:
+            report.cases.append(row)
+        for name, feeds, ref, ref64 in refs:
+            try:
+                out = runner.infer(feeds)
+            except Exception as exc:
+                report.cases.append(CaseResult(name, provider, [], f"onnxruntime failed: {first_line(exc)}"))
+                continue
+            report.extend(compare(ref, out, atol, rtol, name, provider, ref64=ref64, allow_ill_conditioned=allow))
+        if stream and state_pairs(spec):
+            try:
+                report.extend(check_streaming(torch_runner, runner, spec, report, provider))
+            except Exception as exc:
+                report.cases.append(CaseResult("stream", provider, [], f"streaming check failed: {first_line(exc)}"))
+    finally:
+        runner.__exit__(None, None, None)
+
+
+def verify(model_or_ckpt, onnx_path, *, atol: float | None = None, rtol: float | None = None, cases: int = 0,
+           providers: list[str] | None = None, spec: IOSpec | None = None, stream: bool = True,
+           allow_ill_conditioned: bool = False, example_seq: int | None = None) -> ParityReport:
+    """Compare torch and onnxruntime on generated cases, on every available provider. Never raises on a mismatch.
+
+    atol/rtol None: the noise policy (see rnnedge.parity.compare); given: fixed tolerances.
+    """
+    stored_spec, meta = spec_of(onnx_path)
+    spec = spec or stored_spec
+    atol, rtol = tolerances(meta, atol, rtol)
+    module = torch_module_for(model_or_ckpt, meta)
+    report = ParityReport(atol=atol, rtol=rtol, allow_ill_conditioned=allow_ill_conditioned)
+    with TorchRunner(module, spec) as torch_runner:
+        refs = reference(torch_runner, generate_cases(spec, extra=cases, example_seq=example_seq), report)
+        for provider in providers or available_providers():
+            run_provider(onnx_path, provider, refs, report, spec, torch_runner, stream)
+    return report
+
+
+def state_pairs(spec: IOSpec) -> list[tuple[str, str]]:
+    """(state output, state input) pairs, e.g. ("hn", "h0"), ("cn", "c0"): what a stream carries over."""
+    roles = getattr(spec, "output_roles", None) or {}
+    outs = [n for n in spec.outputs if roles.get(n, "state" if n in ("hn", "cn") else "output") == "state"]
+    ins = [t.name for t in spec.inputs if t.role == "state"]
+    return list(zip(outs, ins)) if outs and len(outs) == len(ins) else []
+
+
+def check_streaming(torch_runner, ort_runner, spec: IOSpec, report: ParityReport, provider, chunk: int = 7, chunks: int = 5) -> ParityReport:
+    """Feed a sequence in chunks with hn/cn carried back as h0/c0; compare with torch on the whole sequence."""
+    first = next(t for t in spec.inputs if t.role in ("features", "tokens"))
+    fixed_seq = next((d for d in first.shape[1:2] if isinstance(d, int)), None) if not spec.axes else None
+    step = fixed_seq or chunk
+    sizes = case_sizes(spec, 2, step * chunks) if spec.axes else {}
+    whole = spec.make_inputs(sizes, seed=42)
+    if fixed_seq:  # mobile: fixed chunk, feed the torch side the whole sequence at once
+        parts = [spec.make_inputs({}, seed=43 + k)[first.name] for k in range(chunks)]
+        whole[first.name] = np.concatenate(parts, axis=1)
+    lengths = spec.input("lengths")
+    if lengths is not None:  # every row runs through all chunks
+        whole[lengths.name] = np.full_like(whole[lengths.name], whole[first.name].shape[1])
+    ref, ref64 = torch_runner.infer(whole), torch_runner.infer_float64(whole)
+    pairs = state_pairs(spec)
+    state = {i: whole[i] for _, i in pairs}
+    pieces: dict[str, list] = {}
+    out = {}
+    for k in range(chunks):
+        feeds = {first.name: whole[first.name][:, k * step : (k + 1) * step], **state}
+        if lengths is not None:
+            feeds[lengths.name] = np.full(feeds[first.name].shape[0], step, dtype=whole[lengths.name].dtype)
+        out = ort_runner.infer(feeds)
+        state = {i: out[o] for o, i in pairs if o in out}
+        for name, value in out.items():
+            pieces.setdefault(name, []).append(value)
+    carried = {o for o, _ in pairs}
+    joined = {name: (np.concatenate(parts, axis=1) if parts[0].ndim == 3 and name not in carried else parts[-1])
+              for name, parts in pieces.items()}
+    return compare(ref, joined, report.atol, report.rtol, f"stream: {chunks} chunks of {step} vs whole", provider,
+                   ref64=ref64, allow_ill_conditioned=report.allow_ill_conditioned)
+
+
+def example_length(spec: IOSpec, examples) -> int | None:
+    """The export example's sequence length, read from the example tensors by the spec's time axis."""
+    axis = time_axis(spec)
+    for t, ex in zip(spec.inputs, examples or ()):
+        if axis in t.shape and hasattr(ex, "shape"):
+            return int(ex.shape[t.shape.index(axis)])
+    return None
+
+
+def quick_check(module, onnx_path, spec: IOSpec, examples=None) -> ParityReport:
+    """The check export runs (CPU): seq 1, small, the example's +-1, past 256; raises ParityError naming the case.
+
+    Outputs float32 cannot verify at a probe (ill-conditioned) are listed in the report and logged, not
+    raised: the export cannot prove anything there, and `rnnedge verify` makes that call explicitly.
+    """
+    report = ParityReport(allow_ill_conditioned=True)
+    cases = generate_cases(spec, quick=True, example_seq=example_length(spec, examples))
+    with TorchRunner(module, spec) as torch_runner:
+        refs = reference(torch_runner, cases, report)
+        run_provider(onnx_path, CPU, refs, report, spec, torch_runner, stream=False)
+    if report.ill_conditioned:
+        log.warning("parity: %s", report.summary().splitlines()[0])
+    if not report:
+        failed = report.failures[0]
+        raise ParityError(f"the exported model differs from torch ({failed.case}): " + report.summary().splitlines()[1].strip(), report)
+    return report

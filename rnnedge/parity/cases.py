@@ -124,4 +124,7 @@ def check_cases(spec: IOSpec) -> list[tuple[str, dict]]:
     feeds = getattr(spec, "check_feeds", None) or []
     if isinstance(feeds, dict):
         feeds = [feeds]
-    return [(f"check input #{k + 1}", dict(f)) for k, f in enumerate(feeds)]
+    if feeds:
+        return [(f"check input #{k + 1}", dict(f)) for k, f in enumerate(feeds)]
+    checks = [s for s in getattr(spec, "checks", None) or [] if isinstance(s, dict)]  # stored sizes: random values at them
+    return [(f"check sizes #{k + 1}, {_label(s)}", spec.make_inputs(dict(s), seed=200 + k)) for k, s in enumerate(checks)]

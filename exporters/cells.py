@@ -16,7 +16,7 @@ import onnx
 from onnx import helper
 
 from .graph import GraphEditor
-from .ops import DOMAIN
+from .names import DOMAIN
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 DEFAULT_ACTIVATIONS = {"RNN": ["Tanh"], "GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}

@@ -23,8 +23,8 @@ from onnx.defs import OpSchema
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-DOMAIN = "rnnedge"
-NODE = "TorchRecurrent"
+from .names import DOMAIN, NODE  # torch-free: shared with the lowerings
+
 RECURRENT_TYPES = (nn.RNN, nn.GRU, nn.LSTM)
 
 

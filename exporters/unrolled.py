@@ -34,7 +34,7 @@ import onnx
 
 from .cells import Recurrence, read_recurrence, step
 from .graph import GraphEditor, drop_unused_initializers, rewrite_nodes, tidy_opsets
-from .ops import DOMAIN
+from .names import DOMAIN
 
 log = logging.getLogger(__name__)
 FLOAT = onnx.TensorProto.FLOAT

@@ -29,9 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import sys
 import time
-import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -483,13 +481,3 @@ def _first_line(exc: BaseException) -> str:
     if causes:
         return causes[-1].split(": ", 1)[-1][:300]
     return next((line for line in text if line.strip()), type(exc).__name__)[:300]
-
-
-class _CallableModule(types.ModuleType):
-    """`rnnedge.export(...)` is the function even after `import rnnedge.export` made it this module."""
-
-    def __call__(self, *args, **kwargs):
-        return export(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

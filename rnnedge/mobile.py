@@ -22,10 +22,11 @@ contrib operators that NNAPI and CoreML cannot take. An rnnedge model exported w
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
-import pathlib
+import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ PROVIDERS = {
     "CoreML NeuralNetwork": "coreml_supported_neuralnetwork_ops.md",
 }
 CONFIG_NAME = "required_operators.config"
+_LEVEL_VARIABLE = "ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL"  # read by onnxruntime's converter
 
 
 @dataclass
@@ -116,10 +118,11 @@ def prepare_mobile(model_path, out_dir, *, optimization: str = "basic") -> Mobil
         tmp_dir = Path(tmp)
         onnx_copy = tmp_dir / f"{stem}.onnx"  # self-contained copy of what load_onnx accepted
         save_onnx(model, onnx_copy)
-        tmp_ort = tmp_dir / f"{stem}.ort"
-        _convert_to_ort(onnx_copy, tmp_ort, optimization)
+        tmp_ort, tmp_config = convert_to_ort(onnx_copy, tmp_dir / "out", optimization)
         providers, dynamic_inputs, fixed, text = check_usability(onnx_copy)
-        operators = _write_config(tmp_ort, config_path, ort_path.name)  # outputs only once every step worked
+        config = tmp_config.read_text().replace(str(tmp_ort), ort_path.name)  # name the final .ort file
+        write_bytes_atomic(config_path, config.encode())  # outputs only once every step worked
+        operators = [line for line in config.splitlines() if line and not line.startswith("#")]
         with atomic_path(ort_path) as dest:
             dest.write_bytes(tmp_ort.read_bytes())
 
@@ -131,41 +134,39 @@ def prepare_mobile(model_path, out_dir, *, optimization: str = "basic") -> Mobil
     return report
 
 
-def _convert_to_ort(onnx_path: Path, ort_path: Path, optimization: str) -> None:
-    """What `convert_onnx_models_to_ort --optimization_style Fixed` does for one file, without its prints."""
-    import onnxruntime as ort
-
-    levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    so = ort.SessionOptions()
-    so.optimized_model_filepath = str(ort_path)
-    so.graph_optimization_level = levels[optimization]
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.save_model_format", "ORT")
-    so.add_session_config_entry("session.qdqisint8allowed", "0")
-    try:  # NCHWc layouts are x86-only: the converter leaves them out too
-        ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"], disabled_optimizers=["NchwcTransformer"])
-    except Exception as exc:  # onnxruntime's own load/type errors: the model is not runnable
+def convert_to_ort(onnx_path: Path, out_dir: Path, optimization: str) -> tuple[Path, Path]:
+    """onnxruntime's own converter (`python -m onnxruntime.tools.convert_onnx_models_to_ort`, "Fixed" style)
+    on one file, its stdout captured and logged: (the .ort file, its reduced-build operator config)."""
+    converter = _converter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    previous = os.environ.get(_LEVEL_VARIABLE)
+    os.environ[_LEVEL_VARIABLE] = optimization  # the converter's only way to take a level other than "all"
+    try:
+        with contextlib.redirect_stdout(buffer):  # it prints progress: keep --json output clean
+            converter.convert_onnx_models_to_ort(onnx_path, output_dir=out_dir,
+                                                 optimization_styles=[converter.OptimizationStyle.Fixed])
+    except Exception as exc:  # onnxruntime's own load/type errors: pybind classes that derive from Exception only
         raise BadInputError(f"onnxruntime cannot load the model: {str(exc).strip().splitlines()[0][:300]}") from None
+    finally:
+        if previous is None:
+            os.environ.pop(_LEVEL_VARIABLE, None)
+        else:
+            os.environ[_LEVEL_VARIABLE] = previous
+        log.debug("onnxruntime converter: %s", buffer.getvalue().strip())
+    suffix = "" if optimization == "all" else f".{optimization}"
+    return out_dir / f"{onnx_path.stem}{suffix}.ort", out_dir / f"{onnx_path.stem}.required_operators{suffix}.config"
 
 
-def _write_config(ort_path: Path, config_path: Path, ort_name: str) -> list[str]:
-    """The converter's reduced-build operator config, naming the final .ort file instead of the temp one."""
+def _converter():
+    """onnxruntime.tools.convert_onnx_models_to_ort, imported without letting it configure the root logger."""
     root = logging.getLogger()
     handlers = list(root.handlers)
-    from onnxruntime.tools.ort_format_model import create_config_from_models  # its import calls logging.basicConfig
+    from onnxruntime.tools import convert_onnx_models_to_ort  # importing it calls logging.basicConfig
 
     root.handlers[:] = handlers
-    theirs = logging.getLogger("ort_format_model.utils")
-    level, theirs.level = theirs.level, logging.WARNING  # "Created config in /tmp/..." says nothing to our user
-    tmp_config = ort_path.with_suffix(".config")
-    try:
-        create_config_from_models([pathlib.Path(ort_path)], tmp_config, False)
-    finally:
-        theirs.setLevel(level)
-    text = tmp_config.read_text().replace(str(ort_path), ort_name)
-    write_bytes_atomic(config_path, text.encode())
-    return [line for line in text.splitlines() if line and not line.startswith("#")]
+    logging.getLogger("ort_format_model.utils").setLevel(logging.WARNING)  # "Created config in /tmp/..."
+    return convert_onnx_models_to_ort
 
 
 def check_usability(onnx_path) -> tuple[dict[str, ProviderUsability], list[str], bool, str]:

@@ -37,9 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import tempfile
-import types
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -439,13 +437,3 @@ def _feeds(sess, inputs: np.ndarray, lengths: np.ndarray | None) -> dict:
 def _cast_feeds(sess, feeds: dict) -> dict:
     kinds = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
     return {i.name: np.asarray(feeds[i.name]).astype(kinds.get(i.type) or feeds[i.name].dtype) for i in sess.get_inputs() if i.name in feeds}
-
-
-class _CallableModule(types.ModuleType):
-    """`rnnedge.quantize(...)` is the function even after `import rnnedge.quantize` made it this module."""
-
-    def __call__(self, *args, **kwargs):
-        return quantize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -8,9 +8,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-import rnnedge.export as rexport
 from rnnedge.describe import describe_onnx
 from rnnedge.errors import BadInputError
+from rnnedge.export import export
 from rnnedge.mobile import MobileReport, check_usability, prepare_mobile
 
 try:
@@ -24,7 +24,7 @@ def mobile_lstm(tmp_path_factory):
     """A 2-layer LSTM + Linear head exported for target mobile (chunk 8, batch 1): (path, feeds)."""
     module, examples, names, outputs = make("lstm", layers=2)
     path = tmp_path_factory.mktemp("mobile") / "lstm.onnx"
-    rexport.export(module, examples, path, target="mobile", input_names=names, output_names=outputs, verify=False)
+    export(module, examples, path, target="mobile", input_names=names, output_names=outputs, verify=False)
     return path, {n: e.numpy() for n, e in zip(names, examples)}
 
 

@@ -10,9 +10,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-import rnnedge.export as rexport
 from exporters import unrolled
 from rnnedge.errors import BadInputError
+from rnnedge.export import build_onnx, export
 
 CHUNK, FEATURES, HIDDEN, CLASSES = 8, 5, 8, 3
 # Every op type a mobile export may hold: the lowering's own, native.py's glue, torch's Linear head.
@@ -55,7 +55,7 @@ def make(cell, bidirectional=False, layers=1, proj=0, relu=False, seed=0):
 def export_mobile(tmp_path, cell, **kw):
     module, examples, names, outputs = make(cell, **kw)
     path = tmp_path / f"{cell}.onnx"
-    rexport.export(module, examples, path, target="mobile", input_names=names, output_names=outputs, verify=False)
+    export(module, examples, path, target="mobile", input_names=names, output_names=outputs, verify=False)
     return module, examples, names, path
 
 
@@ -125,7 +125,7 @@ def test_constant_gather_becomes_slice(tmp_path):
     module = LastStep().eval()
     x, h0 = torch.randn(1, CHUNK, FEATURES), torch.randn(1, 1, HIDDEN)
     path = tmp_path / "last.onnx"
-    rexport.export(module, (x, h0), path, target="mobile", input_names=["x", "h0"], output_names=["logits", "hn"], verify=False)
+    export(module, (x, h0), path, target="mobile", input_names=["x", "h0"], output_names=["logits", "hn"], verify=False)
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "Gather" not in ops and ops <= MOBILE_OPS
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy(), "h0": h0.numpy()})
@@ -139,7 +139,7 @@ def test_constant_gather_becomes_slice(tmp_path):
 def test_unrolled_needs_target_mobile():
     module, examples, names, outputs = make("gru")
     with pytest.raises(BadInputError):
-        rexport.build_onnx(module, examples, target="dynamic", lowering="unrolled", input_names=names)
+        build_onnx(module, examples, target="dynamic", lowering="unrolled", input_names=names)
 
 
 # ------------------------------------------------------------------------------------------

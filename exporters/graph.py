@@ -1,14 +1,43 @@
-"""Small helpers shared by the lowerings: find initializers, make unique names, emit nodes.
+"""Small helpers shared by the lowerings: walk every graph, find initializers, make unique names, emit nodes.
 
 The lowerings are ONNX-to-ONNX rewrites on `onnx.ModelProto`: they read weights from the
 graph's initializers as numpy arrays, and replace one node by a few others in place.
+
+`subgraphs` / `all_graphs` are THE graph walker of rnnedge (lowerings, quantize, inspect, file
+checks): they reach every nested graph, through single-graph attributes (Scan/Loop/If bodies) and
+graph-list attributes alike, in the protobuf itself so callers can edit in place.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+
+def subgraphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """Every graph nested in `graph`, recursively, parents before their children; not `graph` itself.
+
+    Follows both GRAPH attributes (`attr.g`) and GRAPHS attributes (`attr.graphs`)."""
+    for node in graph.node:
+        for attr in node.attribute:
+            nested = [attr.g] if attr.HasField("g") else []
+            for sub in [*nested, *attr.graphs]:
+                yield sub
+                yield from subgraphs(sub)
+
+
+def all_graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    """`graph` and every graph nested in it (see `subgraphs`)."""
+    return [graph, *subgraphs(graph)]
+
+
+def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node of `graph` and of every graph nested in it."""
+    for g in all_graphs(graph):
+        yield from g.node
 
 
 class GraphEditor:
@@ -83,17 +112,8 @@ def rewrite_nodes(graph: onnx.GraphProto, match, rewrite) -> int:
 def drop_unused_initializers(graph: onnx.GraphProto) -> None:
     """Remove initializers no node (or subgraph) reads anymore (the weights in PyTorch layout, say)."""
     used = {o.name for o in graph.output}
-
-    def collect(g: onnx.GraphProto) -> None:
-        for node in g.node:
-            used.update(node.input)
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    collect(attr.g)
-                for sub in attr.graphs:
-                    collect(sub)
-
-    collect(graph)
+    for node in all_nodes(graph):
+        used.update(node.input)
     keep = [i for i in graph.initializer if i.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
@@ -101,16 +121,7 @@ def drop_unused_initializers(graph: onnx.GraphProto) -> None:
 
 def tidy_opsets(model: onnx.ModelProto) -> None:
     """Drop opset imports of domains no node uses anymore (the rnnedge placeholder domain)."""
-    domains = set()
-
-    def collect(g: onnx.GraphProto) -> None:
-        for node in g.node:
-            domains.add(node.domain or "")
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    collect(attr.g)
-
-    collect(model.graph)
+    domains = {node.domain or "" for node in all_nodes(model.graph)}
     keep = [o for o in model.opset_import if (o.domain or "") in domains or (o.domain or "") == ""]
     del model.opset_import[:]
     model.opset_import.extend(keep)
@@ -125,14 +136,8 @@ def compact_names(model: onnx.ModelProto) -> None:
     """
     keep = {v.name for v in [*model.graph.input, *model.graph.output]}
 
-    def initializers(graph: onnx.GraphProto) -> None:  # weight names say what they are: kept
-        keep.update(t.name for t in graph.initializer)
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    initializers(attr.g)
-
-    initializers(model.graph)
+    for g in all_graphs(model.graph):  # weight names say what they are: kept
+        keep.update(t.name for t in g.initializer)
     mapping: dict[str, str] = {}
 
     def short(name: str) -> str:
@@ -142,7 +147,7 @@ def compact_names(model: onnx.ModelProto) -> None:
             mapping[name] = f"v{len(mapping)}"
         return mapping[name]
 
-    def walk(graph: onnx.GraphProto) -> None:
+    for graph in all_graphs(model.graph):
         graph.ClearField("value_info")
         for tensor in graph.initializer:
             tensor.name = short(tensor.name)
@@ -153,10 +158,3 @@ def compact_names(model: onnx.ModelProto) -> None:
             node.ClearField("doc_string")
             node.input[:] = [short(n) for n in node.input]
             node.output[:] = [short(n) for n in node.output]
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    walk(attr.g)
-                for sub in attr.graphs:
-                    walk(sub)
-
-    walk(model.graph)

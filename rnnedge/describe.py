@@ -12,11 +12,11 @@ def describe_onnx(path) -> dict:
     """What `rnnedge inspect` shows of an .onnx/.ort file: I/O with symbolic dims, opset, operators, size, metadata."""
     p = Path(path)
     if p.suffix.lower() == ".ort":
-        from .parity import ort_session
+        from .runtime.sessions import open_session
 
         check_readable(p, "ORT model")
         refuse_pickle(p)
-        session = ort_session(p)
+        session = open_session(p, providers="cpu", fallback=False)
         io = lambda args: [{"name": a.name, "type": a.type, "shape": list(a.shape)} for a in args]  # noqa: E731
         return {"file": str(p), "kind": "ort", "bytes": p.stat().st_size, "inputs": io(session.get_inputs()),
                 "outputs": io(session.get_outputs()), "metadata": dict(session.get_modelmeta().custom_metadata_map)}
@@ -30,16 +30,9 @@ def describe_onnx(path) -> dict:
             out.append({"name": v.name, "dtype": onnx_dtype_name(t.elem_type), "shape": dims})
         return out
 
-    ops = Counter()
+    from exporters.graph import all_nodes
 
-    def count(graph):
-        for node in graph.node:
-            ops[f"{node.domain + '.' if node.domain else ''}{node.op_type}"] += 1
-            for attr in node.attribute:
-                if attr.HasField("g"):
-                    count(attr.g)
-
-    count(model.graph)
+    ops = Counter(f"{node.domain + '.' if node.domain else ''}{node.op_type}" for node in all_nodes(model.graph))
     initializer_names = {i.name for i in model.graph.initializer}
     return {
         "file": str(p), "kind": "onnx", "bytes": p.stat().st_size,

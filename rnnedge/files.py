@@ -157,9 +157,9 @@ def _first_non_utf8(model) -> str | None:
             return "a metadata entry"
     if any(isinstance(o.domain, bytes) for o in model.opset_import):
         return "an opset domain"
-    graphs = [model.graph]
-    while graphs:
-        g = graphs.pop()
+    from exporters.graph import all_graphs
+
+    for g in all_graphs(model.graph):
         names = [v.name for v in (*g.input, *g.output, *g.value_info)] + [t.name for t in g.initializer]
         if any(isinstance(n, bytes) for n in names):
             return f"a value name in graph {g.name!r}"
@@ -167,9 +167,6 @@ def _first_non_utf8(model) -> str | None:
             texts = [node.op_type, node.domain, node.name, *node.input, *node.output, *(a.name for a in node.attribute)]
             if any(isinstance(t, bytes) for t in texts):
                 return "a node's name, type or inputs"
-            for attr in node.attribute:
-                graphs.extend([attr.g] if attr.HasField("g") else [])
-                graphs.extend(attr.graphs)
     return None
 
 

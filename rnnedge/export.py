@@ -82,8 +82,12 @@ def export(
     opset: int = 18,
     verify: bool = True,
     metadata: dict | None = None,
+    allow_bounded: bool = False,
 ) -> ExportResult:
-    """Export any nn.Module containing nn.RNN/GRU/LSTM layers to one self-contained ONNX file."""
+    """Export any nn.Module containing nn.RNN/GRU/LSTM layers to one self-contained ONNX file.
+
+    allow_bounded: a dynamic axis torch.export found valid only in a range (`if x.shape[1] > 100:`) is refused
+    unless this is True; then the range is written to the spec and metadata and rnnedge.runtime enforces it."""
     start = time.perf_counter()
     if target not in TARGETS:
         raise BadInputError(f"unknown target '{target}': expected one of {', '.join(TARGETS)}")
@@ -91,8 +95,9 @@ def export(
         raise BadInputError(f"unknown lowering '{lowering}': expected one of {', '.join(LOWERINGS)}")
     examples = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     model, spec, chosen = build_onnx(module, examples, dynamic_axes=dynamic_axes, target=target, lowering=lowering,
-                                     input_names=input_names, output_names=output_names, opset=opset)
+                                     input_names=input_names, output_names=output_names, opset=opset, allow_bounded=allow_bounded)
     meta = {"rnnedge.version": __version__, "rnnedge.lowering": chosen, "rnnedge.target": target, "rnnedge.spec": spec.to_json()}
+    meta.update(_range_metadata(spec))
     meta.update({k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()})
     set_metadata(model, meta)
     data = onnx_bytes(model)
@@ -128,19 +133,22 @@ def export_checkpoint(checkpoint, path, *, target: str = "dynamic", lowering: st
 
 
 def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowering="auto", input_names=None,
-               output_names=None, opset=18):
+               output_names=None, opset=18, allow_bounded=False):
     """The pure core of export: returns (onnx.ModelProto, IOSpec, lowering used). Writes nothing."""
     import torch
 
     from exporters import native, ops
 
+    from . import guards, recurrence
+
+    guards.refuse_torchscript(module)
     if not isinstance(module, torch.nn.Module):
         raise BadInputError(f"expected a torch.nn.Module, got {type(module).__name__}")
     if isinstance(module, ops.RECURRENT_TYPES):
         module = _bare_module()(module)
     layers = ops.find_recurrent(module)
-    if not layers:
-        raise ExportError("the module has no nn.RNN, nn.GRU or nn.LSTM layer")
+    if not layers:  # cells, hand-written recurrences, step modules: plain torch.onnx, same checks (rnnedge.recurrence)
+        recurrence.refuse_stream(target)
     for i, ex in enumerate(examples):
         if not isinstance(ex, torch.Tensor):
             raise BadInputError(f"example input {i} is a {type(ex).__name__}: pass tensors")
@@ -148,10 +156,15 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     if len(names) != len(examples):
         raise BadInputError(f"{len(names)} input names for {len(examples)} example inputs")
     batch_first = all(layer.batch_first for _, layer in layers)
-    axes = _normalise_axes(dynamic_axes, names, examples, batch_first, target)
+    if layers or dynamic_axes is not None or target == "mobile":
+        axes = _normalise_axes(dynamic_axes, names, examples, batch_first, target)
+    else:
+        axes = recurrence.default_axes(names, examples)
     examples = _resize_examples(examples, names, axes)
-    chosen = _choose_lowering(lowering, target, layers)
+    chosen = _choose_lowering(lowering, target, layers) if layers else recurrence.choose_lowering(lowering, target)
     spec = _make_spec(module, names, examples, axes, output_names)
+    if not layers:
+        recurrence.adjust_spec(spec, module)
 
     dims: dict[str, object] = {}
     dynamic_shapes = _match_signature(module, [
@@ -161,18 +174,20 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     was_training = module.training
     module.eval()
     try:
-        with ops.swapped_recurrent(module), torch.no_grad(), _quiet_torch():
+        with ops.swapped_recurrent(module), torch.no_grad(), _quiet_torch(), guards.watch_guards() as seen:
             program = _torch_onnx_export(module, examples, dynamic_shapes if any(axes.get(n) for n in names) else None,
                                          names, output_names, opset)
     except Exception as exc:  # torch.export / onnx conversion failures: one readable line
         raise ExportError(f"torch.onnx could not export the module: {_first_line(exc)}") from exc
     finally:
         module.train(was_training)
+    spec.ranges = guards.check_program(program, names, axes, seen, allow_bounded=allow_bounded)  # bounded/specialised axes
     model = program.model_proto
     native.lower_torch_recurrent(model)
     model = _optimize(model)  # after lowering: onnxscript's optimizer cannot type the placeholder
     _apply_lowering(model, chosen)
     _finish(model, axes, spec, dynamic_axes or {})
+    guards.check_frozen(model, axes, dynamic_axes or {})
     spec.outputs = [o.name for o in model.graph.output]
     return model, spec, chosen
 
@@ -472,6 +487,12 @@ def set_metadata(model, meta: dict[str, str]) -> None:
     existing.update(meta)
     del model.metadata_props[:]
     helper.set_model_props(model, dict(sorted(existing.items())))
+
+
+def _range_metadata(spec) -> dict:
+    from .guards import range_metadata
+
+    return range_metadata(getattr(spec, "ranges", None) or {})
 
 
 def _first_line(exc: BaseException) -> str:

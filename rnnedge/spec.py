@@ -70,6 +70,7 @@ class IOSpec:
     atol: float = 1e-4  # float32 parity: absolute tolerance
     rtol: float = 1e-4  # and relative tolerance (|a-b| <= atol + rtol*|b|)
     axes: list[str] = field(default_factory=list)  # symbolic axis labels in order of first use
+    ranges: dict = field(default_factory=dict)  # {axis: [lo, hi]} sizes an axis is valid for (hi None: unbounded); export --allow-bounded
 
     ties: dict = field(default_factory=dict)  # {axis: {"of": root, "scale": a, "offset": b} | {"sizes": [...]}} (docstring)
     fixed: dict = field(default_factory=dict)  # {axis: size} pinned in the file (--fix-dim)

@@ -103,7 +103,23 @@ def check_feeds(sess, feeds: dict) -> dict[str, np.ndarray]:
         _check_static(sess, arr, s)
         _check_values(sess, arr, s.name)
         feeds[s.name] = arr
+    _check_ranges(sess, feeds)
     return feeds
+
+
+def _check_ranges(sess, feeds: dict) -> None:
+    """Axes exported with a valid range only (``rnnedge.range.<axis>`` = "1..100", export --allow-bounded)."""
+    spans = {k[len("rnnedge.range."):]: v for k, v in (sess.metadata or {}).items() if k.startswith("rnnedge.range.")}
+    for s in sess.inputs if spans else ():
+        arr = feeds.get(s.name)
+        for axis, label in enumerate(s.shape):
+            if arr is None or label not in spans or axis >= arr.ndim:
+                continue
+            lo, _, hi = spans[label].partition("..")
+            size = arr.shape[axis]
+            if (lo.strip().isdigit() and size < int(lo)) or (hi.strip().isdigit() and size > int(hi)):
+                raise BadInputError(f"input {s.name!r} has {label} {size} (shape {arr.shape}); this model is only valid for "
+                                    f"{label} in {spans[label]} (a range torch.export recorded at export)")
 
 
 def _check_static(sess, arr: np.ndarray, spec: TensorInfo) -> None:

@@ -1,0 +1,323 @@
+"""Never a file that claims a dynamic axis it does not have: guards, ranges and frozen axes.
+
+torch.export records what the module's Python code assumed about each symbolic size. A branch such
+as `if x.shape[1] > 100:` becomes a *guard* (`s27 <= 100`); torch.onnx then quietly narrows the axis
+to the guarded range (its capture strategy applies torch's "suggested fixes" and exports again) and
+the ONNX file, which has no such range, is wrong past it. A `for t in range(x.shape[1])` or a
+`reshape(2, 50)` *specialises* the axis to the example's size instead.
+
+Here, around the torch.onnx call:
+
+1. `watch_guards()` listens to torch's own guard log (`torch.fx.experimental.symbolic_shapes`,
+   "[guard added]" records, with the user's file and line) and to the constraint-violation message
+   torch.onnx swallows while refining the shapes. Each guard on a declared axis is logged as a warning.
+2. `check_program()` reads the ExportedProgram: every axis the user declared dynamic must come out as a
+   free symbol with an unbounded range. A specialised or tied axis is refused (ExportError); a bounded
+   one is refused too, unless `allow_bounded=True`, in which case its valid range is returned, to be
+   written to the spec (`IOSpec.ranges`), the metadata (`rnnedge.range.<axis>` = "1..100") and checked
+   by `rnnedge.runtime`.
+3. `check_frozen()` reads the final ONNX graph: no declared axis may be a fixed dim_value there.
+
+`refuse_torchscript()` turns a ScriptModule into a clear refusal (torch.onnx's dynamo path cannot trace one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from dataclasses import dataclass, field
+
+from .errors import ExportError
+
+log = logging.getLogger(__name__)
+
+GUARD_LOGGER = "torch.fx.experimental.symbolic_shapes"
+WAY_OUT = ("keep the recurrence in nn.RNN/nn.GRU/nn.LSTM, step a standard cell with rnnedge.run_cell(cell, x, hx), "
+           "or export the one-step module (x_t, state -> state) and loop in the app")
+
+
+@dataclass
+class Guard:
+    expr: str  # torch's expression over its symbols, e.g. "s27 <= 100"
+    where: str = ""  # "model.py:17 in forward", when torch says
+    code: str = ""  # the source line, when Python can read it
+
+    def describe(self) -> str:
+        at = f" at {self.where}" if self.where else ""
+        return f"{self.expr}{at}" + (f" (`{self.code}`)" if self.code else "")
+
+
+@dataclass
+class GuardLog:
+    guards: list[Guard] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)  # torch's constraint-violation messages, refined away by torch.onnx
+
+    def about(self, symbol: str) -> list[Guard]:
+        pattern = re.compile(rf"\b{re.escape(symbol)}\b")
+        return [g for g in self.guards if pattern.search(g.expr)]
+
+
+class _GuardHandler(logging.Handler):
+    def __init__(self, sink: GuardLog):
+        super().__init__(logging.INFO)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if "[guard added]" not in str(record.msg) or len(record.args or ()) < 3:
+                return
+            expr, sloc = str(record.args[1]), record.args[2]
+            frame = _user_frame() or getattr(sloc, "framework_loc", None)
+            where = code = ""
+            if frame is not None and hasattr(frame, "filename"):
+                where = f"{frame.filename}:{frame.lineno} in {frame.name}"
+                code = (frame.line or "").strip()
+            elif frame:
+                where = str(frame)
+            self.sink.guards.append(Guard(expr, where, code))
+        except Exception:  # never let a logging detail break an export
+            pass
+
+
+def _user_frame():
+    """The innermost frame of the user's own code on the stack (not torch, the stdlib or rnnedge's export machinery)."""
+    import os
+    import sys
+    import sysconfig
+    import traceback
+
+    import torch
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    own = {os.path.join(here, f) for f in ("__init__.py", "guards.py", "export.py", "recurrence.py")}
+    own.add(os.path.abspath(getattr(sys.modules.get("exporters.ops"), "__file__", None) or "-"))
+    torch_dir, stdlib = os.path.dirname(torch.__file__) + os.sep, sysconfig.get_paths()["stdlib"] + os.sep
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = os.path.abspath(frame.f_code.co_filename)
+        library = name.startswith(torch_dir) or (name.startswith(stdlib) and "-packages" + os.sep not in name)
+        if not library and name not in own and not frame.f_code.co_filename.startswith("<frozen"):
+            return traceback.FrameSummary(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+        frame = frame.f_back
+    return None
+
+
+@contextlib.contextmanager
+def watch_guards():
+    """Collect torch's guards (and the constraint violations torch.onnx refines away) during an export."""
+    import torch.export.dynamic_shapes as ds
+
+    sink = GuardLog()
+    logger = logging.getLogger(GUARD_LOGGER)
+    level, propagate, own = logger.level, logger.propagate, list(logger.handlers)
+    handler = _GuardHandler(sink)
+    original = getattr(ds, "refine_dynamic_shapes_from_suggested_fixes", None)
+
+    def refine(msg, dynamic_shapes):  # torch.onnx calls this with the message it then drops
+        sink.violations.append(str(msg))
+        return original(msg, dynamic_shapes)
+
+    for h in own:  # torch's own stderr handler would print every INFO line
+        logger.removeHandler(h)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if original is not None:
+        ds.refine_dynamic_shapes_from_suggested_fixes = refine
+    try:
+        yield sink
+    finally:
+        if original is not None:
+            ds.refine_dynamic_shapes_from_suggested_fixes = original
+        logger.removeHandler(handler)
+        for h in own:
+            logger.addHandler(h)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def refuse_torchscript(module) -> None:
+    """torch.onnx.export(dynamo=True) traces Python code; a ScriptModule has none left to trace."""
+    import torch
+
+    if isinstance(module, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
+        kind = type(module).__name__
+        raise ExportError(
+            f"the module is TorchScript ({kind}, e.g. a loaded .jit/.pt TorchScript file), which torch.onnx's exporter "
+            "cannot trace: export the original nn.Module (its Python class and a state_dict) instead")
+
+
+def check_program(program, names: list[str], axes: dict, seen: GuardLog, *, allow_bounded: bool = False,
+                  ties: dict | None = None) -> dict[str, list]:
+    """Every declared axis must be a free, unbounded symbol of the ExportedProgram. Returns {label: [lo, hi]} of the
+    bounded ones (only with allow_bounded); raises ExportError naming the axis, the range and torch's guard otherwise.
+
+    Axes the user tied (`ties`: samples = 256 * frames - 1024, only sizes 10/20/40) are expressions or relations by
+    declaration: only a specialisation is refused for them and their roots."""
+    tied = {lab for label, tie in (ties or {}).items() for lab in (label, tie.get("of")) if lab}
+    ep = getattr(program, "exported_program", program)
+    if ep is None:
+        return {}
+    shapes = _input_shapes(ep)
+    ranges: dict[str, list] = {}
+    problems: list[str] = []
+    for name, shape in zip(names, shapes):
+        for ax, label in sorted(axes.get(name, {}).items()):
+            if shape is None or ax >= len(shape):
+                continue
+            verdict = _axis_verdict(ep, shape[ax], seen)
+            if verdict is None or (label in tied and verdict[0] != "specialised"):
+                continue
+            kind, text, rng = verdict
+            where = f"axis {ax} ('{label}') of input '{name}'"
+            for guard in _guards_for(shape[ax], seen):
+                log.warning("torch guard on %s: %s", where, guard.describe())
+            if kind == "bounded" and allow_bounded:
+                if label in ranges and ranges[label] != rng:
+                    rng = [max(rng[0], ranges[label][0]), _min_hi(rng[1], ranges[label][1])]
+                ranges[label] = rng
+                log.warning("%s is only valid for %s: range recorded (allow_bounded)", where, _span(rng))
+                continue
+            problems.append((kind, f"{where} {text}"))
+    if problems:
+        raise ExportError("; ".join(text for _, text in problems) + _hint({kind for kind, _ in problems}))
+    return ranges
+
+
+def _hint(kinds: set) -> str:
+    hints = []
+    if "bounded" in kinds:
+        hints.append("pass allow_bounded=True (--allow-bounded) to record the range and have rnnedge.runtime enforce it")
+    if "tied" in kinds:
+        hints.append("size reshapes and views from the input (x.shape[0], -1) instead of constants")
+    if "specialised" in kinds:
+        hints.append(f"to keep the axis dynamic, {WAY_OUT}")
+    return ". Way out: " + "; or ".join(hints)
+
+
+def check_frozen(model, axes: dict, user_axes: dict | None = None) -> None:
+    """No declared axis may come out as a fixed size in the ONNX graph (inputs, and outputs the user labelled)."""
+    frozen = []
+    outputs = {o.name for o in model.graph.output}
+    declared = dict(axes)
+    for name, spec in (user_axes or {}).items():
+        if name in outputs and isinstance(spec, dict):
+            declared[name] = {int(a): str(lab) for a, lab in spec.items()}
+    for vi in [*model.graph.input, *model.graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        for ax, label in sorted(declared.get(vi.name, {}).items()):
+            if ax < len(dims) and dims[ax].HasField("dim_value"):
+                frozen.append(f"axis {ax} ('{label}') of '{vi.name}' is fixed to {dims[ax].dim_value} in the ONNX graph")
+    if frozen:
+        raise ExportError("; ".join(frozen) + f" (an unrolled loop or a reshape to a constant size?). Way out: {WAY_OUT}; "
+                          "size reshapes from the input (x.shape[0], -1) instead of constants")
+
+
+def range_metadata(ranges: dict[str, list]) -> dict[str, str]:
+    """{"rnnedge.range.seq": "1..100"}: what an app (and rnnedge.runtime) reads."""
+    return {f"rnnedge.range.{label}": _span(rng) for label, rng in sorted(ranges.items())}
+
+
+def parse_span(text: str) -> list:
+    """"1..100" -> [1, 100]; "5.." -> [5, None]."""
+    lo, _, hi = str(text).partition("..")
+    return [int(lo) if lo.strip() else 1, int(hi) if hi.strip() else None]
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _input_shapes(ep) -> list:
+    """The fake shapes of the user inputs, in call order (None for a non-tensor)."""
+    user = list(ep.graph_signature.user_inputs)
+    nodes = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
+    out = []
+    for name in user:
+        val = nodes[name].meta.get("val") if name in nodes else None
+        out.append(list(val.shape) if hasattr(val, "shape") else None)
+    return out
+
+
+def _axis_verdict(ep, dim, seen: GuardLog):
+    """None when the axis is free and unbounded, else (kind, text, [lo, hi])."""
+    import sympy
+    import torch
+
+    if not isinstance(dim, torch.SymInt):
+        why = _why(seen, None)
+        return "specialised", f"was specialised to {int(dim)} by torch.export{why}", [int(dim), int(dim)]
+    expr = dim.node.expr
+    if not isinstance(expr, sympy.Symbol):
+        return "tied", f"is tied to {expr} by torch.export (not a free size){_why(seen, expr)}", None
+    vr = ep.range_constraints.get(expr)
+    if vr is None:
+        return None
+    lo, hi = _bound(vr.lower), _bound(vr.upper)
+    guards = seen.about(str(expr))
+    relations = [g for g in guards if _relation(g.expr)]
+    if relations:  # Eq(8*s27*s77, 160) from a reshape to a constant, Mod(s27, 2) from a split in halves, s27 > s77, ...
+        return "tied", f"is constrained by torch.export to {relations[-1].describe()}", None
+    if hi is None and (lo is None or lo <= 1 or (lo == 2 and not guards)):
+        return None
+    rng = [max(lo or 1, 1), hi]
+    return "bounded", f"is only valid for {_span(rng)}: torch.export bounded it{_why(seen, expr)}", rng
+
+
+_SYMBOL = re.compile(r"\b[su]\d+\b")
+
+
+def _relation(expr: str) -> bool:
+    """A guard that ties a size to others or to a pattern (not a plain bound, which range_constraints already say)."""
+    if re.fullmatch(r"Eq\(([su]\d+), ([su]\d+)\)", expr.strip()):
+        return False  # two inputs sharing one size: what the shared label declared
+    if any(f in expr for f in ("Mod(", "FloorDiv(", "CleanDiv(", "PythonMod(")):
+        return True
+    if expr.startswith("Ne("):
+        return False  # "not 1" style guards (broadcasting): every size but one still works
+    return expr.startswith("Eq(") or len(set(_SYMBOL.findall(expr))) > 1
+
+
+def _guards_for(dim, seen: GuardLog) -> list[Guard]:
+    import torch
+
+    if isinstance(dim, torch.SymInt):
+        return [g for s in dim.node.expr.free_symbols for g in seen.about(str(s))]
+    return []
+
+
+def _why(seen: GuardLog, expr) -> str:
+    """The guard(s) torch added on this symbol (or, for a specialised axis, the last user-code guard), with file:line."""
+    if expr is not None:
+        guards = [g for s in expr.free_symbols for g in seen.about(str(s))]
+    else:
+        guards = [g for g in seen.guards if g.where and "Eq(" in g.expr] or [g for g in seen.guards if g.where]
+    if guards:
+        return f" (guard {guards[-1].describe()})"
+    if seen.violations:
+        lines = [ln.strip(" -") for ln in seen.violations[-1].splitlines() if ln.strip().startswith("-")]
+        if lines:
+            return f" (torch: {lines[0][:200]})"
+    return ""
+
+
+def _bound(value):
+    """A sympy bound as int, None for +-infinity."""
+    try:
+        from torch.utils._sympy.numbers import int_oo
+
+        infinite = value in (int_oo, -int_oo)
+    except ImportError:
+        infinite = False
+    if infinite or not getattr(value, "is_number", True) or str(value) in ("oo", "-oo", "int_oo", "-int_oo"):
+        return None
+    return int(value)
+
+
+def _min_hi(a, b):
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _span(rng) -> str:
+    lo, hi = rng
+    return f"{lo}..{'' if hi is None else hi}"

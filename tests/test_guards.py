@@ -1,0 +1,194 @@
+"""rnnedge.guards: no file claims a dynamic axis it does not have.
+
+A module that branches on the sequence length, unrolls a loop over time or reshapes to a constant is
+refused with the axis, what torch inferred and the user's line; with allow_bounded the range is written
+to the file and enforced by rnnedge.runtime; TorchScript modules get a message saying what to do.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from torch import nn
+
+import rnnedge
+from rnnedge import guards
+from rnnedge.errors import BadInputError, ExportError
+
+
+class BranchOnLength(nn.Module):
+    """The issue's two-line reproduction: wrong by 0.45 at T = 150 when exported as if seq were free."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(5, 8, batch_first=True)
+
+    def forward(self, x):  # x: (B, T, 5)
+        if x.shape[1] > 100:
+            return self.lstm(x * 0.5)[0]
+        return self.lstm(x)[0]  # (B, T, 8)
+
+
+class BiBlock(nn.Module):
+    """A bidirectional-LSTM block that takes another branch for long inputs (T > 200)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(4, 6, batch_first=True, bidirectional=True)
+        self.proj = nn.Linear(12, 3)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)  # (B, T, 12)
+        if x.size(1) > 200:
+            y = y[:, ::2]
+        return self.proj(y)
+
+
+class ShortOnly(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(5, 8, batch_first=True)
+
+    def forward(self, x):
+        if x.shape[1] < 5:
+            return self.gru(x * 0.5)[0]
+        return self.gru(x)[0]
+
+
+class LoopOverTime(nn.Module):
+    """A cell stepped over time in a Python loop: torch.export unrolls it and freezes T."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = nn.LSTMCell(5, 8)
+
+    def forward(self, x):
+        h = c = x.new_zeros(x.shape[0], 8)
+        outs = []
+        for t in range(x.shape[1]):
+            h, c = self.cell(x[:, t], (h, c))
+            outs.append(h)
+        return torch.stack(outs, 1)
+
+
+class ReshapeToConstant(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(5, 8, batch_first=True)
+
+    def forward(self, x):
+        return self.lstm(x)[0].reshape(2, 80)
+
+
+def _x(batch=2, seq=10, features=5):
+    return torch.randn(batch, seq, features, generator=torch.Generator().manual_seed(batch * 100 + seq))
+
+
+def test_branch_on_length_is_refused_with_axis_range_and_line(tmp_path):
+    with pytest.raises(ExportError) as err:
+        rnnedge.export(BranchOnLength().eval(), _x(), tmp_path / "m.onnx", input_names=["x"])
+    msg = str(err.value)
+    assert "axis 1 ('seq') of input 'x'" in msg and "1..100" in msg
+    assert "test_guards.py" in msg and "if x.shape[1] > 100:" in msg
+    assert "allow_bounded" in msg
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_torch_guard_reaches_the_user_as_a_log_warning(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="rnnedge.guards"), pytest.raises(ExportError):
+        rnnedge.export(BranchOnLength().eval(), _x(), tmp_path / "m.onnx", input_names=["x"])
+    assert any("s" in r.getMessage() and "<= 100" in r.getMessage() for r in caplog.records)
+
+
+def test_allow_bounded_records_the_range_and_the_runtime_enforces_it(tmp_path):
+    from rnnedge.describe import describe_onnx
+    from rnnedge.runtime import Session
+
+    path = tmp_path / "m.onnx"
+    module = BranchOnLength().eval()
+    result = rnnedge.export(module, _x(), path, input_names=["x"], allow_bounded=True)
+    meta = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert meta["rnnedge.range.seq"] == "1..100"
+    assert json.loads(meta["rnnedge.spec"])["ranges"] == {"seq": [1, 100]}
+    assert result.spec.ranges == {"seq": [1, 100]}
+    info = describe_onnx(path)
+    assert "1..100" in json.dumps(info)
+    session = Session(path)
+    x = _x(3, 100).numpy()
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    assert np.abs(session.run(x) - want).max() < 1e-4  # inside the range: right
+    with pytest.raises(BadInputError, match="only valid for seq in 1..100"):
+        session.run(_x(3, 150).numpy())  # past it: refused, never a wrong answer
+
+
+def test_bidirectional_block_branching_past_200_is_refused(tmp_path):
+    with pytest.raises(ExportError, match=r"1\.\.200") as err:
+        rnnedge.export(BiBlock().eval(), _x(features=4), tmp_path / "m.onnx", input_names=["x"])
+    assert "if x.size(1) > 200:" in str(err.value)
+
+
+def test_a_lower_bound_is_refused_too(tmp_path):
+    with pytest.raises(ExportError, match=r"only valid for 5\.\.") as err:
+        rnnedge.export(ShortOnly().eval(), _x(), tmp_path / "m.onnx", input_names=["x"])
+    assert "if x.shape[1] < 5:" in str(err.value)
+
+
+def test_a_python_loop_over_time_is_refused_as_specialised_with_the_way_out(tmp_path):
+    with pytest.raises(ExportError) as err:
+        rnnedge.export(LoopOverTime().eval(), _x(), tmp_path / "m.onnx", input_names=["x"])
+    msg = str(err.value)
+    assert "axis 1 ('seq') of input 'x' was specialised to" in msg
+    assert "for t in range(x.shape[1]):" in msg
+    assert "run_cell" in msg and "nn.LSTM" in msg
+
+
+def test_a_reshape_to_a_constant_is_refused(tmp_path):
+    with pytest.raises(ExportError) as err:
+        rnnedge.export(ReshapeToConstant().eval(), _x(), tmp_path / "m.onnx", input_names=["x"])
+    msg = str(err.value)
+    assert "constrained" in msg and "reshape(2, 80)" in msg and "('batch')" in msg
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_torchscript_modules_are_refused_with_what_to_do(tmp_path, how):
+    module = nn.Sequential(nn.Linear(5, 3)).eval()
+    scripted = torch.jit.script(module) if how == "script" else torch.jit.trace(module, torch.randn(2, 5))
+    with pytest.raises(ExportError) as err:
+        rnnedge.export(scripted, torch.randn(2, 5), tmp_path / "m.onnx")
+    msg = str(err.value)
+    assert "TorchScript" in msg and "original nn.Module" in msg and "no nn.RNN" not in msg
+
+
+def _graph_with_input_dims(dims):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)
+    return helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y]))
+
+
+def test_check_frozen_refuses_a_declared_axis_with_a_fixed_size():
+    guards.check_frozen(_graph_with_input_dims(["batch", "seq", 5]), {"x": {0: "batch", 1: "seq"}})
+    with pytest.raises(ExportError, match=r"axis 1 \('seq'\) of 'x' is fixed to 10"):
+        guards.check_frozen(_graph_with_input_dims(["batch", 10, 5]), {"x": {0: "batch", 1: "seq"}})
+    with pytest.raises(ExportError, match=r"of 'y' is fixed to 10"):  # an output the user labelled
+        guards.check_frozen(_graph_with_input_dims(["batch", 10, 5]), {}, {"y": {1: "seq"}})
+
+
+@pytest.mark.parametrize("expr, constrains", [
+    ("Eq(s1, s2)", False), ("Ne(s1, 1)", False), ("s1 <= 100", False),
+    ("Eq(8*s27*s77, 160)", True), ("Eq(Mod(s27, 2), 0)", True), ("s27 > s77", True), ("Eq(s27, 10)", True),
+])
+def test_relation_guards(expr, constrains):
+    assert guards._relation(expr) is constrains
+
+
+def test_range_metadata_round_trip():
+    meta = guards.range_metadata({"seq": [1, 100], "frames": [5, None]})
+    assert meta == {"rnnedge.range.frames": "5..", "rnnedge.range.seq": "1..100"}
+    assert guards.parse_span(meta["rnnedge.range.seq"]) == [1, 100]
+    assert guards.parse_span("5..") == [5, None]

@@ -34,10 +34,16 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
-from .errors import BadInputError, ExportError
+from . import __version__, fixups
+from . import axes as axes_
+from .axes import identifier as _identifier  # the axis helpers live in rnnedge/axes.py
+from .axes import make_spec as _make_spec
+from .axes import match_signature as _match_signature
+from .axes import normalise_axes as _normalise_axes
+from .axes import resize_examples as _resize_examples
+from .errors import BadInputError, ExportError, RnnEdgeError
 from .files import atomic_path, onnx_bytes
-from .spec import IOSpec, TensorSpec
+from .spec import IOSpec
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +88,15 @@ def export(
     opset: int = 18,
     verify: bool = True,
     metadata: dict | None = None,
-    allow_bounded: bool = False,
+    tied_axes: dict | None = None,
+    fix_dims: dict | None = None,
+    check_inputs: list | None = None,
 ) -> ExportResult:
     """Export any nn.Module containing nn.RNN/GRU/LSTM layers to one self-contained ONNX file.
 
-    allow_bounded: a dynamic axis torch.export found valid only in a range (`if x.shape[1] > 100:`) is refused
-    unless this is True; then the range is written to the spec and metadata and rnnedge.runtime enforces it."""
+    tied_axes: {label: "(frames - 4) * 256" | "other_label" | [valid sizes]}: how a named axis relates to others.
+    fix_dims: {label: size}: pin a named axis to a concrete size in the file (runtimes that refuse symbolic dims).
+    check_inputs: [example input tuples]: the quick check runs on exactly these (no invented sizes)."""
     start = time.perf_counter()
     if target not in TARGETS:
         raise BadInputError(f"unknown target '{target}': expected one of {', '.join(TARGETS)}")
@@ -95,9 +104,11 @@ def export(
         raise BadInputError(f"unknown lowering '{lowering}': expected one of {', '.join(LOWERINGS)}")
     examples = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     model, spec, chosen = build_onnx(module, examples, dynamic_axes=dynamic_axes, target=target, lowering=lowering,
-                                     input_names=input_names, output_names=output_names, opset=opset, allow_bounded=allow_bounded)
+                                     input_names=input_names, output_names=output_names, opset=opset,
+                                     tied_axes=tied_axes, fix_dims=fix_dims, check_inputs=check_inputs)
     meta = {"rnnedge.version": __version__, "rnnedge.lowering": chosen, "rnnedge.target": target, "rnnedge.spec": spec.to_json()}
-    meta.update(_range_metadata(spec))
+    if spec.fixed:
+        meta["rnnedge.fixed_dims"] = json.dumps(spec.fixed, sort_keys=True)
     meta.update({k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()})
     set_metadata(model, meta)
     data = onnx_bytes(model)
@@ -107,7 +118,7 @@ def export(
         if verify:
             from .parity import quick_check
 
-            report = quick_check(module, tmp, spec)
+            report = quick_check(module, tmp, spec) if not spec.check_feeds else _check_given(module, tmp, spec)
     return ExportResult(Path(path), chosen, target, [t.name for t in spec.inputs], spec.outputs,
                         len(model.graph.node), len(data), time.perf_counter() - start, report, spec)
 
@@ -133,22 +144,19 @@ def export_checkpoint(checkpoint, path, *, target: str = "dynamic", lowering: st
 
 
 def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowering="auto", input_names=None,
-               output_names=None, opset=18, allow_bounded=False):
+               output_names=None, opset=18, tied_axes=None, fix_dims=None, check_inputs=None):
     """The pure core of export: returns (onnx.ModelProto, IOSpec, lowering used). Writes nothing."""
     import torch
 
     from exporters import native, ops
 
-    from . import guards, recurrence
-
-    guards.refuse_torchscript(module)
     if not isinstance(module, torch.nn.Module):
         raise BadInputError(f"expected a torch.nn.Module, got {type(module).__name__}")
     if isinstance(module, ops.RECURRENT_TYPES):
         module = _bare_module()(module)
     layers = ops.find_recurrent(module)
-    if not layers:  # cells, hand-written recurrences, step modules: plain torch.onnx, same checks (rnnedge.recurrence)
-        recurrence.refuse_stream(target)
+    if not layers:
+        raise ExportError("the module has no nn.RNN, nn.GRU or nn.LSTM layer")
     for i, ex in enumerate(examples):
         if not isinstance(ex, torch.Tensor):
             raise BadInputError(f"example input {i} is a {type(ex).__name__}: pass tensors")
@@ -156,38 +164,35 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     if len(names) != len(examples):
         raise BadInputError(f"{len(names)} input names for {len(examples)} example inputs")
     batch_first = all(layer.batch_first for _, layer in layers)
-    if layers or dynamic_axes is not None or target == "mobile":
-        axes = _normalise_axes(dynamic_axes, names, examples, batch_first, target)
-    else:
-        axes = recurrence.default_axes(names, examples)
-    examples = _resize_examples(examples, names, axes)
-    chosen = _choose_lowering(lowering, target, layers) if layers else recurrence.choose_lowering(lowering, target)
-    spec = _make_spec(module, names, examples, axes, output_names)
-    if not layers:
-        recurrence.adjust_spec(spec, module)
+    axes = _normalise_axes(dynamic_axes, names, examples, batch_first, target)
+    ties = axes_.parse_ties(tied_axes, axes)
+    checks, feeds = axes_.check_feeds(check_inputs, names, axes, examples)
+    examples = axes_.resize_to(examples, names, axes, fix_dims or {})
+    axes, fixed = axes_.pin_axes(axes, fix_dims)
+    dynamic_axes = axes_.without_labels(dynamic_axes, fixed)  # outputs' pinned axes are fixed too
+    examples = _resize_examples(examples, names, axes, ties)
+    chosen = _choose_lowering(lowering, target, layers)
+    spec = _make_spec(module, names, examples, axes, output_names, ties)
+    spec.fixed, spec.checks, spec.check_feeds = fixed, checks, feeds
 
-    dims: dict[str, object] = {}
-    dynamic_shapes = _match_signature(module, [
-        {ax: dims.setdefault(label, torch.export.Dim(_identifier(label))) for ax, label in axes.get(n, {}).items()} or None
-        for n in names
-    ])
+    dims = axes_.torch_dims(axes, ties)
+    dynamic_shapes = _match_signature(module, [{ax: dims[label] for ax, label in axes.get(n, {}).items()} or None for n in names])
     was_training = module.training
     module.eval()
     try:
-        with ops.swapped_recurrent(module), torch.no_grad(), _quiet_torch(), guards.watch_guards() as seen:
+        with ops.swapped_recurrent(module), ops.packing_as_lengths(), torch.no_grad(), _quiet_torch():
             program = _torch_onnx_export(module, examples, dynamic_shapes if any(axes.get(n) for n in names) else None,
                                          names, output_names, opset)
-    except Exception as exc:  # torch.export / onnx conversion failures: one readable line
-        raise ExportError(f"torch.onnx could not export the module: {_first_line(exc)}") from exc
+    except Exception as exc:  # torch.export / onnx conversion failures: one readable line, saying whose it is
+        raise _own_error(exc) or ExportError(f"torch.onnx could not export the module: {_first_line(exc)}") from exc
     finally:
         module.train(was_training)
-    spec.ranges = guards.check_program(program, names, axes, seen, allow_bounded=allow_bounded)  # bounded/specialised axes
     model = program.model_proto
+    fixups.repair(model)  # torch.onnx quirks that are no-ops in torch (Squeeze of a non-1 axis, ...)
     native.lower_torch_recurrent(model)
     model = _optimize(model)  # after lowering: onnxscript's optimizer cannot type the placeholder
     _apply_lowering(model, chosen)
     _finish(model, axes, spec, dynamic_axes or {})
-    guards.check_frozen(model, axes, dynamic_axes or {})
     spec.outputs = [o.name for o in model.graph.output]
     return model, spec, chosen
 
@@ -255,21 +260,6 @@ def _torch_onnx_export(module, examples, dynamic_shapes, names, output_names, op
                         input_names=names, output_names=output_names, verbose=False, optimize=False, opset_version=opset)
 
 
-def _match_signature(module, shapes: list) -> tuple:
-    """torch.export wants dynamic_shapes shaped like forward's signature: `*args` become one nested tuple."""
-    import inspect
-
-    params = list(inspect.signature(module.forward).parameters.values())
-    out, i = [], 0
-    for p in params:
-        if p.kind == p.VAR_POSITIONAL:
-            return tuple(out) + ((tuple(shapes[i:]),) if shapes[i:] else ())
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and i < len(shapes):
-            out.append(shapes[i])
-            i += 1
-    return tuple(out)
-
-
 def _choose_lowering(lowering: str, target: str, layers) -> str:
     if target == "mobile":
         if lowering not in ("auto", "unrolled"):
@@ -311,116 +301,6 @@ def _apply_lowering(model, lowering: str) -> None:
         left = unrolled.lower_to_unrolled(model)
         if left:  # a recurrent operator left in a mobile model would keep NNAPI/CoreML off it
             raise ExportError(f"the unrolled (mobile) lowering cannot rewrite {left[0]}")
-
-
-def _identifier(label: str) -> str:
-    ident = "".join(c if c.isalnum() else "_" for c in str(label))
-    return ident if ident and not ident[0].isdigit() else f"d_{ident}"
-
-
-def _normalise_axes(dynamic_axes, names, examples, batch_first, target) -> dict[str, dict[int, str]]:
-    """{"name": {axis: label}} (a list of axes gets default labels); defaults when None."""
-    if target == "mobile":
-        return {}
-    if dynamic_axes is None:
-        return _default_axes(names, examples, batch_first)
-    axes = {}
-    for name, spec in dynamic_axes.items():
-        if isinstance(spec, (list, tuple)):
-            spec = {int(a): f"{name}_dim{a}" for a in spec}
-        if not isinstance(spec, dict):
-            raise BadInputError(f"dynamic_axes['{name}'] must be a dict {{axis: label}} or a list of axes")
-        axes[name] = {int(a): str(label) for a, label in spec.items()}
-    for name, spec in axes.items():
-        if name in names:
-            rank = examples[names.index(name)].dim()
-            bad = [a for a in spec if not 0 <= a < rank]
-            if bad:
-                raise BadInputError(f"dynamic_axes['{name}'] names axis {bad[0]}, but that input has rank {rank}")
-    return _complete_axes(axes, names, examples)
-
-
-def _complete_axes(axes, names, examples) -> dict[str, dict[int, str]]:
-    """Inputs the user left out of dynamic_axes but that share a dynamic size: lengths [batch] and states
-    (L*D, batch, H). Left fixed, they would freeze the batch (or contradict it) for the whole model."""
-    by_size: dict[int, str] = {}
-    for name, spec in axes.items():
-        if name in names:
-            for ax, label in spec.items():
-                by_size.setdefault(int(examples[names.index(name)].shape[ax]), label)
-    for name, ex in zip(names, examples):
-        if name in axes:
-            continue
-        if ex.dim() == 1 and not ex.is_floating_point() and int(ex.shape[0]) in by_size:
-            axes[name] = {0: by_size[int(ex.shape[0])]}
-        elif ex.dim() == 3 and ex.is_floating_point() and int(ex.shape[1]) in by_size:
-            axes[name] = {1: by_size[int(ex.shape[1])]}
-            log.info("input '%s' taken as a recurrent state: axis 1 is '%s'", name, axes[name][1])
-    return axes
-
-
-def _default_axes(names, examples, batch_first) -> dict[str, dict[int, str]]:
-    """First input: batch and seq (by the layers' batch_first); int64 [batch]: lengths; (L*D, batch, H): state."""
-    first = examples[0]
-    b_ax, t_ax = (0, 1) if batch_first else (1, 0)
-    batch = first.shape[b_ax] if first.dim() >= 2 else None
-    axes = {names[0]: ({b_ax: "batch", t_ax: "seq"} if first.dim() >= 2 else {0: "seq"})}
-    for name, ex in zip(names[1:], examples[1:]):
-        if ex.dim() == 1 and ex.shape[0] == batch:
-            axes[name] = {0: "batch"}
-        elif ex.dim() == 3 and ex.shape[1] == batch:
-            axes[name] = {1: "batch"}
-        elif ex.dim() == 2 and not ex.is_floating_point():
-            axes[name] = {b_ax: "batch", t_ax: "seq"}
-    return axes
-
-
-def _resize_examples(examples, names, axes):
-    """Give every symbolic axis a size >= 2, distinct per label and from the fixed sizes.
-
-    torch.export specialises axes of size 0 or 1 and merges axes of equal size, so an example of
-    batch 1 would freeze the batch. Rows are repeated (index i % n), which keeps values valid.
-    """
-    import torch
-
-    fixed = {s for n, ex in zip(names, examples) for a, s in enumerate(ex.shape) if a not in axes.get(n, {})}
-    want: dict[str, int] = {}
-    for n, ex in zip(names, examples):
-        for a, label in axes.get(n, {}).items():
-            if label not in want:
-                size = max(int(ex.shape[a]), 2)
-                while size in fixed or size in want.values():
-                    size += 1
-                want[label] = size
-    out = []
-    for n, ex in zip(names, examples):
-        for a, label in axes.get(n, {}).items():
-            if ex.shape[a] != want[label]:
-                if ex.shape[a] == 0:
-                    raise BadInputError(f"example input '{n}' has size 0 on axis {a}")
-                index = torch.arange(want[label]) % ex.shape[a]
-                ex = ex.index_select(a, index)
-        out.append(ex)
-    return tuple(out)
-
-
-def _make_spec(module, names, examples, axes, output_names) -> IOSpec:
-    import torch
-
-    vocab = min((m.num_embeddings for m in module.modules() if isinstance(m, torch.nn.Embedding)), default=None)
-    inputs, order = [], []
-    for n, ex in zip(names, examples):
-        shape = [axes.get(n, {}).get(a, int(s)) for a, s in enumerate(ex.shape)]
-        order += [d for d in shape if isinstance(d, str) and d not in order]
-        if ex.is_floating_point():
-            role = "state" if n in ("h0", "c0") or (ex.dim() == 3 and shape[0] != "batch" and shape[1] == "batch") else "features"
-            dtype = "float32"
-        elif ex.dim() == 1:
-            role, dtype = "lengths", "int64"
-        else:
-            role, dtype = "tokens", "int64"
-        inputs.append(TensorSpec(n, dtype, shape, role, vocab if role == "tokens" else None))
-    return IOSpec(inputs=inputs, outputs=list(output_names or []), axes=order)
 
 
 def _finish(model, axes, spec: IOSpec, user_axes) -> None:
@@ -489,10 +369,34 @@ def set_metadata(model, meta: dict[str, str]) -> None:
     helper.set_model_props(model, dict(sorted(existing.items())))
 
 
-def _range_metadata(spec) -> dict:
-    from .guards import range_metadata
+def _own_error(exc: BaseException) -> RnnEdgeError | None:
+    """rnnedge's own refusal raised inside torch's tracing (torch.onnx wraps it): re-raised as it was."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, RnnEdgeError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
-    return range_metadata(getattr(spec, "ranges", None) or {})
+
+def _check_given(module, path, spec: IOSpec):
+    """The quick check on the user's own check inputs (spec.check_feeds), at exactly their shapes."""
+    from .errors import ParityError
+    from .parity import OrtRunner, ParityReport, TorchRunner, compare
+
+    report = ParityReport()
+    with TorchRunner(module, spec) as t, OrtRunner(path) as o:
+        for k, (feeds, sizes) in enumerate(zip(spec.check_feeds, spec.checks)):
+            name = f"check input {k} ({', '.join(f'{a} {n}' for a, n in sizes.items()) or 'fixed shape'})"
+            try:
+                ref, out = t.infer(feeds), o.infer(feeds)
+            except Exception as exc:
+                raise ExportError(f"{name} failed: {str(exc).strip().splitlines()[0][:200]}") from exc
+            report.extend(compare(ref, out, spec.atol, spec.rtol, name, "CPUExecutionProvider"))
+    if not report:
+        raise ParityError("the exported model differs from torch: " + report.summary().splitlines()[-1].strip(), report)
+    return report
 
 
 def _first_line(exc: BaseException) -> str:

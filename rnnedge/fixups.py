@@ -1,0 +1,105 @@
+"""Repairs of torch.onnx output that change nothing torch computes but break the ONNX file.
+
+Each repair runs on the graph torch.onnx returns (before lowering), reads the shapes torch itself
+recorded in `value_info`, logs what it changed, and returns a list of one-line notes.
+
+- `Squeeze(axes)` on an axis whose size is not 1: torch's `x.squeeze(1)` is then a no-op, but
+  torch.onnx writes an ONNX Squeeze that the checker and onnxruntime reject. When torch's own
+  output shape kept the axis, the axis is dropped from the Squeeze (an Identity when none is left).
+  A symbolic axis kept this way means torch.export assumed its size is not 1: the note says so.
+- Data-dependent sizes (torch's unbacked symbols `u0`, `u1`, e.g. `pad_packed_sequence` without
+  `total_length` returns max(lengths) steps) get a readable name: `max_length`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+log = logging.getLogger(__name__)
+
+_UNBACKED = re.compile(r"^u\d+$")
+
+
+def repair(model) -> list[str]:
+    """Apply every repair to `model` (an onnx.ModelProto, edited in place); return what was done."""
+    notes = drop_noop_squeezes(model)
+    notes += name_data_dependent_dims(model)
+    for note in notes:
+        log.info("repaired: %s", note)
+    return notes
+
+
+def _shapes(graph) -> dict[str, list]:
+    """name -> [int | str | None per axis] for every value torch described."""
+    out = {}
+    for vi in [*graph.input, *graph.value_info, *graph.output]:
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            out[vi.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+    return out
+
+
+def _constant_ints(graph) -> dict[str, tuple[list[int], object]]:
+    """name -> (values, the Constant node or initializer holding them) for small int tensors."""
+    from onnx import numpy_helper
+
+    found = {}
+    for init in graph.initializer:
+        if init.data_type == 7 and len(init.dims) <= 1:  # INT64
+            found[init.name] = ([int(v) for v in numpy_helper.to_array(init).reshape(-1)], init)
+    for node in graph.node:
+        if node.op_type == "Constant" and len(node.output) == 1:
+            for attr in node.attribute:
+                if attr.name == "value" and attr.t.data_type == 7 and len(attr.t.dims) <= 1:
+                    found[node.output[0]] = ([int(v) for v in numpy_helper.to_array(attr.t).reshape(-1)], node)
+                elif attr.name == "value_ints":
+                    found[node.output[0]] = (list(attr.ints), node)
+    return found
+
+
+def drop_noop_squeezes(model) -> list[str]:
+    """Squeeze axes that torch left in place (size not 1) are dropped; see the module docstring."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    shapes, consts = _shapes(graph), _constant_ints(graph)
+    notes = []
+    for i, node in enumerate(list(graph.node)):
+        if node.op_type != "Squeeze" or len(node.input) < 2 or node.input[1] not in consts:
+            continue
+        src, dst = shapes.get(node.input[0]), shapes.get(node.output[0])
+        if src is None or dst is None:
+            continue
+        axes = [a % len(src) for a in consts[node.input[1]][0]] if src else []
+        keep = [a for a in axes if src[a] == 1]
+        if len(src) - len(dst) != len(keep) or keep == axes:
+            continue
+        dropped = [a for a in axes if a not in keep]
+        symbolic = [src[a] for a in dropped if not isinstance(src[a], int)]
+        note = f"Squeeze of axes {dropped} of '{node.input[0]}' (sizes {[src[a] for a in dropped]}) is a no-op in torch: dropped"
+        if symbolic:
+            note += f"; torch.export assumed {', '.join(map(str, symbolic))} != 1 there"
+        notes.append(note)
+        if keep:
+            name = f"{node.name or node.output[0]}_axes"
+            graph.initializer.append(numpy_helper.from_array(np.array(keep, dtype=np.int64), name))
+            new = helper.make_node("Squeeze", [node.input[0], name], list(node.output), name=node.name)
+        else:
+            new = helper.make_node("Identity", [node.input[0]], list(node.output), name=node.name)
+        graph.node.remove(node)
+        graph.node.insert(i, new)
+    return notes
+
+
+def name_data_dependent_dims(model) -> list[str]:
+    """torch's unbacked size symbols (u0, u1, ...) -> max_length, max_length_1, ..."""
+    graph = model.graph
+    names: dict[str, str] = {}
+    for vi in [*graph.output, *graph.value_info]:
+        for dim in vi.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and _UNBACKED.match(dim.dim_param):
+                new = names.setdefault(dim.dim_param, "max_length" if not names else f"max_length_{len(names)}")
+                dim.dim_param = new
+    return [f"data-dependent size {old} named '{new}' (torch returns max(lengths) steps there)" for old, new in names.items()]

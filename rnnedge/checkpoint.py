@@ -109,8 +109,6 @@ def read_checkpoint(path: str | os.PathLike):
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    from rnnedge.models import ModelConfig
-
     path = Path(path)
     data = _read_bytes(path)
     header = parse_header(data, path)
@@ -120,7 +118,8 @@ def read_checkpoint(path: str | os.PathLike):
         hint = f" (format {found!r}, this rnnedge reads {FORMAT!r})" if found else " (no rnnedge metadata)"
         raise BadInputError(f"{path}: a safetensors file, but not an rnnedge checkpoint{hint}")
     try:
-        config = ModelConfig.from_dict(json.loads(raw.get("rnnedge.config", "")))
+        config_dict = json.loads(raw.get("rnnedge.config", ""))
+        config = _config_class(config_dict).from_dict(config_dict)
     except json.JSONDecodeError as e:
         raise BadInputError(f"{path}: corrupt rnnedge.config metadata ({e})") from e
     except BadInputError as e:
@@ -138,6 +137,17 @@ def read_checkpoint(path: str | os.PathLike):
     return config, state, meta
 
 
+def _config_class(config_dict):
+    """ModelConfig, or Seq2SeqConfig for an encoder-decoder checkpoint (config kind "seq2seq")."""
+    if isinstance(config_dict, dict) and config_dict.get("kind") == "seq2seq":
+        from rnnedge.seq2seq.config import Seq2SeqConfig
+
+        return Seq2SeqConfig
+    from rnnedge.models import ModelConfig
+
+    return ModelConfig
+
+
 def _json_or_none(text: str | None, path: Path, key: str):
     if not text:
         return None
@@ -152,7 +162,12 @@ def load_checkpoint(path: str | os.PathLike):
     from rnnedge.models import SequenceModel
 
     config, state, meta = read_checkpoint(path)
-    model = SequenceModel(config)
+    if getattr(config, "kind", None) == "seq2seq":  # rnnedge.seq2seq's encoder-decoder
+        from rnnedge.seq2seq.model import Seq2SeqModel
+
+        model = Seq2SeqModel(config)
+    else:
+        model = SequenceModel(config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -1,12 +1,14 @@
 """The `rnnedge` command line: parse -> call the library -> print. The only module that imports click/rich.
 
-Exit codes: 0 done, 1 a check failed (ParityError), 2 bad usage or bad input (any RnnEdgeError, click
-usage errors), 130 interrupted. Errors are one line on stderr (`error: ...`); `--debug` adds the
-traceback. Every command takes `--json` and then prints exactly one JSON object on stdout.
+Exit codes come from one table, `EXIT_CODES` (exception class -> code): 0 done, 1 a check failed
+(ParityError), 2 bad usage or bad input (any other RnnEdgeError, click usage errors), 3 an internal error
+(any other exception: a bug in rnnedge, said so in one line), 130 interrupted. Errors are one line on
+stderr (`error: ...`); `--debug` adds the traceback. Every command takes `--json` and then prints exactly
+one JSON object on stdout.
 
 Adding a command: decorate with `@cli.command()`, take `@json_option` (and `model_argument` /
-`output_option` for files), call the library, and finish with `emit(data, as_json, render)`, where
-`render(console, data)` draws the human view (rich tables) on stdout.
+`output_option` for files), call ONE library function, and finish with `emit(data, as_json, render)`,
+where `render(console, data)` draws the human view (rich tables) on stdout.
 """
 
 from __future__ import annotations
@@ -24,12 +26,21 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from rnnedge.errors import BadInputError, RnnEdgeError
+from rnnedge.errors import ParityError, RnnEdgeError
 
 log = logging.getLogger("rnnedge")
 
-ONNX_SUFFIXES = (".onnx", ".ort")
 _state = {"debug": False}
+
+# THE map from what went wrong to the exit code; the first matching class wins, anything else is 3 (a bug).
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (KeyboardInterrupt, 130),
+    (click.exceptions.Abort, 130),  # click's own Ctrl-C
+    (ParityError, 1),  # a check failed: parity, a drift or accuracy threshold
+    (RnnEdgeError, 2),  # bad input: missing, corrupt or unsafe file, wrong shapes, a module that cannot export
+    (click.ClickException, 2),  # bad usage: unknown option, bad value, missing argument
+)
+INTERNAL_ERROR = 3
 
 
 def out_console() -> Console:
@@ -53,29 +64,32 @@ class RnnEdgeGroup(click.Group):
             rv = super().main(args=argv, prog_name=prog_name or "rnnedge", complete_var=complete_var,
                               standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0
-        except click.exceptions.Abort:
-            _fail("interrupted")
-            code = 130
-        except KeyboardInterrupt:
-            _fail("interrupted")
-            code = 130
         except click.exceptions.NoArgsIsHelpError as e:  # bare `rnnedge` or a group: the help text
             e.show()
             code = 2
-        except click.ClickException as e:  # usage errors, bad option values, missing files: one line too
-            ctx = getattr(e, "ctx", None)
-            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            _fail(e.format_message() + hint)
-            code = 2 if isinstance(e, click.UsageError) else (e.exit_code or 2)
-        except RnnEdgeError as e:
-            _fail(str(e) or type(e).__name__)
-            code = e.exit_code
-        except Exception as e:  # a bug or an environment problem: one line unless --debug
-            _fail(f"{type(e).__name__}: {e}")
-            code = 1
+        except (Exception, KeyboardInterrupt) as e:  # the edge: every failure becomes one line and a code
+            code = exit_code(e)
+            _fail(error_message(e, code))
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code for `exc`, from EXIT_CODES (INTERNAL_ERROR when no class matches)."""
+    return next((code for cls, code in EXIT_CODES if isinstance(exc, cls)), INTERNAL_ERROR)
+
+
+def error_message(exc: BaseException, code: int) -> str:
+    """The one line printed after 'error: ' for `exc`."""
+    if code == 130:
+        return "interrupted"
+    if isinstance(exc, click.ClickException):  # usage errors, bad option values, missing files
+        ctx = getattr(exc, "ctx", None)
+        return exc.format_message() + (f" (see '{ctx.command_path} --help')" if ctx is not None else "")
+    if code == INTERNAL_ERROR:
+        return f"internal error (a bug in rnnedge): {type(exc).__name__}: {exc}; run with --debug for the traceback"
+    return str(exc) or type(exc).__name__
 
 
 def _fail(message: str) -> None:
@@ -151,40 +165,6 @@ def _fmt(v: Any) -> str:
     if isinstance(v, list):
         return ", ".join(map(str, v))
     return str(v)
-
-
-def is_onnx_path(path: Path) -> bool:
-    return path.suffix.lower() in ONNX_SUFFIXES
-
-
-def _load_predictor(path: Path) -> Callable:
-    """`predict(inputs, lengths) -> outputs` for a model file: an ONNX/ORT file or an rnnedge checkpoint."""
-    if is_onnx_path(path):
-        from rnnedge.runtime import Session
-
-        session = Session(str(path))
-        return lambda inputs, lengths: session.run(inputs, lengths)
-    from rnnedge.checkpoint import load_checkpoint
-    from rnnedge.train import torch_predictor
-
-    return torch_predictor(load_checkpoint(path))
-
-
-def _model_task(path: Path) -> str | None:
-    """The task name a model file was trained on, from its metadata (None when unknown)."""
-    if is_onnx_path(path):
-        from rnnedge.files import load_onnx, refuse_pickle
-        from rnnedge.parity import ort_session
-
-        if path.suffix.lower() == ".ort":  # a flatbuffer: only onnxruntime reads it
-            refuse_pickle(path)
-            meta = dict(ort_session(path).get_modelmeta().custom_metadata_map)
-        else:  # a missing, corrupt or unsafe file gets its one-line error here
-            meta = {p.key: p.value for p in load_onnx(path, load_weights=False).metadata_props}
-        return meta.get("rnnedge.task") or None
-    from rnnedge.checkpoint import read_checkpoint
-
-    return read_checkpoint(path)[2]["task"]
 
 
 # -- train ----------------------------------------------------------------------------------------
@@ -266,33 +246,13 @@ def train(task_name, cell, hidden, layers, bidirectional, dropout, epochs, seed,
 @json_option
 def evaluate(model, task_name, split, batch_size, as_json):
     """Score a checkpoint or an .onnx file on a task's split."""
-    from rnnedge.tasks import get_task
+    from rnnedge.evaluation import evaluate_file
 
-    if not model.exists():
-        raise BadInputError(f"{model}: no such file")
-    task_name = task_name or _model_task(model)
-    if not task_name:
-        raise BadInputError(f"{model}: no task in its metadata; pass --task")
-    task = get_task(task_name)
-    if not is_onnx_path(model):
-        from rnnedge.checkpoint import read_checkpoint
-
-        task.check_config(read_checkpoint(model)[0])
-    metrics = task.evaluate(_load_predictor(model), split=split, batch_size=batch_size)
-    data = {"model": str(model), "task": task.name, "split": split, "metric": task.metric, "metrics": metrics}
+    data = evaluate_file(model, task_name, split=split, batch_size=batch_size)
     emit(data, as_json, lambda c, d: render_mapping(c, {"model": d["model"], "task": d["task"], "split": d["split"], **d["metrics"]}))
 
 
 # -- inspect -------------------------------------------------------------------------------------
-
-
-def describe_checkpoint(path: Path) -> dict[str, Any]:
-    from rnnedge.checkpoint import read_checkpoint
-
-    config, state, meta = read_checkpoint(path)
-    return {"file": str(path), "kind": "checkpoint", "bytes": path.stat().st_size, "task": meta["task"],
-            "version": meta["version"], "parameters": sum(int(t.numel()) for t in state.values()),
-            "config": config.to_dict(), "metrics": meta["metrics"], "labels": meta["labels"]}
 
 
 @cli.command()
@@ -300,15 +260,9 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
 @json_option
 def inspect(file, as_json):
     """Describe a checkpoint (config, parameters, metrics) or an .onnx file."""
-    if not file.exists():
-        raise BadInputError(f"{file}: no such file")
-    if is_onnx_path(file):
-        from rnnedge.describe import describe_onnx
+    from rnnedge.describe import describe_file
 
-        data = describe_onnx(file)
-    else:
-        data = describe_checkpoint(file)
-    emit(data, as_json, _render_description)
+    emit(describe_file(file), as_json, _render_description)
 
 
 def _render_description(console: Console, d: dict[str, Any]) -> None:
@@ -323,41 +277,6 @@ def _render_description(console: Console, d: dict[str, Any]) -> None:
 
 
 # -- export --------------------------------------------------------------------------------------
-
-
-def _parse_example(text: str):
-    """'float32[1,10,5]' or 'int64[2,7]' -> a random example tensor of that dtype and shape."""
-    import re
-
-    import torch
-
-    m = re.fullmatch(r"\s*(float32|float|int64|long)\s*\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]\s*", text)
-    if not m:
-        raise BadInputError(f"--example '{text}': expected DTYPE[d0,d1,...] with DTYPE float32 or int64, e.g. 'float32[1,10,5]'")
-    shape = [int(d) for d in m.group(2).split(",")]
-    gen = torch.Generator().manual_seed(0)
-    if m.group(1) in ("int64", "long"):
-        return torch.randint(0, 2, shape, generator=gen)
-    return torch.randn(shape, generator=gen)
-
-
-def _load_factory(ref: str):
-    """'path/to/file.py:FACTORY' -> the module FACTORY() returns. The only way rnnedge runs user code."""
-    import importlib.util
-
-    file, _, name = ref.rpartition(":")
-    path = Path(file)
-    if not file or not name.isidentifier():
-        raise BadInputError(f"'{ref}': expected FILE.py:FACTORY")
-    if not path.is_file():
-        raise BadInputError(f"{path}: no such file")
-    spec = importlib.util.spec_from_file_location(f"rnnedge_user_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    factory = getattr(module, name, None)
-    if not callable(factory):
-        raise BadInputError(f"{path} has no callable '{name}'")
-    return factory()
 
 
 @cli.command()
@@ -375,16 +294,13 @@ def _load_factory(ref: str):
 @json_option
 def export(source, output, target, lowering, chunk, opset, examples, input_names, output_names, no_verify, as_json):
     """Export a checkpoint (or FILE.py:FACTORY, your own module) to one ONNX file with dynamic axes."""
-    from rnnedge.export import export as export_module
     from rnnedge.export import export_checkpoint
+    from rnnedge.usermodule import export_factory, is_factory_ref
 
-    if ":" in source and source.split(":", 1)[0].endswith(".py"):
-        if not examples:
-            raise BadInputError("FILE.py:FACTORY needs at least one --example, e.g. --example 'float32[1,10,5]'")
-        module = _load_factory(source)
-        result = export_module(module, [_parse_example(e) for e in examples], output, target=target, lowering=lowering,
-                               input_names=list(input_names) or None, output_names=list(output_names) or None,
-                               opset=opset, verify=not no_verify)
+    if is_factory_ref(source):
+        result = export_factory(source, list(examples), output, target=target, lowering=lowering,
+                                input_names=list(input_names) or None, output_names=list(output_names) or None,
+                                opset=opset, verify=not no_verify)
     else:
         result = export_checkpoint(Path(source), output, target=target, lowering=lowering, chunk=chunk, opset=opset,
                                    verify=not no_verify)
@@ -410,18 +326,15 @@ def export(source, output, target, lowering, chunk, opset, examples, input_names
 def verify(checkpoint, model, atol, rtol, cases, providers, allow_ill_conditioned, as_json):
     """Check that MODEL.onnx computes what CHECKPOINT computes; exit 1 on any difference."""
     from rnnedge.checkpoint import read_checkpoint
-    from rnnedge.errors import ParityError
     from rnnedge.files import load_onnx
     from rnnedge.parity import verify as verify_parity
 
     read_checkpoint(checkpoint)  # refuse a bad checkpoint before any work
     load_onnx(model, load_weights=False)
     if providers:  # unknown or unavailable names: one line (onnxruntime would fall back to CPU and say nothing useful)
-        import onnxruntime as ort
+        from rnnedge.runtime.sessions import select_providers
 
-        from rnnedge.runtime import select_providers
-
-        providers = [select_providers(p, ort.get_available_providers())[0] for p in providers]
+        providers = [select_providers(p)[0] for p in providers]
     report = verify_parity(checkpoint, model, atol=atol, rtol=rtol, cases=cases, providers=list(providers) or None,
                            allow_ill_conditioned=allow_ill_conditioned)
     emit(report.to_dict(), as_json, lambda c, d: _render_parity(c, report))
@@ -521,26 +434,6 @@ def _render_mobile(console: Console, d: dict[str, Any]) -> None:
 # -- run -----------------------------------------------------------------------------------------
 
 
-def _run_feeds(session, arrays: dict, lengths_file: Path | None) -> dict:
-    """Arrays read from --input (and --lengths) -> named feeds for `session`; unknown names refused."""
-    from rnnedge.files import load_arrays
-
-    arrays = dict(arrays)
-    main = next((arrays.pop(k) for k in (session.input_name, "x", "tokens") if k in arrays), None)
-    if main is None:
-        raise BadInputError(f"--input holds {sorted(arrays)}; expected an array named 'x' or 'tokens' (or a .npy file)")
-    if lengths_file is not None:
-        found = load_arrays(lengths_file)
-        if len(found) != 1:
-            raise BadInputError(f"{lengths_file}: expected one array of lengths, found {sorted(found)}")
-        arrays["lengths"] = next(iter(found.values()))
-    known = {s.name for s in session.inputs} | {"lengths"}
-    unknown = sorted(set(arrays) - known)
-    if unknown:
-        raise BadInputError(f"--input has array(s) {unknown} the model does not take; its inputs: {sorted(known)}")
-    return {session.input_name: main, **arrays}
-
-
 @cli.command()
 @model_argument
 @click.option("--input", "input_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -553,33 +446,9 @@ def _run_feeds(session, arrays: dict, lengths_file: Path | None) -> dict:
 @json_option
 def run(model, input_file, lengths_file, output, provider, threads, as_json):
     """Run MODEL (.onnx/.ort) on arrays from a .npy/.npz file, without torch."""
-    import numpy as np
+    from rnnedge.run import run_file
 
-    from rnnedge.files import atomic_path, load_arrays
-    from rnnedge.runtime import Session
-
-    arrays = load_arrays(input_file)  # refuse a bad input before loading the model
-    session = Session(model, providers=provider, threads=threads)
-    outputs = session.run_all(_run_feeds(session, arrays, lengths_file))
-    y = outputs[session.output_name]
-    data: dict[str, Any] = {"model": str(model), "input": str(input_file), "output": session.output_name,
-                            "shape": list(y.shape), "dtype": str(y.dtype), "providers": session.providers}
-    if output is not None:
-        with atomic_path(output) as tmp, open(tmp, "wb") as fh:  # np.save to a handle: no ".npy" appended
-            if output.suffix.lower() == ".npz":
-                np.savez(fh, **outputs)
-            else:
-                np.save(fh, y, allow_pickle=False)
-        data["output_path"] = str(output)
-    else:
-        data["placement"] = session.node_placement()
-        if y.ndim == 2 and (session.config or {}).get("head", "classify") == "classify":
-            top = y.argmax(axis=1)
-            data["argmax"] = top.tolist()
-            if session.labels and len(session.labels) == y.shape[1]:
-                data["labels"] = [session.labels[i] for i in top]
-        if y.size <= 1000:
-            data["values"] = y.tolist()
+    data = run_file(model, input_file, lengths_file, output, provider=provider, threads=threads)
     emit(data, as_json, _render_run)
 
 
@@ -660,7 +529,6 @@ def _render_bench(console: Console, d: dict[str, Any]) -> None:
 @json_option
 def quickstart(task_name, cell, epochs, hidden, seed, out_dir, as_json):
     """The main job: train, export, verify, quantize (int8) and bench; exit 1 if parity fails."""
-    from rnnedge.errors import ParityError
     from rnnedge.quickstart import quickstart as run_quickstart
     from rnnedge.tasks import get_task
 

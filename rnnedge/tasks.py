@@ -31,7 +31,7 @@ from rnnedge.errors import BadInputError
 
 log = logging.getLogger(__name__)
 
-TASKS = ("seed", "digits", "fillblank", "charlm")
+TASKS = ("seed", "digits", "fillblank", "charlm", "dates")
 SPLITS = ("train", "val", "test")
 IGNORE = -100  # target value of positions that count neither in the loss nor in the metrics
 
@@ -355,6 +355,10 @@ _REGISTRY: dict[str, type[Task]] = {"seed": SeedTask, "digits": DigitsTask, "fil
 @functools.cache
 def get_task(name: str) -> Task:
     """The built-in task called `name` (one shared instance per name)."""
+    if name == "dates":  # sequence to sequence: lives in rnnedge.seq2seq (which imports this module)
+        from rnnedge.seq2seq.dates import DatesTask
+
+        return DatesTask()
     if name not in _REGISTRY:
         raise BadInputError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     return _REGISTRY[name]()

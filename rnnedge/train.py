@@ -170,6 +170,11 @@ def train(
     weight_decay: AdamW's decoupled weight decay. grad_clip: max global gradient norm (0 = off).
     schedule: "cosine" (decay to 0 over all steps) or "constant".
     """
+    if getattr(task, "seq2seq", False):  # an encoder-decoder task (dates): rnnedge.seq2seq's teacher-forced loop
+        from rnnedge.seq2seq.train import train_seq2seq
+
+        return train_seq2seq(config, task, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device,
+                             progress=progress, weight_decay=weight_decay, grad_clip=grad_clip, schedule=schedule)
     epochs = task.default_epochs if epochs is None else epochs
     lr = task.default_lr if lr is None else lr
     batch_size = task.default_batch_size if batch_size is None else batch_size

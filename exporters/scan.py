@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 FLOAT = onnx.TensorProto.FLOAT
 
 
-def lower_to_scan(model: onnx.ModelProto, ops: tuple[str, ...] = ("RNN", "GRU", "LSTM")) -> list[str]:
-    """Rewrite recurrent nodes of the given op types into hoisted-projection Scans, in place.
+def lower_to_scan(model: onnx.ModelProto, ops: tuple[str, ...] = ("RNN", "GRU", "LSTM"), names: set[str] | None = None) -> list[str]:
+    """Rewrite recurrent nodes of the given op types (and, with `names`, only those nodes) into hoisted-projection Scans, in place.
 
     Returns what was left as is and why. (rnnedge's LSTM with projection has no standard form:
     it is always rewritten, whatever `ops` says.)
@@ -51,7 +51,11 @@ def lower_to_scan(model: onnx.ModelProto, ops: tuple[str, ...] = ("RNN", "GRU", 
             return None
         return _lower_node(ed, node, rec)
 
-    chosen = lambda n: n.op_type in ("RNN", "GRU", "LSTM") and (n.op_type in ops or n.domain == DOMAIN)  # noqa: E731
+    def chosen(n) -> bool:
+        if names is not None and n.name not in names:
+            return False
+        return n.op_type in ("RNN", "GRU", "LSTM") and (n.op_type in ops or n.domain == DOMAIN)
+
     rewrite_nodes(graph, chosen, rewrite)
     drop_unused_initializers(graph)
     tidy_opsets(model)

@@ -369,37 +369,58 @@ def _render_parity(console: Console, report) -> None:
 @click.option("--calibration", default=None, help="int8-static: a .npz of inputs (keys = model input names) or a task name.")
 @click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
 @click.option("--per-channel/--per-tensor", default=None, help="int8 weight scales per output channel (default: per tensor).")
-@click.option("--eval", "eval_task", type=TASK_CHOICE, default=None, help="Also compare size, latency and the task metric.")
+@click.option("--for", "deploy", default=None, metavar="batch=B,seq=T",
+              help="int8: the deployment shape each recurrent unit's form is measured at (default batch 1, the file's chunk or a few steps).")
+@click.option("--form", default=None, help="int8: use this form wherever it applies instead of measuring (see rnnedge.quantize_forms.FORMS).")
+@click.option("--op-types", default=None, help="int8: comma-separated op types whose weights become int8 (default MatMul,Gemm,RNN,GRU,LSTM,Gather).")
+@click.option("--quantize-conv", is_flag=True, default=False, help="int8: quantize Conv too (off by default: int8 Conv can hurt accuracy).")
+@click.option("--eval", "eval_task", default=None, metavar="TASK|INPUTS.npz",
+              help="Also report drift per output against float32 on a task's test split or your own inputs (.npz by input name).")
+@click.option("--max-drift", type=click.FloatRange(min=0), default=None,
+              help="Exit 1 if an output moves by more than this fraction of its range (on --eval's inputs, else random ones).")
 @json_option
-def quantize(model: Path, output: Path, mode: str, calibration: str | None, calibration_method: str,
-             per_channel: bool | None, eval_task: str | None, as_json: bool) -> None:
-    """Quantize MODEL.onnx to int8 (dynamic or static) or float16."""
-    from rnnedge.quantize import compare_models
+def quantize(model: Path, output: Path, mode: str, calibration: str | None, calibration_method: str, per_channel: bool | None,
+             deploy: str | None, form: str | None, op_types: str | None, quantize_conv: bool, eval_task: str | None,
+             max_drift: float | None, as_json: bool) -> None:
+    """Quantize MODEL.onnx to int8 (forms measured per recurrent unit, or static) or float16."""
+    from rnnedge.errors import ParityError
     from rnnedge.quantize import quantize as run_quantize
+    from rnnedge.quantize_eval import evaluate
 
     result = run_quantize(model, output, mode=mode, calibration=calibration, calibration_method=calibration_method,
-                          per_channel=per_channel)
+                          per_channel=per_channel, deploy=deploy, forms=form, op_types=op_types, quantize_conv=quantize_conv)
     data = result.to_dict()
-    if eval_task:
-        data["comparison"] = compare_models(model, output, task=eval_task)
+    data.update(evaluate(model, output, eval_task, max_drift))
+    emit(data, as_json, _render_quantize)
+    if data.get("drift_ok") is False:
+        raise ParityError(f"int8 drift {data['drift']['worst_relative']:.4g} of an output's range exceeds --max-drift {max_drift}")
 
-    def render(console: Console, d: dict[str, Any]) -> None:
-        table = Table(title=f"{d['input_path']} -> {d['output_path']} ({d['mode']})")
-        for col in ("", "float32", d["mode"], "ratio"):
-            table.add_column(col, justify="right" if col else "left")
-        table.add_row("size (bytes)", str(d["input_bytes"]), str(d["output_bytes"]), f"{d['size_ratio']:.3f}")
-        cmp = d.get("comparison")
-        if cmp:
-            table.add_row("latency (ms, 1 thread)", f"{cmp['float_ms']:.2f}", f"{cmp['quant_ms']:.2f}", f"{cmp['latency_ratio']:.2f}")
-            for k, v in cmp["float_metrics"].items():
-                table.add_row(f"{eval_task} {k}", f"{v:.4f}", f"{cmp['quant_metrics'][k]:.4f}", "")
-        console.print(table)
-        for line in d["notes"]:
-            console.print(f"- {line}")
-        for line in d["stayed_float"]:
-            console.print(f"[yellow]- {line}[/yellow]")
 
-    emit(data, as_json, render)
+def _render_quantize(console: Console, d: dict[str, Any]) -> None:
+    table = Table(title=f"{d['input_path']} -> {d['output_path']} ({d['mode']})")
+    for col in ("", "float32", d["mode"], "ratio"):
+        table.add_column(col, justify="right" if col else "left")
+    table.add_row("size (bytes)", str(d["input_bytes"]), str(d["output_bytes"]), f"{d['size_ratio']:.3f}")
+    if d.get("fp32_ms") and d.get("int8_ms"):
+        shape = d["deploy"]
+        table.add_row(f"latency (ms, batch {shape['batch']}, {shape['seq']} steps)", f"{d['fp32_ms']:.3f}", f"{d['int8_ms']:.3f}",
+                      f"{d['latency_ratio']:.2f}")
+    cmp = d.get("comparison")
+    if cmp:
+        table.add_row("latency (ms, 1 thread)", f"{cmp['float_ms']:.2f}", f"{cmp['quant_ms']:.2f}", f"{cmp['latency_ratio']:.2f}")
+        for k, v in cmp["float_metrics"].items():
+            table.add_row(f"{cmp['task']} {k}", f"{v:.4f}", f"{cmp['quant_metrics'][k]:.4f}", "")
+    console.print(table)
+    for unit, form in d.get("forms", {}).items():
+        console.print(f"- {unit}: [bold]{form}[/bold]" + (f"  (ms: {', '.join(f'{k} {v:.3f}' for k, v in d['measured'][unit].items())})"
+                                                          if unit in d.get("measured", {}) else ""))
+    for name, o in (d.get("drift") or {}).get("outputs", {}).items():
+        agree = f", labels agree {o['label_agreement']:.1%}" if "label_agreement" in o else ""
+        console.print(f"- drift {name}: max {o['max_abs']:.3g} ({o['relative_max']:.2%} of range), p99 {o['p99_abs']:.3g}{agree}")
+    for line in d["notes"]:
+        console.print(f"- {line}")
+    for line in d["stayed_float"]:
+        console.print(f"[yellow]- {line}[/yellow]")
 
 
 # -- mobile --------------------------------------------------------------------------------------

@@ -1,44 +1,44 @@
-"""int8 dynamic, int8 static (QDQ, calibrated) and float16 versions of an ONNX model.
+"""int8 (forms measured per recurrent unit), int8 static (QDQ, calibrated) and float16 versions of an ONNX model.
 
-    rnnedge.quantize("model.onnx", "model.int8.onnx")                       # dynamic int8
+    rnnedge.quantize("model.onnx", "model.int8.onnx")                        # int8, chosen for batch 1
+    rnnedge.quantize("model.onnx", "model.int8.onnx", deploy="batch=64,seq=8") # chosen for that shape
     rnnedge.quantize("model.onnx", "model.qdq.onnx", mode="int8-static", calibration="digits")
-    rnnedge.quantize("model.onnx", "model.fp16.onnx", mode="fp16")           # for GPU providers
+    rnnedge.quantize("model.onnx", "model.fp16.onnx", mode="fp16")            # for GPU providers
 
-Built on `onnxruntime.quantization` and `onnxruntime.transformers.float16`; what rnnedge adds is
-the graph form each quantizer can reach, chosen from the file alone (any ONNX file with standard
-recurrent operators and constant weights, rnnedge's or not):
+int8: every weight is stored as int8 whatever happens (about 0.27 of the float32 size at hidden 128);
+what runs is chosen per recurrent unit by measuring, at the deployment shape (`deploy`, CLI `--for`;
+default batch 1 and a small chunk: the edge case), the forms of `rnnedge.quantize_forms`:
+weights-int8 (the same fp32 operator fed by int8-stored weights, dequantized once at load: fp32
+speed, the floor), lstm-int8 (DynamicQuantizeLSTM), scan-int8 (hoisted-projection Scan with int8
+MatMuls), scan-nbits8 (weight-only MatMulNBits), and matmul-int8 for MatMul/Gemm outside loops.
+The choice and the figures are in `QuantizeResult.forms` / `.measured` and in the file's metadata
+(`rnnedge.quantization.forms`). A model whose int8 file would not be smaller (a few hundred weights:
+the seed task's nn.RNN(5, 8)) keeps float32 and says so. Measured (`python samples/bench_edge.py`,
+notes/issue-14.md): int8 / fp32 latency within noise of 1.0 or below at batch 1, lower from batch 8.
 
-- int8: onnxruntime's dynamic quantizer leaves the `RNN` and `GRU` operators in float32, so those
-  are re-lowered first to the hoisted-projection Scan (`exporters.scan.lower_to_scan`), whose
-  MatMuls (`EnableSubgraph`: inside the Scan bodies too) become MatMulInteger with int8 weights.
-  `LSTM` stays the standard operator, which the quantizer turns into `DynamicQuantizeLSTM`:
-  measured with `python samples/bench_quantize.py` (onnxruntime 1.32, one thread, 2 shared x86
-  cores, noisy: two runs), int8 latency / fp32 native latency, LSTM native-int8 vs scan-int8:
-      H=128 T=8  B=64: 0.54-0.55 vs 0.87    H=128 T=50 B=64: 0.79-0.80 vs 0.81-0.89
-      H=256 T=8  B=64: 0.19-0.25 vs 0.28-0.69    H=256 T=50 B=64: 0.44-0.49 vs 0.58-0.59
-      B=8: native 0.16-0.59, scan 0.28-1.35
-  so LSTM stays native (NATIVE_INT8). Per-tensor weights by default: per-channel made the files
-  5-7% larger (H=128: RNN 0.337 -> 0.354, GRU 0.298 -> 0.315, LSTM 0.269 -> 0.287 of fp32) for
-  no consistent error gain (max |diff| 5.5e-3/5.4e-3, 2.5e-3/3.0e-3, 1.6e-3/1.3e-3; B=64, T=50);
-  pass per_channel=True to choose it.
-- int8-static: `quantize_static` (QDQ) does not enter subgraphs in onnxruntime 1.32 (Scan bodies
-  stay float32 even with EnableSubgraph) and has no int8 RNN/GRU/LSTM. So every recurrent node is
-  re-lowered to Scan, everything outside the loop is calibrated QDQ, and the recurrent MatMuls in
-  the Scan bodies then get dynamic int8 (a second `quantize_dynamic` pass, reported in `notes`).
-- fp16: `convert_float_to_float16`, float32 inputs/outputs kept by default. `Transpose` nodes stay
-  float32: onnxruntime 1.32 crashes (SIGSEGV) building a CPU session at ORT_ENABLE_ALL for the
-  converted Scan models otherwise. Parity: within FP16_ATOL of float32 (outputs of order 1).
+Accuracy guard: op types whose int8 hurts accuracy stay float unless asked (Conv: dynamic int8 of
+the Conv layers of a voice-activity model moved its output by up to 0.5; `quantize_conv=True` or
+`op_types=` to include them); a candidate form whose outputs drift past CANDIDATE_DRIFT of the
+output range on the deployment inputs is never chosen; `rnnedge.quantize_eval.drift` reports drift.
+
+Foreign files: Constant weights in any subgraph (If/Loop/Scan bodies) become initializers first, so
+the quantizers see them; recurrent nodes inside subgraphs get int8-stored weights where they are.
+
+int8-static: `quantize_static` (QDQ) does not enter subgraphs in onnxruntime 1.32 and has no int8
+RNN/GRU/LSTM, so every recurrent node is re-lowered to Scan, everything outside the loop is
+calibrated QDQ, and the recurrent MatMuls in the Scan bodies get dynamic int8 (reported in `notes`).
+fp16: `convert_float_to_float16`, float32 inputs/outputs kept by default. `Transpose` nodes stay
+float32: onnxruntime 1.32 crashes (SIGSEGV) building a CPU session at ORT_ENABLE_ALL for the
+converted Scan models otherwise. Parity: within FP16_ATOL of float32 (outputs of order 1).
 
 Every output keeps the input's metadata_props plus `rnnedge.quantization` = mode.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import logging
-import os
 import tempfile
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,28 +46,35 @@ import numpy as np
 
 from exporters.graph import compact_names
 
-from .errors import BadInputError, RnnEdgeError
-from .files import load_arrays, load_onnx, save_onnx
+from .errors import BadInputError
+from .files import load_onnx, save_onnx
+from .quantize_eval import compare_models, drift  # noqa: F401  (public here too)
+from .quantize_forms import DEFAULT_OP_TYPES, FLOOR, FORMS, RECURRENT, WEIGHT_INPUTS, build, constants_to_initializers, find_units, name_nodes
+from .quantize_forms import quiet_ort as _quiet_ort
+from .quantize_forms import subgraphs as _subgraphs
+from .quantize_select import MARGIN
 
 log = logging.getLogger(__name__)
 
 MODES = ("int8", "int8-static", "fp16")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-RECURRENT = ("RNN", "GRU", "LSTM")
-NATIVE_INT8 = {"LSTM"}  # kept as the standard operator under int8 (DynamicQuantizeLSTM measured faster)
 FP16_ATOL = 1e-2  # documented fp16 parity tolerance (absolute, for outputs of order 1)
 INT8_ATOL = 0.1  # loose int8 tolerance used by the tests (absolute, small random models)
-CALIBRATION_BATCH = 32  # rows per calibration batch
-CALIBRATION_ROWS = 256  # at most this many rows of a task or file are used to calibrate
+CANDIDATE_DRIFT = 0.05  # a form whose outputs move by more than this fraction of the output range is not chosen
 FP16_KEEP_FLOAT = ["Transpose"]  # see the module docstring (onnxruntime 1.32 CPU crash)
 WEIGHT_OPS = {"MatMul", "Gemm", "Conv", "RNN", "GRU", "LSTM", "Attention", "Gather"}
 WHY_FLOAT = {
     "RNN": "onnxruntime's quantizer has no int8 RNN",
     "GRU": "onnxruntime's quantizer has no int8 GRU",
     "LSTM": "this LSTM could not be quantized",
+    "Conv": "int8 Conv can hurt accuracy: kept float32 (pass --quantize-conv or --op-types to include it)",
     "Gather": "embedding tables are not quantized",
     "Transpose": "kept float32 (onnxruntime 1.32 CPU crash with float16 here)",
 }
+
+
+class QuantizeFailure(RuntimeError):
+    """onnxruntime's quantizer failed on a valid model: not the user's input (CLI: internal error, not exit 2)."""
 
 
 @dataclass
@@ -83,18 +90,35 @@ class QuantizeResult:
     per_channel: bool = False
     notes: list[str] = field(default_factory=list)  # what was done, in words
     warnings: list[str] = field(default_factory=list)
+    deploy: dict = field(default_factory=dict)  # int8: the deployment shape the forms were chosen for {batch, seq}
+    forms: dict = field(default_factory=dict)  # int8: {unit (node name): form}; {} when float32 was kept
+    measured: dict = field(default_factory=dict)  # int8: {unit: {form: ms}} as measured at `deploy`
+    fp32_ms: float | None = None  # int8: float32 and chosen int8 latency at `deploy`, one interleaved run
+    int8_ms: float | None = None
+    kept_fp32: str | None = None  # int8: why the float32 model was written instead (int8 does not pay)
+
+    @property
+    def latency_ratio(self) -> float | None:
+        return self.int8_ms / self.fp32_ms if self.int8_ms and self.fp32_ms else None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["input_path"], d["output_path"] = str(self.input_path), str(self.output_path)
         d["size_ratio"] = round(self.size_ratio, 4)
+        d["latency_ratio"] = round(self.latency_ratio, 4) if self.latency_ratio else None
         return d
 
 
 def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, calibration_method: str = "minmax",
-             per_channel: bool | None = None, keep_io_types: bool = True) -> QuantizeResult:
-    """Write a quantized copy of `model_path` to `out_path` (atomically). See the module docstring."""
-    import onnx
+             per_channel: bool | None = None, keep_io_types: bool = True, deploy=None, forms=None, op_types=None,
+             quantize_conv: bool = False, threads: int = 1) -> QuantizeResult:
+    """Write a quantized copy of `model_path` to `out_path` (atomically). See the module docstring.
+
+    int8 only: `deploy` ("batch=B,seq=T" or a dict) is the shape the forms are measured at; `forms` (one
+    form name for every unit it applies to, or {node name: form}) skips measuring; `op_types` (default
+    DEFAULT_OP_TYPES, Conv added by `quantize_conv`) are the op types whose weights become int8.
+    """
+    from .quantize_select import parse_for
 
     if mode not in MODES:
         raise BadInputError(f"unknown quantization mode {mode!r}: expected one of {', '.join(MODES)}")
@@ -102,59 +126,187 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
         raise BadInputError(f"unknown calibration method {calibration_method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
     if calibration is not None and mode != "int8-static":
         raise BadInputError(f"--calibration is for --mode int8-static, not {mode}")
+    if mode != "int8" and (deploy is not None or forms is not None):
+        raise BadInputError(f"--for and --form are for --mode int8, not {mode}")
+    shape = parse_for(deploy)
+    ops = _op_types(op_types, quantize_conv)
+    _check_forms(forms)
     model = load_onnx(model_path)
     meta = {p.key: p.value for p in model.metadata_props}
-    warns, notes = [], []
+    result = QuantizeResult(Path(model_path), Path(out_path), mode, Path(model_path).stat().st_size, 0, 0.0,
+                            per_channel=bool(per_channel))
     if not any(k.startswith("rnnedge.") for k in meta):
-        warns.append(f"{Path(model_path).name}: not an rnnedge export (no rnnedge metadata): quantizing with onnxruntime's generic path")
-    per_channel = bool(per_channel)
-    relowered = False
+        result.warnings.append(f"{Path(model_path).name}: not an rnnedge export (no rnnedge metadata): quantizing as a foreign file")
+    moved = constants_to_initializers(model)
+    if moved:
+        result.notes.append(f"{moved} Constant weight(s) (subgraphs included) turned into initializers so they can be int8")
+    name_nodes(model)
+    new_meta = dict(meta, **{"rnnedge.quantization": mode})
+    if mode == "fp16":
+        out = _to_fp16(model, keep_io_types)
+    elif mode == "int8-static":
+        out = _int8_static(model, meta, calibration, calibration_method, result)
+    else:
+        out = _int8(model, meta, shape, forms, ops, threads, result)
+        record = {"for": result.deploy, "forms": result.forms, "fp32_ms": result.fp32_ms, "int8_ms": result.int8_ms}
+        new_meta["rnnedge.quantization.forms"] = json.dumps({"kept_fp32": True} if result.kept_fp32 else record, sort_keys=True)
+    if result.relowered and "rnnedge.lowering" in meta and not any(n.op_type in RECURRENT for n in out.graph.node):
+        new_meta["rnnedge.lowering"] = "scan"
+    if result.kept_fp32 is None:
+        result.stayed_float = stayed_float(out, mode, ops)
+    compact_names(out)  # the quantizer's long value names are ~10% of a small int8 file
+    result.warnings.extend(result.stayed_float)
+    del out.metadata_props[:]
+    import onnx
+
+    onnx.helper.set_model_props(out, dict(sorted(new_meta.items())))
+    result.output_bytes = save_onnx(out, out_path)
+    result.size_ratio = result.output_bytes / result.input_bytes
+    for w in result.warnings:
+        log.warning("%s", w)
+    return result
+
+
+def _op_types(op_types, quantize_conv: bool) -> tuple[str, ...]:
+    if op_types is None:
+        ops = list(DEFAULT_OP_TYPES)
+    else:
+        ops = [o.strip() for o in (op_types.split(",") if isinstance(op_types, str) else op_types) if o.strip()]
+        unknown = sorted(set(ops) - WEIGHT_OPS)
+        if unknown or not ops:
+            raise BadInputError(f"--op-types {','.join(ops)}: expected some of {', '.join(sorted(WEIGHT_OPS - {'Attention'}))}")
+    if quantize_conv and "Conv" not in ops:
+        ops.append("Conv")
+    return tuple(ops)
+
+
+def _check_forms(forms) -> None:
+    if forms is None:
+        return
+    values = [forms] if isinstance(forms, str) else list(forms.values()) if isinstance(forms, dict) else None
+    if values is None or any(f not in FORMS for f in values):
+        raise BadInputError(f"--form {forms!r}: expected one of {', '.join(FORMS)}")
+
+
+# -- int8: forms measured per unit ---------------------------------------------------------------
+
+
+def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeResult):
+    """The int8 model: forms forced or measured (see quantize_select); float32 kept where int8 does not pay."""
+    from .quantize_select import choose_forms, default_shape, deployment_feeds
+
+    units = find_units(model)
+    result.deploy = default_shape(meta, model, shape)
+    if forms is not None:  # forced: no measuring
+        chosen = {u.name: (forms if isinstance(forms, str) else forms.get(u.name, FLOOR)) for u in units}
+        chosen = {name: (f if f in next(u.forms for u in units if u.name == name) else FLOOR) for name, f in chosen.items()}
+        if isinstance(forms, dict) and set(forms) - set(chosen):
+            raise BadInputError(f"--form: no unit named {sorted(set(forms) - set(chosen))[0]!r}; units: {sorted(chosen)}")
+    else:
+        feeds = deployment_feeds(model, meta, result.deploy)
+        timer = _Timer(model, feeds, ops, bool(result.per_channel), threads, result.notes)
+        chosen, result.measured = choose_forms(units, timer)
+    out = _build(model, chosen, ops, bool(result.per_channel))
+    if forms is None:
+        floor = {u.name: FLOOR for u in units}
+        result.fp32_ms, result.int8_ms, floor_ms = timer.final(out, None if chosen == floor else _build(model, floor, ops, False))
+        if floor_ms is not None and floor_ms * (1 - MARGIN) <= result.int8_ms:  # the greedy steps did not add up: the floor
+            result.notes.append(f"forms {chosen} measured {result.int8_ms:.3f} ms against the floor's {floor_ms:.3f}: floor kept")
+            chosen, out, result.int8_ms = floor, _build(model, floor, ops, bool(result.per_channel)), floor_ms
+    result.forms = chosen
+    result.relowered = any(f.startswith("scan") and u.op in RECURRENT for u in units for n, f in chosen.items() if n == u.name)
+    plain = load_onnx(result.input_path)  # as the user wrote it: no node names added
+    compact_names(plain)
+    probe = type(out)()
+    probe.CopyFrom(out)
+    compact_names(probe)  # as it will be written (node names stay on `out` for the stayed_float report)
+    float_bytes, int8_bytes = plain.ByteSize(), probe.ByteSize()
+    if int8_bytes >= float_bytes:
+        result.kept_fp32 = (f"int8 does not pay for this model: the int8 file would be {int8_bytes:,} bytes, "
+                            f"float32 {float_bytes:,} (too few weights); float32 kept")
+        result.notes.append(result.kept_fp32)
+        result.forms, result.relowered = {}, False
+        return plain
+    return out
+
+
+def _build(model, forms: dict, ops, per_channel: bool):
+    try:
+        return build(model, forms, op_types=ops, per_channel=per_channel)
+    except Exception as exc:  # onnxruntime's quantizer (or a lowering) failed on a valid model: a bug, not bad input
+        raise QuantizeFailure(f"quantizing with forms {forms} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc
+
+
+class _Timer:
+    """timer(assignments) -> ms each, for quantize_select.choose_forms; candidates that fail or drift get None."""
+
+    def __init__(self, model, feeds: dict, ops, per_channel: bool, threads: int, notes: list[str]):
+        self.model, self.feeds, self.ops, self.per_channel, self.threads, self.notes = model, feeds, ops, per_channel, threads, notes
+        self.ref = self._session(model)
+        self.ref_out = self.ref.run(None, self.feeds)
+
+    def _session(self, model):
+        from .runtime.sessions import open_session
+
+        return open_session(model.SerializeToString(), providers="cpu", threads=self.threads, fallback=False)
+
+    def _candidate(self, forms: dict):
+        try:
+            sess = self._session(build(self.model, forms, op_types=self.ops, per_channel=self.per_channel))
+            outs = sess.run(None, self.feeds)
+        except Exception as exc:  # a form onnxruntime cannot build or run here: not chosen, and said so
+            self.notes.append(f"form {forms} not usable: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}")
+            return None
+        for ref, got in zip(self.ref_out, outs):
+            ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+            span = float(ref.max() - ref.min()) if ref.size else 0.0
+            if ref.size and np.abs(ref - got).max() > CANDIDATE_DRIFT * max(span, 1e-6):
+                self.notes.append(f"form {forms} not chosen: outputs drift {np.abs(ref - got).max():.3g} (range {span:.3g})")
+                return None
+        return sess
+
+    def __call__(self, assignments: list[dict]) -> list[float | None]:
+        from .quantize_select import time_sessions
+
+        sessions = [self._candidate(a) for a in assignments]
+        live = [s for s in sessions if s is not None]
+        ms = iter(time_sessions(live, self.feeds) if live else [])
+        return [next(ms) if s is not None else None for s in sessions]
+
+    def final(self, out, floor=None) -> tuple[float, float, float | None]:
+        """float32, `out` and (if given) the all-floor model's ms, one interleaved run."""
+        from .quantize_select import time_sessions
+
+        ms = time_sessions([self.ref, self._session(out)] + ([self._session(floor)] if floor is not None else []), self.feeds)
+        return round(ms[0], 4), round(ms[1], 4), (round(ms[2], 4) if floor is not None else None)
+
+
+# -- int8-static and fp16 ------------------------------------------------------------------------
+
+
+def _int8_static(model, meta: dict, calibration, method: str, result: QuantizeResult):
+    import onnx
+
+    from .quantize_calibration import calibration_reader
+
+    result.relowered = _relower(model, result.notes, result.warnings)
     with tempfile.TemporaryDirectory(prefix="rnnedge-quantize-") as tmp:
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "quant.onnx"
-        if mode == "fp16":
-            out = _to_fp16(model, keep_io_types)
-        else:
-            keep = NATIVE_INT8 if mode == "int8" else set()
-            relowered = _relower(model, keep, notes, warns)
-            onnx.save(model, str(src))
-            if mode == "int8":
-                try:
-                    _dynamic(src, dst, per_channel)
-                except Exception as exc:  # onnxruntime's quantizer refused the graph: one line, not a traceback
-                    raise RnnEdgeError(f"onnxruntime could not quantize {Path(model_path).name}: {type(exc).__name__}: {exc}"[:400]) from None
-            else:
-                reader = _calibration_reader(calibration, model, meta, warns)
-                _static(src, dst, reader, calibration_method, per_channel, notes)
-            out = onnx.load(str(dst))
-    stayed = stayed_float(out, mode)
-    compact_names(out)  # the quantizer's long value names are ~10% of a small int8 file
-    for line in stayed:
-        warns.append(line)
-    new_meta = dict(meta, **{"rnnedge.quantization": mode})
-    if relowered and "rnnedge.lowering" in meta:
-        new_meta["rnnedge.lowering"] = "scan"
-    del out.metadata_props[:]
-    onnx.helper.set_model_props(out, dict(sorted(new_meta.items())))
-    size = save_onnx(out, out_path)
-    in_size = Path(model_path).stat().st_size
-    for w in warns:
-        log.warning("%s", w)
-    return QuantizeResult(Path(model_path), Path(out_path), mode, in_size, size, size / in_size, stayed, relowered,
-                          per_channel, notes, warns)
+        onnx.save(model, str(src))
+        reader = calibration_reader(calibration, model, meta, result.warnings)
+        _static(src, dst, reader, method, result.per_channel, result.notes)
+        return onnx.load(str(dst))
 
 
-# -- graph preparation ---------------------------------------------------------------------------
-
-
-def _relower(model, keep: set[str], notes: list[str], warns: list[str]) -> bool:
-    """Re-lower the recurrent nodes (except op types in `keep`) to hoisted-projection Scans, in place."""
+def _relower(model, notes: list[str], warns: list[str]) -> bool:
+    """Re-lower every recurrent node to a hoisted-projection Scan, in place."""
     from exporters.scan import lower_to_scan
 
-    todo = [n for n in model.graph.node if n.op_type in RECURRENT and n.op_type not in keep]
+    todo = [n for n in model.graph.node if n.op_type in RECURRENT]
     if not todo:
         return False
     try:
-        skipped = lower_to_scan(model, ops=tuple(op for op in RECURRENT if op not in keep))
+        skipped = lower_to_scan(model, ops=RECURRENT)
     except Exception as exc:  # a graph the rewrite does not understand: quantize it as it is
         warns.append(f"could not re-lower the recurrent nodes to Scan ({type(exc).__name__}: {exc}); quantizing as is")
         return False
@@ -163,18 +315,6 @@ def _relower(model, keep: set[str], notes: list[str], warns: list[str]) -> bool:
     if done:
         notes.append(f"re-lowered {done} recurrent node(s) to hoisted-projection Scan so their weights can be int8")
     return done > 0
-
-
-@contextlib.contextmanager
-def _quiet_ort():
-    """onnxruntime.quantization logs advice ("consider pre-processing") on the root logger: hush it."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def _dynamic(src: Path, dst: Path, per_channel: bool, nodes=None) -> None:
@@ -220,19 +360,7 @@ def _to_fp16(model, keep_io_types: bool):
 # -- reporting -----------------------------------------------------------------------------------
 
 
-def _subgraphs(graph):
-    """Every graph nested in `graph` (Scan/Loop/If bodies), recursively, not `graph` itself."""
-    import onnx
-
-    for node in graph.node:
-        for attr in node.attribute:
-            subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-            for sub in subs:
-                yield sub
-                yield from _subgraphs(sub)
-
-
-def stayed_float(model, mode: str = "int8") -> list[str]:
+def stayed_float(model, mode: str = "int8", op_types=DEFAULT_OP_TYPES) -> list[str]:
     """One line per node (top level and subgraphs) whose weight (a float32 initializer of rank >= 2) stayed float32."""
     import onnx
 
@@ -243,9 +371,12 @@ def stayed_float(model, mode: str = "int8") -> list[str]:
             if mode == "fp16" and node.op_type in FP16_KEEP_FLOAT:
                 lines.append(f"{node.op_type} node {node.name or '?'!r} stays float32: {WHY_FLOAT['Transpose']}")
                 continue
-            held = [i for i in node.input if i in weights]
+            slots = WEIGHT_INPUTS.get(node.op_type) if mode != "fp16" else None  # int8: weights, not biases
+            held = [i for k, i in enumerate(node.input) if i in weights and (slots is None or k in slots)]
             if held and (node.op_type in WEIGHT_OPS or mode == "fp16"):
                 why = WHY_FLOAT.get(node.op_type, "not quantized")
+                if mode == "int8" and node.op_type not in op_types:
+                    why = WHY_FLOAT["Conv"] if node.op_type == "Conv" else f"{node.op_type} is not in --op-types"
                 lines.append(f"{node.op_type} node {node.name or '?'!r} stays float32: {why} (weight {held[0]} {weights[held[0]]})")
     return lines
 
@@ -260,180 +391,3 @@ def int8_weights(model) -> dict[str, list[str]]:
         if names:
             found[graph.name] = names
     return found
-
-
-# -- calibration ---------------------------------------------------------------------------------
-
-
-def _calibration_reader(calibration, model, meta: dict, warns: list[str]):
-    from onnxruntime.quantization import CalibrationDataReader
-
-    inputs = _graph_inputs(model)
-    if calibration is None:
-        warns.append("no calibration data: calibrating on random inputs, which gives poor int8-static accuracy "
-                     "(pass --calibration FILE.npz or a task name)")
-        batches = _random_batches(inputs, meta)
-    elif isinstance(calibration, str) and not calibration.endswith((".npz", ".npy")) and not Path(calibration).exists():
-        if os.sep in calibration or "/" in calibration or Path(calibration).suffix:  # meant as a file
-            raise BadInputError(f"{calibration}: no such calibration file (expected an .npz/.npy file or a task name)")
-        batches = _task_batches(calibration, inputs)
-    else:
-        arrays = calibration if isinstance(calibration, Mapping) else load_arrays(calibration)
-        batches = _array_batches(dict(arrays), inputs, str(calibration) if not isinstance(calibration, Mapping) else "calibration")
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self._it = iter(batches)
-
-        def get_next(self):
-            return next(self._it, None)
-
-    return Reader()
-
-
-def _graph_inputs(model) -> dict[str, tuple[int, list]]:
-    """{name: (onnx elem type, shape with ints for fixed dims and None for symbolic)} of the real inputs."""
-    inits = {t.name for t in model.graph.initializer}
-    out = {}
-    for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        t = vi.type.tensor_type
-        out[vi.name] = (t.elem_type, [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim])
-    return out
-
-
-def _array_batches(arrays: dict, inputs: dict, where: str) -> list[dict]:
-    import onnx
-
-    unknown = sorted(set(arrays) - set(inputs))
-    missing = sorted(set(inputs) - set(arrays) - {"lengths"})
-    if unknown or missing:
-        raise BadInputError(f"{where}: calibration arrays {sorted(arrays)} do not match the model inputs {sorted(inputs)}")
-    rows = None
-    for name, arr in arrays.items():
-        elem, shape = inputs[name]
-        want = onnx.helper.tensor_dtype_to_np_dtype(elem)
-        arr = np.asarray(arr)
-        if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
-            raise BadInputError(f"{where}: '{name}' has shape {list(arr.shape)}, the model takes {['?' if s is None else s for s in shape]}")
-        if arr.dtype.kind != np.dtype(want).kind:
-            raise BadInputError(f"{where}: '{name}' is {arr.dtype}, the model takes {np.dtype(want)}")
-        if rows is not None and arr.shape[0] != rows:
-            raise BadInputError(f"{where}: arrays have different numbers of rows ({rows} and {arr.shape[0]})")
-        rows = arr.shape[0]
-        arrays[name] = arr.astype(want)
-    if not rows:
-        raise BadInputError(f"{where}: calibration arrays are empty")
-    if "lengths" in inputs and "lengths" not in arrays:  # full lengths
-        first = next(a for a in arrays.values() if a.ndim >= 2)
-        arrays["lengths"] = np.full(rows, first.shape[1], np.int64)
-    rows = min(rows, CALIBRATION_ROWS)
-    return [{k: v[s : s + CALIBRATION_BATCH] for k, v in arrays.items()} for s in range(0, rows, CALIBRATION_BATCH)]
-
-
-def _task_batches(name: str, inputs: dict) -> list[dict]:
-    from .tasks import get_task
-
-    data = get_task(name).split("val")
-    arrays = {}
-    for feed in inputs:
-        if feed == "lengths":
-            if data.lengths is not None:
-                arrays[feed] = data.lengths
-        else:
-            arrays[feed] = data.inputs
-    return _array_batches(arrays, inputs, f"task {name}")
-
-
-def _random_batches(inputs: dict, meta: dict) -> list[dict]:
-    if "rnnedge.spec" in meta:
-        from .spec import IOSpec
-
-        spec = IOSpec.from_json(meta["rnnedge.spec"])
-        fixed = {t.name: t.shape for t in spec.inputs}
-        seq = next((s for shape in fixed.values() for s in shape[1:2] if isinstance(s, int)), 16)
-        return [spec.make_inputs({"batch": CALIBRATION_BATCH, "seq": seq}, seed=k) for k in range(4)]
-    if any(elem != 1 for elem, _ in inputs.values()):
-        raise BadInputError("int8-static needs calibration data for a model with integer inputs and no rnnedge spec: "
-                            "pass --calibration FILE.npz")
-    rng = np.random.default_rng(0)
-    shape = lambda s: [d if d else (CALIBRATION_BATCH if i == 0 else 16) for i, d in enumerate(s)]  # noqa: E731
-    return [{n: rng.standard_normal(shape(s)).astype(np.float32) for n, (_, s) in inputs.items()} for _ in range(4)]
-
-
-# -- comparison ----------------------------------------------------------------------------------
-
-
-def compare_models(float_path, quant_path, task: str | None = None, threads: int = 1, batch: int = 64,
-                   repeats: int = 20, seq: int = 50) -> dict:
-    """Size ratio, latency ratio (`threads` threads, interleaved repeats, medians) and, with `task`, both metrics."""
-    import time
-
-    from .parity import ort_session
-
-    def session(path):
-        load_onnx(path, load_weights=False)  # the same checks and one-line errors as everywhere
-        return ort_session(path, threads=threads)
-
-    ref, quant = session(float_path), session(quant_path)
-    if task is not None:
-        from .tasks import get_task
-
-        data = get_task(task).split("test").take(slice(0, batch))
-        feeds = _feeds(ref, data.inputs, data.lengths)
-    else:
-        model = load_onnx(float_path, load_weights=False)
-        meta = {p.key: p.value for p in model.metadata_props}
-        if "rnnedge.spec" in meta:
-            from .spec import IOSpec
-
-            feeds = IOSpec.from_json(meta["rnnedge.spec"]).make_inputs({"batch": batch, "seq": seq})
-        else:
-            rng, inputs = np.random.default_rng(0), _graph_inputs(model)
-            if any(elem != 1 for elem, _ in inputs.values()):
-                raise BadInputError("comparing a model with integer inputs and no rnnedge spec needs --eval TASK")
-            feeds = {n: rng.standard_normal([d or (batch if i == 0 else seq) for i, d in enumerate(s)]).astype(np.float32)
-                     for n, (_, s) in inputs.items()}
-    times: dict[str, list[float]] = {"float": [], "quant": []}
-    outs = {}
-    for k in range(repeats + 3):  # 3 warm-up rounds, then interleaved timed repeats
-        for name, sess in (("float", ref), ("quant", quant)):
-            f = _cast_feeds(sess, feeds)
-            start = time.perf_counter()
-            outs[name] = sess.run(None, f)[0]
-            if k >= 3:
-                times[name].append(time.perf_counter() - start)
-    f_ms, q_ms = float(np.median(times["float"])) * 1e3, float(np.median(times["quant"])) * 1e3
-    f_bytes, q_bytes = Path(float_path).stat().st_size, Path(quant_path).stat().st_size
-    result = {
-        "float_bytes": f_bytes, "quant_bytes": q_bytes, "size_ratio": q_bytes / f_bytes,
-        "float_ms": f_ms, "quant_ms": q_ms, "latency_ratio": q_ms / f_ms, "threads": threads, "batch": batch,
-        "max_abs_diff": float(np.abs(np.asarray(outs["float"], np.float64) - np.asarray(outs["quant"], np.float64)).max()),
-    }
-    if task is not None:
-        from .tasks import get_task
-
-        t = get_task(task)
-        result["task"] = task
-        result["float_metrics"] = t.evaluate(lambda x, lengths: ref.run(None, _feeds(ref, x, lengths))[0], split="test")
-        result["quant_metrics"] = t.evaluate(lambda x, lengths: quant.run(None, _feeds(quant, x, lengths))[0], split="test")
-    return result
-
-
-def _feeds(sess, inputs: np.ndarray, lengths: np.ndarray | None) -> dict:
-    """Task arrays -> the session's feeds: `x` (float) or `tokens` (int64), and `lengths` when it takes them."""
-    feeds = {}
-    for i in sess.get_inputs():
-        if i.name == "lengths":
-            feeds[i.name] = lengths.astype(np.int64) if lengths is not None else np.full(len(inputs), inputs.shape[1], np.int64)
-        elif i.name in ("x", "tokens") or len(feeds) == 0:
-            feeds[i.name] = inputs
-        else:
-            raise BadInputError(f"model input '{i.name}' cannot be fed from a task (expected x or tokens, and lengths)")
-    return _cast_feeds(sess, feeds)
-
-
-def _cast_feeds(sess, feeds: dict) -> dict:
-    kinds = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
-    return {i.name: np.asarray(feeds[i.name]).astype(kinds.get(i.type) or feeds[i.name].dtype) for i in sess.get_inputs() if i.name in feeds}

@@ -1,0 +1,151 @@
+"""Choosing each unit's int8 form by measuring it at the deployment shape (`--for batch=B,seq=T`).
+
+    shape = parse_for("batch=1,seq=16")
+    feeds = deployment_feeds(model, shape)
+    forms, figures = choose_forms(units, timer)           # timer(list of {unit: form}) -> ms each
+
+Greedy and measured: every unit starts in the floor form (`weights-int8`: fp32 speed, int8 size);
+then, unit by unit, its other forms are timed against the current choice in one interleaved run
+(the machine is shared and noisy: candidates see the same noise) and a form replaces the current
+one only when it is at least MARGIN faster. The floor never loses to fp32 beyond noise, so the
+result never does either; what is measured is kept in `figures` (ms per form per unit).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from .errors import BadInputError
+from .quantize_forms import FLOOR, Unit
+
+log = logging.getLogger(__name__)
+
+MARGIN = 0.05  # a form must beat the current choice by this fraction to replace it
+DEFAULT_BATCH = 1  # the edge case: one stream, one sequence at a time
+DEFAULT_SEQ = 16  # a streaming-ish chunk, when the file fixes none (stream targets: 1 step)
+BUDGET_S = 0.6  # seconds of timing per comparison (all candidates together), after warm-up
+MIN_REPEATS = 5  # timed blocks per candidate at least
+QUANTILE = 25  # percentile of the block times reported: other processes' bursts only ever add time
+
+
+def parse_for(text: str | dict | None) -> dict[str, int] | None:
+    """'batch=8,seq=50' -> {'batch': 8, 'seq': 50}; a dict passes through checked; None stays None."""
+    if text is None:
+        return None
+    if isinstance(text, dict):
+        pairs = dict(text)
+    else:
+        pairs = {}
+        for part in filter(None, (p.strip() for p in str(text).split(","))):
+            m = re.fullmatch(r"(batch|seq)\s*=\s*(\d+)", part)
+            if not m:
+                raise BadInputError(f"--for {text!r}: expected batch=B,seq=T (positive integers)")
+            pairs[m.group(1)] = int(m.group(2))
+    unknown = set(pairs) - {"batch", "seq"}
+    if unknown or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in pairs.values()):
+        raise BadInputError(f"--for {text!r}: expected batch=B,seq=T (positive integers)")
+    return pairs
+
+
+def default_shape(meta: dict, model, given: dict | None) -> dict[str, int]:
+    """The deployment shape: what was given, else batch 1 and the file's chunk (mobile), 1 step (stream) or DEFAULT_SEQ."""
+    shape = dict(given or {})
+    shape.setdefault("batch", DEFAULT_BATCH)
+    if "seq" not in shape:
+        chunk = meta.get("rnnedge.chunk")
+        fixed = _fixed_seq(model)
+        if chunk and str(chunk).isdigit():
+            shape["seq"] = int(chunk)
+        elif fixed:
+            shape["seq"] = fixed
+        else:
+            shape["seq"] = 1 if meta.get("rnnedge.target") == "stream" else DEFAULT_SEQ
+    return shape
+
+
+def _fixed_seq(model) -> int | None:
+    inits = {t.name for t in model.graph.initializer}
+    for vi in model.graph.input:
+        dims = vi.type.tensor_type.shape.dim
+        if vi.name not in inits and len(dims) >= 2 and dims[1].HasField("dim_value"):
+            return int(dims[1].dim_value)
+    return None
+
+
+def deployment_feeds(model, meta: dict, shape: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs of the deployment shape: from the file's declared spec (rnnedge.spec), else from its graph inputs."""
+    if "rnnedge.spec" in meta:
+        from .spec import IOSpec
+
+        spec = IOSpec.from_json(meta["rnnedge.spec"])
+        return spec.make_inputs(spec.sizes_for(shape["batch"], shape["seq"]), seed=seed)
+    import onnx
+
+    rng = np.random.default_rng(seed)
+    inits = {t.name for t in model.graph.initializer}
+    feeds = {}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        t = vi.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        # a foreign file's layout is unknown: batch-major (B, T, ...) unless its name says time first
+        size = [d or (shape["batch"] if i == 0 else shape["seq"] if i == 1 else 1) for i, d in enumerate(dims)]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
+        if np.issubdtype(dtype, np.integer):
+            feeds[vi.name] = np.full(size, shape["seq"], dtype) if vi.name == "lengths" else rng.integers(0, 2, size).astype(dtype)
+        else:
+            feeds[vi.name] = rng.standard_normal(size).astype(dtype)
+    return feeds
+
+
+def time_sessions(sessions: list, feeds: dict, budget_s: float = BUDGET_S) -> list[float]:
+    """ms per call (QUANTILE-th percentile of blocks) of each session on `feeds`, interleaved in blocks, for about `budget_s` seconds."""
+    calls = [lambda s=s: s.run(None, feeds) for s in sessions]
+    costs = []
+    for call in calls:  # warm-up, and a rough cost per call to size the blocks
+        call()
+        start = time.perf_counter()
+        call()
+        costs.append(max(time.perf_counter() - start, 1e-6))
+    blocks = [max(1, int(0.002 / c)) for c in costs]  # ~2 ms per block: steady state, as timeit does
+    times: list[list[float]] = [[] for _ in calls]
+    deadline = time.perf_counter() + budget_s
+    while min(len(t) for t in times) < MIN_REPEATS or time.perf_counter() < deadline:
+        for k, call in enumerate(calls):
+            call()
+            start = time.perf_counter()
+            for _ in range(blocks[k]):
+                call()
+            times[k].append((time.perf_counter() - start) / blocks[k])
+        if min(len(t) for t in times) >= 200:
+            break
+    return [float(np.percentile(t, QUANTILE)) * 1e3 for t in times]
+
+
+def choose_forms(units: list[Unit], timer: Callable[[list[dict]], list[float | None]],
+                 margin: float = MARGIN) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
+    """Greedy per unit (see the module docstring). `timer(assignments)` -> ms of each (None: that one failed)."""
+    forms = {u.name: FLOOR for u in units}
+    figures: dict[str, dict[str, float]] = {}
+    for unit in units:
+        others = [f for f in unit.forms if f != forms[unit.name]]
+        if not others:
+            continue
+        trials = [dict(forms)] + [dict(forms, **{unit.name: f}) for f in others]
+        ms = timer(trials)
+        names = [forms[unit.name], *others]
+        figures[unit.name] = {n: round(m, 4) for n, m in zip(names, ms) if m is not None}
+        current = ms[0]
+        if current is None:
+            continue
+        best = min(((m, n) for n, m in zip(names[1:], ms[1:]) if m is not None), default=None)
+        if best is not None and best[0] < current * (1 - margin):
+            forms[unit.name] = best[1]
+            log.info("%s: %s (%.3f ms) beats %s (%.3f ms)", unit.name, best[1], best[0], names[0], current)
+    return forms, figures

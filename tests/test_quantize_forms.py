@@ -1,0 +1,249 @@
+"""int8 forms and their choice: every form on every cell runs close to float32 and is int8-sized; the choice is
+measured and recorded; tiny models keep float32; Conv stays float unless asked; Constant weights in If branches
+(with a GRU/LSTM inside) quantize; a quantizer failure on a valid file is not "bad input"; drift is reported.
+
+No timing is asserted: the selection logic is tested with a fake timer.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+
+from rnnedge.errors import BadInputError
+from rnnedge.quantize import INT8_ATOL, quantize
+from rnnedge.quantize_forms import FLOOR, Unit, constants_to_initializers, find_units, name_nodes, quantize_array
+from rnnedge.quantize_select import choose_forms, default_shape, parse_for
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+class Head(nn.Module):
+    """nn.RNN/GRU/LSTM (batch_first) + Linear head on every step: the shape of the issue's benchmarks."""
+
+    def __init__(self, cell: str, features=8, hidden=128, classes=10):
+        super().__init__()
+        self.rnn = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell](features, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.head(y)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """{cell: default export (rnnedge's lowering choice) at hidden 128} and the seed task's tiny RNN."""
+    from rnnedge.export import export
+
+    folder = tmp_path_factory.mktemp("forms")
+    torch.manual_seed(0)
+    paths = {}
+    for cell in ("rnn", "gru", "lstm"):
+        paths[cell] = folder / f"{cell}.onnx"
+        export(Head(cell), (torch.randn(2, 5, 8),), paths[cell], input_names=["x"], verify=False)
+    paths["seed"] = folder / "seed.onnx"
+    export(Head("rnn", features=5, hidden=8, classes=2), (torch.randn(2, 10, 5),), paths["seed"], input_names=["x"], verify=False)
+    paths["tiny"] = folder / "tiny.onnx"
+    export(Head("rnn", features=2, hidden=2, classes=2), (torch.randn(2, 10, 2),), paths["tiny"], input_names=["x"], verify=False)
+    return paths
+
+
+def _run(path, feeds):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def _ops(graph, found=None):
+    found = set() if found is None else found
+    for node in graph.node:
+        found.add(node.op_type)
+        for attr in node.attribute:
+            for g in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs):
+                _ops(g, found)
+    return found
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_every_form_runs_close_and_is_int8_sized(models, tmp_path, cell):
+    x = {"x": np.random.default_rng(0).standard_normal((3, 7, 8)).astype(np.float32)}
+    ref = _run(models[cell], x)[0]
+    model = onnx.load(str(models[cell]))
+    name_nodes(model)
+    for unit in find_units(model):
+        for form in unit.forms:
+            out = tmp_path / f"{form}.onnx"
+            result = quantize(models[cell], out, forms={unit.name: form})
+            got = _run(out, x)[0]
+            assert np.abs(got - ref).max() < INT8_ATOL, (unit.name, form)
+            assert result.size_ratio < 0.37 and result.kept_fp32 is None, (unit.name, form, result.size_ratio)
+            assert result.forms[unit.name] == form
+            ops = _ops(onnx.load(str(out)).graph)
+            expect = {"lstm-int8": "DynamicQuantizeLSTM", "scan-int8": "MatMulInteger", "scan-nbits8": "MatMulNBits",
+                      "matmul-int8": "MatMulInteger"}.get(form)
+            assert expect is None or expect in ops, (form, ops)
+
+
+def test_measured_choice_is_recorded_in_result_and_metadata(models, tmp_path):
+    out = tmp_path / "q.onnx"
+    result = quantize(models["gru"], out, deploy="batch=2,seq=3")
+    assert result.deploy == {"batch": 2, "seq": 3} and result.fp32_ms > 0 and result.int8_ms > 0
+    assert set(result.forms) == set(result.measured) and all(FLOOR in ms for ms in result.measured.values())
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    recorded = json.loads(meta["rnnedge.quantization.forms"])
+    assert recorded["forms"] == result.forms and recorded["for"] == {"batch": 2, "seq": 3}
+    assert result.size_ratio < 0.30  # >= 100k weights: 0.30 of float32 at most
+
+
+def test_tiny_models_are_never_larger_and_keep_float32_where_int8_does_not_pay(models, tmp_path):
+    seed = quantize(models["seed"], tmp_path / "seed.onnx", forms=FLOOR)  # the source's nn.RNN(5, 8) + head
+    assert seed.output_bytes < seed.input_bytes, seed.size_ratio
+    out = tmp_path / "q.onnx"
+    result = quantize(models["tiny"], out, forms=FLOOR)  # nn.RNN(2, 2): a dozen weights
+    assert result.kept_fp32 and "does not pay" in result.kept_fp32 and result.forms == {}
+    assert result.output_bytes <= result.input_bytes
+    x = {"x": np.ones((1, 10, 2), np.float32)}
+    np.testing.assert_array_equal(_run(out, x)[0], _run(models["tiny"], x)[0])
+
+
+def test_choose_forms_greedy_with_a_fake_timer():
+    units = [Unit("lstm", "LSTM", (FLOOR, "lstm-int8", "scan-int8")), Unit("rest", "REST", (FLOOR, "matmul-int8"))]
+    cost = {("lstm", FLOOR): 1.0, ("lstm", "lstm-int8"): 0.6, ("lstm", "scan-int8"): None,
+            ("rest", FLOOR): 0.1, ("rest", "matmul-int8"): 0.098}
+    calls = []
+
+    def timer(assignments):
+        calls.append(assignments)
+        out = []
+        for a in assignments:
+            parts = [cost[(u, f)] for u, f in a.items()]
+            out.append(None if None in parts else sum(parts))
+        return out
+
+    forms, figures = choose_forms(units, timer)
+    assert forms == {"lstm": "lstm-int8", "rest": FLOOR}  # 2% faster is within the margin: the floor stays
+    assert "scan-int8" not in figures["lstm"] and figures["lstm"]["lstm-int8"] == pytest.approx(0.7)
+    assert len(calls) == 2 and calls[1][0] == {"lstm": "lstm-int8", "rest": FLOOR}
+
+
+def test_parse_for_and_default_shape():
+    assert parse_for("batch=8, seq=50") == {"batch": 8, "seq": 50} and parse_for(None) is None
+    for bad in ("batch=0", "batch=1,steps=3", "8x50", {"batch": True}):
+        with pytest.raises(BadInputError):
+            parse_for(bad)
+    model = helper.make_model(helper.make_graph([], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", 3])], []))
+    assert default_shape({"rnnedge.target": "stream"}, model, None) == {"batch": 1, "seq": 1}
+    assert default_shape({"rnnedge.chunk": "12"}, model, {"batch": 4}) == {"batch": 4, "seq": 12}
+
+
+def test_quantize_array_is_symmetric_per_row():
+    w = np.array([[1.0, -2.0] * 8, [0.01, 0.02] * 8], np.float32)
+    q, scale = quantize_array(w, (1,))
+    assert q.dtype == np.int8 and scale.shape == (2, 1) and np.abs(q * scale - w).max() <= scale.max() / 2 + 1e-7
+    assert np.abs(q[1] * scale[1] - w[1]).max() < 1e-3  # the small row keeps its own scale
+
+
+def _conv_model(path):
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((16, 4, 3)).astype(np.float32), "conv_w")
+    m = numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "mm_w")
+    nodes = [helper.make_node("Conv", ["x", "conv_w"], ["c"], name="conv", pads=[1, 1]),
+             helper.make_node("Transpose", ["c"], ["ct"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["ct", "mm_w"], ["y"], name="mm")]
+    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 4, "t"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", 8])], [w, m])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_conv_stays_float_unless_asked(tmp_path):
+    src = tmp_path / "conv.onnx"
+    _conv_model(src)
+    kept = quantize(src, tmp_path / "a.onnx", forms=FLOOR)
+    assert any("Conv node 'conv' stays float32" in line and "--quantize-conv" in line for line in kept.stayed_float)
+    asked = quantize(src, tmp_path / "b.onnx", forms=FLOOR, quantize_conv=True)
+    assert asked.stayed_float == []
+    only = quantize(src, tmp_path / "c.onnx", forms=FLOOR, op_types="Conv")
+    assert any("MatMul node 'mm'" in line for line in only.stayed_float)
+    with pytest.raises(BadInputError, match="op-types"):
+        quantize(src, tmp_path / "d.onnx", op_types="Softmax")
+
+
+def _if_model(path, cell: str):
+    """An If whose two branches each hold a GRU/LSTM with Constant-node weights (how some exporters write them)."""
+    rng = np.random.default_rng(1)
+    gates, hidden = (3, 32) if cell == "GRU" else (4, 32)
+
+    def branch(name):
+        consts, ins = [], ["X"]
+        for w, shape in (("W", (1, gates * hidden, 4)), ("R", (1, gates * hidden, hidden)), ("B", (1, 2 * gates * hidden))):
+            value = numpy_helper.from_array((rng.standard_normal(shape) * 0.2).astype(np.float32), f"{name}_{w}v")
+            consts.append(helper.make_node("Constant", [], [f"{name}_{w}"], value=value))
+            ins.append(f"{name}_{w}")
+        kw = {"linear_before_reset": 1} if cell == "GRU" else {}
+        rec = helper.make_node(cell, ins, ["", f"{name}_h"], name=f"{name}_{cell.lower()}", hidden_size=hidden, **kw)
+        out = helper.make_tensor_value_info(f"{name}_h", TensorProto.FLOAT, [1, "N", hidden])
+        return helper.make_graph([*consts, rec], name, [], [out])
+
+    cond = helper.make_node("Constant", [], ["cond"], value=numpy_helper.from_array(np.array(True), "c"))
+    node = helper.make_node("If", ["cond"], ["Y"], name="if", then_branch=branch("then"), else_branch=branch("else"))
+    graph = helper.make_graph([cond, node], "foreign", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["T", "N", 4])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, "N", hidden])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+@pytest.mark.parametrize("cell", ["GRU", "LSTM"])
+def test_constant_weights_in_if_branches_quantize(tmp_path, cell):
+    src, out = tmp_path / "if.onnx", tmp_path / "q.onnx"
+    _if_model(src, cell)
+    result = quantize(src, out, forms=FLOOR)
+    assert any("Constant weight" in n for n in result.notes) and result.kept_fp32 is None
+    assert result.stayed_float == [] and result.size_ratio < 0.5
+    model = onnx.load(str(out))
+    branches = [g for n in model.graph.node if n.op_type == "If" for a in n.attribute for g in [a.g]]
+    assert all(any(t.data_type == TensorProto.INT8 for t in g.initializer) for g in branches)
+    x = {"X": np.random.default_rng(2).standard_normal((5, 2, 4)).astype(np.float32)}
+    assert np.abs(_run(src, x)[0] - _run(out, x)[0]).max() < INT8_ATOL
+
+
+def test_constants_to_initializers_reaches_nested_graphs(tmp_path):
+    _if_model(tmp_path / "if.onnx", "GRU")
+    model = onnx.load(str(tmp_path / "if.onnx"))
+    assert constants_to_initializers(model) == 6  # three weights per branch; the scalar condition stays a Constant
+    branches = [a.g for a in model.graph.node[1].attribute]
+    assert all(len(g.initializer) == 3 and all(n.op_type != "Constant" for n in g.node) for g in branches)
+
+
+def test_quantizer_failure_on_a_valid_file_is_not_exit_2(models, tmp_path, monkeypatch):
+    from rnnedge import quantize_forms
+    from rnnedge.cli import cli
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("onnxruntime quantizer exploded")
+
+    monkeypatch.setattr(quantize_forms, "_dynamic", broken)
+    result = CliRunner().invoke(cli, ["quantize", str(models["lstm"]), "-o", str(tmp_path / "q.onnx"), "--form", "lstm-int8"])
+    assert result.exit_code in (1, 3), result.output
+    assert "exploded" in result.output and not (tmp_path / "q.onnx").exists()
+
+
+def test_cli_eval_on_own_inputs_reports_drift_and_max_drift_exits_1(models, tmp_path):
+    from rnnedge.cli import cli
+
+    np.savez(tmp_path / "in.npz", x=np.random.default_rng(3).standard_normal((20, 6, 8)).astype(np.float32))
+    args = ["quantize", str(models["lstm"]), "-o", str(tmp_path / "q.onnx"), "--form", FLOOR, "--eval", str(tmp_path / "in.npz"), "--json"]
+    ok = CliRunner().invoke(cli, [*args, "--max-drift", "0.5"])
+    assert ok.exit_code == 0, ok.output
+    d = json.loads(ok.output)
+    o = d["drift"]["outputs"][next(iter(d["drift"]["outputs"]))]
+    assert o["max_abs"] > 0 and o["p99_abs"] <= o["max_abs"] and 0.9 <= o["label_agreement"] <= 1 and d["drift_ok"]
+    assert d["drift"]["rows"] == 20
+    tight = CliRunner().invoke(cli, [*args, "--max-drift", "0"])
+    assert tight.exit_code == 1 and json.loads(tight.stdout)["drift_ok"] is False
+    bad = CliRunner().invoke(cli, [*args[:-3], "--eval", "nonsense"])
+    assert bad.exit_code == 2

@@ -40,6 +40,7 @@ _LAZY = {
     "read_checkpoint": "rnnedge.checkpoint:read_checkpoint",
     "export_checkpoint": "rnnedge.export:export_checkpoint",
     "ExportResult": "rnnedge.export:ExportResult",
+    "run_cell": "rnnedge.recurrence:run_cell",
     "verify": "rnnedge.parity:verify",
     "compare": "rnnedge.parity:compare",
     "ParityReport": "rnnedge.parity:ParityReport",

@@ -101,24 +101,21 @@ def _scan():
 def _as_scan(cell, x, hx, batch_first):
     """Any other cell: torch's `scan` control-flow operator (an ONNX Scan), so the time axis stays symbolic.
 
-    Without a state, the first step runs outside the loop to learn the state's structure from the cell itself.
+    Without a state, the cell's own default is taken to be zeros (as for torch's cells): one call learns the state's
+    structure, the loop starts from zeros of it. A cell with another default differs, and the export's parity check says so.
     """
     import torch
     from torch.utils._pytree import tree_map
 
     xs = x.transpose(0, 1) if batch_first else x  # (T, B, I)
-    first = None
     if hx is None:
-        hx = cell(xs[0])
-        first, xs = _out_of(hx).unsqueeze(0), xs[1:]  # (1, B, H), (T-1, B, I)
+        hx = tree_map(torch.zeros_like, cell(xs[0]))
 
     def step(state, x_t):
         new = cell(x_t, state)
         return tree_map(torch.clone, new), _out_of(new).clone()
 
     state, ys = _scan()(step, hx, xs)  # ys: (T, B, H)
-    if first is not None:
-        ys = torch.cat([first, ys], 0)
     return (ys.transpose(0, 1) if batch_first else ys), state
 
 

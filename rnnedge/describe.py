@@ -1,11 +1,32 @@
-"""What `rnnedge inspect` shows of an ONNX or ORT file: I/O with symbolic dims, opset, operators, size, metadata."""
+"""What `rnnedge inspect` shows of a file: an ONNX or ORT model (I/O with symbolic dims, opset, operators,
+size, metadata, declared spec) or a checkpoint (config, parameters, metrics, labels)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
 
+from .errors import BadInputError
 from .files import check_readable, load_onnx, refuse_pickle
+
+
+def describe_file(path) -> dict:
+    """`rnnedge inspect`: describe an .onnx/.ort model or an rnnedge checkpoint (by the suffix)."""
+    p = Path(path)
+    if not p.exists():
+        raise BadInputError(f"{p}: no such file")
+    return describe_onnx(p) if p.suffix.lower() in (".onnx", ".ort") else describe_checkpoint(p)
+
+
+def describe_checkpoint(path) -> dict:
+    """A checkpoint's config, parameter count, metrics and labels (read safely, weights not run)."""
+    from .checkpoint import read_checkpoint
+
+    p = Path(path)
+    config, state, meta = read_checkpoint(p)
+    return {"file": str(p), "kind": "checkpoint", "bytes": p.stat().st_size, "task": meta["task"],
+            "version": meta["version"], "parameters": sum(int(t.numel()) for t in state.values()),
+            "config": config.to_dict(), "metrics": meta["metrics"], "labels": meta["labels"]}
 
 
 def describe_onnx(path) -> dict:

@@ -1,18 +1,16 @@
-"""The few exceptions rnnedge raises. The CLI catches RnnEdgeError at the edge and prints one line.
+"""The few exceptions rnnedge raises. The CLI catches them at the edge and prints one line.
 
-Tree:
-    RnnEdgeError                 anything rnnedge refuses or cannot do (exit code 2 in the CLI)
+Tree (exit codes: the table `rnnedge.cli.EXIT_CODES`):
+    RnnEdgeError                 anything rnnedge refuses or cannot do (exit code 2)
       BadInputError              a file, array or option that is missing, corrupt, unsafe or of the wrong shape
         UnsafeFileError          a file that could make rnnedge run code or read outside its folder
       ExportError                a module that cannot be exported as asked
-      ParityError                outputs differ beyond tolerance (exit code 1 in the CLI)
+      ParityError                a check failed: outputs differ beyond tolerance (exit code 1)
 """
 
 
 class RnnEdgeError(Exception):
     """Base class: every error rnnedge raises on purpose."""
-
-    exit_code = 2
 
 
 class BadInputError(RnnEdgeError, ValueError):
@@ -29,8 +27,6 @@ class ExportError(RnnEdgeError):
 
 class ParityError(RnnEdgeError):
     """A check failed: outputs differ beyond tolerance. Carries the report."""
-
-    exit_code = 1
 
     def __init__(self, message: str, report=None):
         super().__init__(message)

@@ -223,5 +223,18 @@ def load_arrays(path: str | os.PathLike) -> dict:
     raise BadInputError(f"{p}: not a .npy or .npz file")
 
 
+def save_arrays(path: str | os.PathLike, arrays: dict, main: str) -> Path:
+    """Write `arrays[main]` to an .npy file, or every array to an .npz file (by the suffix), atomically, no pickles."""
+    import numpy as np
+
+    target = Path(path)
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:  # np.save to a handle: no ".npy" appended
+        if target.suffix.lower() == ".npz":
+            np.savez(fh, **arrays)
+        else:
+            np.save(fh, arrays[main], allow_pickle=False)
+    return target
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]

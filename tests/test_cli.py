@@ -69,41 +69,55 @@ def test_usage_errors_exit_2(runner, tmp_path):
         assert result.exit_code == 2, args
 
 
-def test_unexpected_error_one_line_exit_1_traceback_with_debug(runner, monkeypatch, seed_checkpoint):
+def test_unexpected_error_is_a_bug_exit_3_one_line_traceback_with_debug(runner, monkeypatch, seed_checkpoint):
     path, _ = seed_checkpoint
-    import rnnedge.cli as cli_module
+    import rnnedge.evaluation
 
     def broken(_):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(cli_module, "_load_predictor", broken)
+    monkeypatch.setattr(rnnedge.evaluation, "load_predictor", broken)
     plain = runner.invoke(cli, ["evaluate", str(path), "--task", "seed"])
-    _one_error_line(plain, 1, "RuntimeError: kaboom")
+    _one_error_line(plain, 3, "internal error (a bug in rnnedge): RuntimeError: kaboom; run with --debug for the traceback")
+    assert "Traceback" not in plain.stderr
     debug = runner.invoke(cli, ["--debug", "evaluate", str(path), "--task", "seed"])
-    assert debug.exit_code == 1 and "Traceback" in debug.stderr
+    assert debug.exit_code == 3 and "Traceback" in debug.stderr
+
+
+def test_exit_codes_come_from_one_table():
+    import click
+
+    from rnnedge.cli import EXIT_CODES, INTERNAL_ERROR, exit_code
+    from rnnedge.errors import BadInputError, ExportError, ParityError, RnnEdgeError, UnsafeFileError
+
+    expected = {ParityError("x"): 1, BadInputError("x"): 2, UnsafeFileError("x"): 2, ExportError("x"): 2,
+                RnnEdgeError("x"): 2, click.UsageError("x"): 2, click.BadParameter("x"): 2, click.FileError("x"): 2,
+                KeyboardInterrupt(): 130, click.exceptions.Abort(): 130, RuntimeError("x"): 3, KeyError("x"): 3}
+    assert {type(e).__name__: exit_code(e) for e in expected} == {type(e).__name__: c for e, c in expected.items()}
+    assert INTERNAL_ERROR == 3 and all(code in (1, 2, 130) for _, code in EXIT_CODES)
 
 
 def test_keyboard_interrupt_exit_130(runner, monkeypatch, seed_checkpoint):
     path, _ = seed_checkpoint
-    import rnnedge.cli as cli_module
+    import rnnedge.evaluation
 
     def interrupted(_):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_module, "_load_predictor", interrupted)
+    monkeypatch.setattr(rnnedge.evaluation, "load_predictor", interrupted)
     result = runner.invoke(cli, ["evaluate", str(path), "--task", "seed"])
     assert result.exit_code == 130 and result.stderr.strip() == "error: interrupted"
 
 
 def test_parity_error_exit_1(runner, monkeypatch, seed_checkpoint):
     path, _ = seed_checkpoint
-    import rnnedge.cli as cli_module
+    import rnnedge.evaluation
     from rnnedge.errors import ParityError
 
     def mismatch(_):
         raise ParityError("logits differ: max abs 0.5 > atol 1e-4")
 
-    monkeypatch.setattr(cli_module, "_load_predictor", mismatch)
+    monkeypatch.setattr(rnnedge.evaluation, "load_predictor", mismatch)
     _one_error_line(runner.invoke(cli, ["evaluate", str(path), "--task", "seed"]), 1, "logits differ")
 
 

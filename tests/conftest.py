@@ -7,6 +7,21 @@ import os
 import pytest
 
 
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run tests marked slow (the full matrices; `-m slow` runs only those)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests are left out unless --runslow, or a -m expression chooses what runs."""
+    if config.getoption("--runslow") or config.option.markexpr:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 def pytest_configure(config):
     """Small models run fastest single-threaded, and the suite shares a small machine."""
     try:

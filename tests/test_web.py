@@ -5,8 +5,8 @@ metadata, and its draw-a-digit page shows onnxruntime's probabilities for a digi
 The page is served from samples/web by a local http.server; the model and the test inputs come
 from a temporary folder under the `/_test/` route. Chromium is driven over the DevTools protocol
 on a pipe (`--remote-debugging-pipe`: JSON messages on fds 3/4), so nothing beyond the standard
-library and the browser is needed. Skipped when chromium or samples/web/node_modules is missing
-(`.ci/run` installs both).
+library and the browser is needed. Skipped when chromium or samples/web/node_modules is missing,
+except under CI=true, where that fails (`.ci/run` installs both).
 """
 
 from __future__ import annotations
@@ -33,10 +33,17 @@ CHROMIUM = os.environ.get("RNNEDGE_CHROMIUM") or shutil.which("chromium") or shu
 PAGE_TIMEOUT = 60.0  # seconds for the page to load the wasm runtime, the model, and run it
 LENGTHS = [8, 8, 5, 3, 1, 8, 6]  # one batch, variable lengths (1 = a single row)
 
-pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium not found (apt-get install chromium; .ci/run installs it)"),
-    pytest.mark.skipif(not ORT_WEB.is_file(), reason="samples/web/node_modules missing (npm ci --prefix samples/web)"),
-]
+IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1")  # CI must run the browser tests, never skip them
+MISSING = [why for absent, why in ((CHROMIUM is None, "chromium not found (apt-get install chromium; .ci/run installs it)"),
+                                   (not ORT_WEB.is_file(), "samples/web/node_modules missing (npm ci --prefix samples/web)")) if absent]
+pytestmark = [pytest.mark.skipif(bool(MISSING) and not IN_CI, reason="; ".join(MISSING))]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _needs_browser():  # session scope: checked before the browser and server fixtures start
+    """Under CI=true a browser test that cannot run is a failure, not a skip."""
+    if MISSING:
+        pytest.fail("CI=true and the browser test cannot run: " + "; ".join(MISSING), pytrace=False)
 
 
 # --- a static server: samples/web, plus /_test/<name> from a temporary folder ----------------------

@@ -52,11 +52,14 @@ class OutputDiff:
     noise_ratio: float | None = None  # max_abs / noise
     bound: float = 0.0  # the largest error allowed on this output
     ill_conditioned: bool = False  # float32 itself has lost the answer here
+    torch_error: float = 0.0  # e = max |torch32 - torch64| on this output (0 without a float64 reference)
+    scale: float = 0.0  # max |torch| of this output
 
     def to_dict(self) -> dict:
         return {"name": self.name, "max_abs": self.max_abs, "mean_abs": self.mean_abs, "max_rel": self.max_rel,
                 "worst": list(self.worst), "ok": self.ok, "note": self.note, "noise": self.noise,
-                "noise_ratio": self.noise_ratio, "bound": self.bound, "ill_conditioned": self.ill_conditioned}
+                "noise_ratio": self.noise_ratio, "bound": self.bound, "ill_conditioned": self.ill_conditioned,
+                "torch_error": self.torch_error, "scale": self.scale}
 
 
 @dataclass
@@ -209,4 +212,4 @@ def compare_output(name, ref32, got, ref64=None, e=None, atol=None, rtol=None, a
         notes.append(f"ill-conditioned: torch float32 is {e:.1e} off its float64 answer (scale {scale:.2g}); float32 cannot be verified here")
         ok = allow_ill
     return OutputDiff(name, max_abs, float(err.mean()), float(rel.max()), tuple(int(i) for i in worst), ok, " ".join(notes),
-                      level, max_abs / level, float(bound.max()), ill)
+                      level, max_abs / level, float(bound.max()), ill, e, scale)

@@ -1,0 +1,5 @@
+"""`python -m rnnedge.cli ...` (torchrun uses it too)."""
+
+from .app import main
+
+main()

@@ -75,7 +75,9 @@ class _GuardHandler(logging.Handler):
                 code = (frame.line or "").strip()
             elif frame:
                 where = str(frame)
-            self.sink.guards.append(Guard(expr, where, code))
+            guard = Guard(expr, where, code)
+            if guard not in self.sink.guards:  # torch.onnx exports twice when it refines the shapes
+                self.sink.guards.append(guard)
         except Exception:  # never let a logging detail break an export
             pass
 
@@ -190,7 +192,8 @@ def _hint(kinds: set) -> str:
     if "bounded" in kinds:
         hints.append("pass allow_bounded=True (--allow-bounded) to record the range and have rnnedge.runtime enforce it")
     if "tied" in kinds:
-        hints.append("size reshapes and views from the input (x.shape[0], -1) instead of constants")
+        hints.append("make the code independent of the sizes (no branch on them; reshapes sized from the input: x.shape[0], -1), "
+                     "or declare the relation (tied_axes)")
     if "specialised" in kinds:
         hints.append(f"to keep the axis dynamic, {WAY_OUT}")
     return ". Way out: " + "; or ".join(hints)
@@ -255,9 +258,9 @@ def _axis_verdict(ep, dim, seen: GuardLog):
         return None
     lo, hi = _bound(vr.lower), _bound(vr.upper)
     guards = seen.about(str(expr))
-    relations = [g for g in guards if _relation(g.expr)]
+    relations = [g for g in guards if _relation(g.expr) and not _always_true(g.expr)]
     if relations:  # Eq(8*s27*s77, 160) from a reshape to a constant, Mod(s27, 2) from a split in halves, s27 > s77, ...
-        return "tied", f"is constrained by torch.export to {relations[-1].describe()}", None
+        return "tied", f"is constrained by torch.export to {relations[0].describe()}", None
     if hi is None and (lo is None or lo <= 1 or (lo == 2 and not guards)):
         return None
     rng = [max(lo or 1, 1), hi]
@@ -276,6 +279,34 @@ def _relation(expr: str) -> bool:
     if expr.startswith("Ne("):
         return False  # "not 1" style guards (broadcasting): every size but one still works
     return expr.startswith("Eq(") or len(set(_SYMBOL.findall(expr))) > 1
+
+
+PROBE_SIZES = (1, 2, 3, 5, 8, 13, 33, 100, 257, 513)
+
+
+def _always_true(expr: str) -> bool:
+    """Whether a guard holds at every probed size of its symbols (a framework check such as Min(5, s) <= s is harmless)."""
+    import itertools
+    import random
+
+    try:
+        formula = _parse(expr)
+        symbols = sorted(formula.free_symbols, key=str)
+        grid = list(itertools.product(PROBE_SIZES, repeat=len(symbols))) if len(symbols) <= 2 else [
+            tuple(random.Random(i).choice(PROBE_SIZES) for _ in symbols) for i in range(200)]
+        return bool(symbols) and all(bool(formula.subs(dict(zip(symbols, values)))) for values in grid)
+    except Exception:  # unevaluable: count it as a constraint
+        return False
+
+
+def _parse(expr: str):
+    """torch's guard text (it logs str(expr)) back to sympy, with torch's own size functions (FloorDiv, TruncToInt, ...)."""
+    import sympy
+    import torch.utils._sympy.functions as functions
+
+    names = {n: getattr(functions, n) for n in dir(functions) if not n.startswith("_") and isinstance(getattr(functions, n), type)}
+    names.update({s: sympy.Symbol(s, integer=True, positive=True) for s in _SYMBOL.findall(expr)}, Min=sympy.Min, Max=sympy.Max)
+    return sympy.sympify(expr, locals=names)
 
 
 def _guards_for(dim, seen: GuardLog) -> list[Guard]:

@@ -192,3 +192,12 @@ def test_range_metadata_round_trip():
     assert meta == {"rnnedge.range.frames": "5..", "rnnedge.range.seq": "1..100"}
     assert guards.parse_span(meta["rnnedge.range.seq"]) == [1, 100]
     assert guards.parse_span("5..") == [5, None]
+
+
+@pytest.mark.parametrize("expr, harmless", [
+    ("20*s27*(s77 - 1) + 20*Min(5, s27) <= 20*s27*(s77 - 1) + 20*s27", True),  # torch's own slice bound check
+    ("Eq(8*s27*s77, 160)", False), ("Eq(8*s27*s77, 16*s77*((s27//2)))", False), ("s27 > s77", False),
+    ("Eq(TruncToInt(0.5*ToFloat(s27)), 5)", False), ("Eq(Mod(s27, 2), 0)", False),
+])
+def test_a_relation_guard_that_holds_at_every_probed_size_is_harmless(expr, harmless):
+    assert guards._always_true(expr) is harmless

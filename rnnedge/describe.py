@@ -39,8 +39,10 @@ def describe_onnx(path) -> dict:
         refuse_pickle(p)
         session = open_session(p, providers="cpu", fallback=False)
         io = lambda args: [{"name": a.name, "type": a.type, "shape": list(a.shape)} for a in args]  # noqa: E731
+        meta = dict(session.get_modelmeta().custom_metadata_map)
         return {"file": str(p), "kind": "ort", "bytes": p.stat().st_size, "inputs": io(session.get_inputs()),
-                "outputs": io(session.get_outputs()), "metadata": dict(session.get_modelmeta().custom_metadata_map)}
+                "outputs": io(session.get_outputs()), "metadata": {k: v for k, v in meta.items() if k != "rnnedge.spec"},
+                **declared_spec(meta)}
     model = load_onnx(p, load_weights=False)
 
     def io(values):
@@ -61,7 +63,25 @@ def describe_onnx(path) -> dict:
         "inputs": io([i for i in model.graph.input if i.name not in initializer_names]), "outputs": io(model.graph.output),
         "nodes": len(model.graph.node), "operators": dict(sorted(ops.items())),
         "metadata": {p.key: p.value for p in model.metadata_props if p.key != "rnnedge.spec"},
+        **declared_spec({p.key: p.value for p in model.metadata_props}),
     }
+
+
+def declared_spec(metadata: dict) -> dict:
+    """{"spec": ...}: the declared I/O (`rnnedge.spec`) in short form, one line per input; {} when absent or unreadable."""
+    from .spec import IOSpec
+
+    raw = metadata.get("rnnedge.spec")
+    if not raw:
+        return {}
+    try:
+        spec = IOSpec.from_json(raw)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return {"spec": "unreadable rnnedge.spec metadata"}
+    inputs = {t.name: f"{t.role} {t.dtype}[{', '.join(map(str, t.shape))}]" for t in spec.inputs}
+    out = {"inputs": inputs, "outputs": list(spec.outputs)}
+    out.update({k: v for k in ("ties", "fixed", "ranges") if (v := getattr(spec, k, None))})
+    return {"spec": out}
 
 
 def onnx_dtype_name(elem_type: int) -> str:

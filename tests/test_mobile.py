@@ -57,6 +57,9 @@ def test_prepare_mobile_writes_a_runnable_ort_file(mobile_lstm, tmp_path):
     assert "NNAPI" in report.summary and "100.0%" in report.summary
     described = describe_onnx(report.ort_path)  # `rnnedge inspect` on the .ort file
     assert described["kind"] == "ort" and [i["name"] for i in described["inputs"]] == list(feeds)
+    declared = describe_onnx(path)["spec"]  # `rnnedge inspect` shows the declared spec (rnnedge.spec), roles included
+    assert list(declared["inputs"]) == list(feeds) and declared["inputs"][list(feeds)[0]].startswith("features float32[")
+    assert described["spec"] == declared and "rnnedge.spec" not in described["metadata"]
 
 
 @pytest.mark.parametrize("content", [b"", b"not a model at all", b"\x80\x04pickle"])

@@ -142,21 +142,23 @@ def _lower_node(ed: GraphEditor, node: onnx.NodeProto, rec: Recurrence, steps: i
         cs.append(c)
         ys.append(emit("Concat", y, axis=0)[0] if steps > 1 else y[0])  # (T*B, Hout), rows t*B + b
 
-    def stack(parts: list[str], shape: list[int], axis: int, out: str) -> None:
-        if not out:
-            return
-        target = const("shape", np.array(shape, np.int64))
-        if len(parts) == 1:
-            emit("Reshape", [parts[0], target], outputs=[out])
-            return
-        ups = [emit("Reshape", [p, target])[0] for p in parts]
-        emit("Concat", ups, outputs=[out], axis=axis)
-
-    stack(ys, [steps, 1, -1, rec.out_size], 1, outputs[0])  # Y (T, D, B, Hout)
-    stack(hs, [1, -1, rec.out_size], 0, outputs[1])  # Y_h (D, B, Hout)
+    _stack(emit, const, ys, [steps, 1, -1, rec.out_size], 1, outputs[0])  # Y (T, D, B, Hout)
+    _stack(emit, const, hs, [1, -1, rec.out_size], 0, outputs[1])  # Y_h (D, B, Hout)
     if lstm:
-        stack(cs, [1, -1, rec.hidden], 0, outputs[2])  # Y_c (D, B, H)
+        _stack(emit, const, cs, [1, -1, rec.hidden], 0, outputs[2])  # Y_c (D, B, H)
     return nodes
+
+
+def _stack(emit, const, parts: list[str], shape: list[int], axis: int, out: str) -> None:
+    """Reshape each part to `shape` and concatenate them along `axis` into the node output `out` (if wanted)."""
+    if not out:
+        return
+    target = const("shape", np.array(shape, np.int64))
+    if len(parts) == 1:
+        emit("Reshape", [parts[0], target], outputs=[out])
+        return
+    ups = [emit("Reshape", [p, target])[0] for p in parts]
+    emit("Concat", ups, outputs=[out], axis=axis)
 
 
 def _masks(emit, const, seq_lens: str, steps: int) -> list[str]:

@@ -201,3 +201,38 @@ def test_range_metadata_round_trip():
 ])
 def test_a_relation_guard_that_holds_at_every_probed_size_is_harmless(expr, harmless):
     assert guards._always_true(expr) is harmless
+
+
+FACTORY = '''
+from torch import nn
+
+
+class Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(5, 8, batch_first=True)
+
+    def forward(self, x):
+        if x.shape[1] > 100:
+            return self.lstm(x * 0.5)[0]
+        return self.lstm(x)[0]
+
+
+def make():
+    return Branchy()
+'''
+
+
+def test_cli_refuses_a_bounded_axis_then_records_it_with_allow_bounded_and_inspect_shows_it(tmp_path):
+    from click.testing import CliRunner
+
+    from rnnedge.cli import cli
+
+    (tmp_path / "branchy.py").write_text(FACTORY)
+    ref, out = f"{tmp_path / 'branchy.py'}:make", tmp_path / "m.onnx"
+    refused = CliRunner().invoke(cli, ["export", ref, "--example", "float32[2,10,5]", "-o", str(out)])
+    assert refused.exit_code == 2 and "1..100" in refused.output and not out.exists()
+    done = CliRunner().invoke(cli, ["export", ref, "--example", "float32[2,10,5]", "-o", str(out), "--allow-bounded", "--json"])
+    assert done.exit_code == 0, done.output
+    shown = CliRunner().invoke(cli, ["inspect", str(out), "--json"])
+    assert shown.exit_code == 0 and '"rnnedge.range.seq": "1..100"' in shown.output

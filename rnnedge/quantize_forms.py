@@ -50,15 +50,10 @@ class Unit:
 
 
 def subgraphs(graph):
-    """Every graph nested in `graph` (Scan/Loop/If bodies), recursively, not `graph` itself."""
-    import onnx
+    """Every graph nested in `graph` (Scan/Loop/If bodies, graph lists too), recursively: exporters.graph's walker."""
+    from exporters.graph import subgraphs as nested
 
-    for node in graph.node:
-        for attr in node.attribute:
-            subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-            for sub in subs:
-                yield sub
-                yield from subgraphs(sub)
+    return nested(graph)
 
 
 def name_nodes(model) -> None:

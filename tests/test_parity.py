@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import random
+import zlib
 
 import numpy as np
 import onnx
 import pytest
 import torch
 from click.testing import CliRunner
-from onnx import helper, numpy_helper
+from onnx import helper
+from parity_plants import largest_recurrent_weight_nudged
 
 import rnnedge
 from rnnedge.checkpoint import save_checkpoint
 from rnnedge.cli import cli
 from rnnedge.models import ModelConfig, SequenceModel
-from rnnedge.parity import compare, generate_cases
+from rnnedge.parity import NOISE_K, OrtRunner, TorchRunner, compare, generate_cases, spec_of, torch_module_for
 from rnnedge.spec import IOSpec, TensorSpec
 from rnnedge.testing import assert_parity
 
@@ -53,146 +55,6 @@ def test_cases_cover_the_shapes_exports_get_wrong():
     assert any(not f["h0"].any() for f in cases.values()) and any(f["h0"].any() for f in cases.values())
 
 
-# ----------------------------------------------------------------------------- planted bugs
-
-
-def make_checkpoint(tmp_path, cell, bidirectional, layers=2, seed=0):
-    torch.manual_seed(seed)
-    model = SequenceModel(ModelConfig(input_size=5, cell=cell, hidden=8, layers=layers, bidirectional=bidirectional, num_outputs=3))
-    path = tmp_path / f"{cell}{int(bidirectional)}{layers}.safetensors"
-    save_checkpoint(path, model, task="seed")
-    return path
-
-
-def _init(model, name):
-    return next(i for i in model.graph.initializer if i.name == name)
-
-
-def _set(model, name, array):
-    _init(model, name).CopyFrom(numpy_helper.from_array(array.astype(np.float32), name))
-
-
-def _recurrent_nodes(model):
-    return [n for n in model.graph.node if n.op_type in ("RNN", "GRU", "LSTM")]
-
-
-def gate_blocks_swapped(model):
-    node = _recurrent_nodes(model)[0]
-    w = numpy_helper.to_array(_init(model, node.input[1])).copy()
-    hidden = helper.get_attribute_value(next(a for a in node.attribute if a.name == "hidden_size"))
-    if w.shape[1] > hidden:  # swap the first two gate blocks
-        w[:, :hidden], w[:, hidden : 2 * hidden] = w[:, hidden : 2 * hidden].copy(), w[:, :hidden].copy()
-    else:  # RNN: one block, swap two units' input weights
-        w[:, [0, 1]] = w[:, [1, 0]]
-    _set(model, node.input[1], w)
-
-
-def bias_dropped(model):
-    node = _recurrent_nodes(model)[0]
-    _set(model, node.input[3], np.zeros_like(numpy_helper.to_array(_init(model, node.input[3]))))
-
-
-def directions_swapped(model):
-    node = _recurrent_nodes(model)[0]
-    for k in (1, 2, 3):
-        w = numpy_helper.to_array(_init(model, node.input[k]))
-        _set(model, node.input[k], w[::-1].copy())
-
-
-def linear_before_reset_flipped(model):  # onnxscript#2852: ~0.1 error and no warning
-    node = _recurrent_nodes(model)[0]
-    next(a for a in node.attribute if a.name == "linear_before_reset").i = 0
-
-
-def lengths_ignored(model):
-    for node in _recurrent_nodes(model):
-        node.input[4] = ""
-
-
-def state_not_carried(model):
-    for node in _recurrent_nodes(model):
-        node.input[5] = ""
-
-
-def weight_scaled(model):
-    node = _recurrent_nodes(model)[-1]
-    _set(model, node.input[2], numpy_helper.to_array(_init(model, node.input[2])) * 1.01)
-
-
-def scan_weight_scaled(model):
-    body = next(n for n in model.graph.node if n.op_type == "Scan").attribute[0].g
-    rt = next(i for i in body.initializer if "Rt" in i.name)
-    rt.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(rt) * 1.01, rt.name))
-
-
-def scan_gates_swapped(model):
-    wt_name = next(i.name for i in model.graph.initializer if i.name.endswith("/Wt"))
-    wt = numpy_helper.to_array(_init(model, wt_name)).copy()
-    half = wt.shape[1] // 2
-    _set(model, wt_name, np.concatenate([wt[:, half:], wt[:, :half]], axis=1))
-
-
-def scan_bias_dropped(model):
-    name = next(i.name for i in model.graph.initializer if i.name.endswith("/bias_x"))
-    _set(model, name, np.zeros_like(numpy_helper.to_array(_init(model, name))))
-
-
-NATIVE_BUGS = {
-    "gate blocks swapped": gate_blocks_swapped,
-    "bias dropped": bias_dropped,
-    "directions swapped": directions_swapped,
-    "linear_before_reset flipped": linear_before_reset_flipped,
-    "lengths ignored": lengths_ignored,
-    "weight scaled by 1.01": weight_scaled,
-}
-
-
-def _broken_copy(src, dst, bug):
-    model = onnx.load(str(src))
-    bug(model)
-    onnx.save(model, str(dst))
-
-
-def _verify_exit(ckpt, onnx_path):
-    return CliRunner().invoke(cli, ["verify", str(ckpt), str(onnx_path), "--json"]).exit_code
-
-
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-@pytest.mark.parametrize("bidirectional", [False, True])
-def test_planted_bugs_are_caught_native(cell, bidirectional, tmp_path):
-    ckpt = make_checkpoint(tmp_path, cell, bidirectional)
-    good = tmp_path / "good.onnx"
-    rnnedge.export_checkpoint(ckpt, good, lowering="native", verify=False)
-    assert _verify_exit(ckpt, good) == 0
-    for name, bug in NATIVE_BUGS.items():
-        if (name == "directions swapped" and not bidirectional) or (name == "linear_before_reset flipped" and cell != "gru"):
-            continue
-        broken = tmp_path / "broken.onnx"
-        _broken_copy(good, broken, bug)
-        assert _verify_exit(ckpt, broken) == 1, f"{name} not caught for {cell} bidirectional={bidirectional}"
-
-
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_planted_bugs_are_caught_scan(cell, tmp_path):
-    ckpt = make_checkpoint(tmp_path, cell, False)
-    good = tmp_path / "good.onnx"
-    rnnedge.export_checkpoint(ckpt, good, lowering="scan", verify=False)
-    assert _verify_exit(ckpt, good) == 0
-    for bug in (scan_weight_scaled, scan_gates_swapped, scan_bias_dropped):
-        _broken_copy(good, tmp_path / "broken.onnx", bug)
-        assert _verify_exit(ckpt, tmp_path / "broken.onnx") == 1, bug.__name__
-
-
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_state_not_carried_is_caught_on_stream_models(cell, tmp_path):
-    ckpt = make_checkpoint(tmp_path, cell, False)
-    good = tmp_path / "stream.onnx"
-    rnnedge.export_checkpoint(ckpt, good, target="stream", lowering="native", verify=False)
-    assert _verify_exit(ckpt, good) == 0
-    _broken_copy(good, tmp_path / "broken.onnx", state_not_carried)
-    assert _verify_exit(ckpt, tmp_path / "broken.onnx") == 1
-
-
 # ----------------------------------------------------------------------------- no false alarms
 
 
@@ -212,7 +74,12 @@ def random_config(rng: random.Random) -> dict:
     }
 
 
-def _correct_export_passes(k, tmp_path):
+def _correct_export_passes(k, tmp_path) -> tuple[float, int]:
+    """Export random config k correctly and verify it: no failure on any well-conditioned output.
+
+    Returns (largest noise ratio, number of ill-conditioned outputs): those fail `rnnedge verify` unless
+    --allow-ill-conditioned, by design; they are counted, not hidden.
+    """
     rng = random.Random(k)
     case = random_config(rng)
     cfg = case["config"]
@@ -231,28 +98,83 @@ def _correct_export_passes(k, tmp_path):
     save_checkpoint(ckpt, model)
     path = tmp_path / f"r{k}.onnx"
     rnnedge.export_checkpoint(ckpt, path, target=case["target"], lowering=case["lowering"], verify=False)
-    report = rnnedge.verify(ckpt, path)
+    report = rnnedge.verify(ckpt, path, allow_ill_conditioned=True)
     assert report, f"false alarm for {case}: {report.summary()}"
-    return report.worst().max_abs
+    return report.worst_ratio() or 0.0, len(report.ill_conditioned)
+
+
+SWEEP = range(200)
+SWEEP_SAMPLE = [k for k in SWEEP if zlib.crc32(f"sweep-{k}".encode()) % 25 == 0]  # ~8 configurations, stable
 
 
 def test_correct_exports_never_fail_sample(tmp_path):
-    for k in range(8):
+    assert 4 <= len(SWEEP_SAMPLE) <= 16
+    for k in SWEEP_SAMPLE:
         _correct_export_passes(k, tmp_path)
-
-
-def test_chaotic_model_widens_tolerance_by_torch_own_error():
-    ref = {"y": np.array([1.0, 2.0])}
-    out = {"y": np.array([1.003, 2.0])}
-    assert not compare(ref, out)  # 3e-3 is far beyond atol
-    assert compare(ref, out, noise={"y": 5e-4})  # but within 10x torch's own float32 error
 
 
 @pytest.mark.slow
 def test_correct_exports_never_fail_sweep(tmp_path):
-    """>= 200 random correct configurations, 0 false alarms (prints the largest error seen)."""
-    worst = max(_correct_export_passes(k, tmp_path) for k in range(200))
-    print(f"largest error over 200 correct exports: {worst:.3e}")
+    """200 random correct configurations, 0 false alarms (prints the largest noise ratio and the ill-conditioned count)."""
+    results = [_correct_export_passes(k, tmp_path) for k in SWEEP]
+    ill = sum(1 for _, n in results if n)
+    print(f"200 correct exports: largest error {max(r for r, _ in results):.1f}x noise (limit {NOISE_K:g}x); "
+          f"{ill} configurations with ill-conditioned outputs")
+
+
+def _large_or_long(cell, hidden, bidirectional, seq, tmp_path) -> tuple[float, int]:
+    """A large (hidden 512-1024) or long (T 1000+) model: verify's cases plus one case of `seq` steps."""
+    torch.manual_seed(zlib.crc32(f"{cell}-{hidden}-{bidirectional}-{seq}".encode()))
+    model = SequenceModel(ModelConfig(input_size=5, cell=cell, hidden=hidden, layers=1, bidirectional=bidirectional, num_outputs=3))
+    ckpt = tmp_path / "big.safetensors"
+    save_checkpoint(ckpt, model)
+    path = tmp_path / "big.onnx"
+    rnnedge.export_checkpoint(ckpt, path, lowering="auto", verify=False)
+    report = rnnedge.verify(ckpt, path, allow_ill_conditioned=True, providers=["CPUExecutionProvider"])
+    spec, meta = spec_of(path)
+    feeds = spec.make_inputs(spec.sizes_for(1, seq), seed=1)
+    with TorchRunner(torch_module_for(ckpt, meta), spec) as t, OrtRunner(path) as o:
+        ref = t.infer(feeds)
+        report.extend(compare(ref, o.infer(feeds), case=f"seq {seq}", ref64=t.infer_float64(feeds), allow_ill_conditioned=True))
+    assert report, f"false alarm for {cell} hidden {hidden} bi={bidirectional} seq {seq}: {report.summary()}"
+    return report.worst_ratio() or 0.0, len(report.ill_conditioned)
+
+
+LARGE_LONG = [(cell, hidden, bi, seq) for cell in ("rnn", "gru", "lstm") for hidden, seq in ((512, 1200), (1024, 300), (64, 3000))
+              for bi in (False, True)]
+
+
+def test_large_or_long_model_sample(tmp_path):
+    _large_or_long("gru", 512, False, 1000, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", LARGE_LONG, ids=lambda c: "-".join(map(str, c)))
+def test_large_and_long_models_never_fail(case, tmp_path):
+    ratio, ill = _large_or_long(*case, tmp_path)
+    print(f"{case}: largest error {ratio:.1f}x noise, {ill} ill-conditioned outputs")
+
+
+def test_noise_policy_scales_with_torch_own_error():
+    ref = {"y": np.array([1.0, 2.0])}
+    out = {"y": np.array([1.003, 2.0])}
+    assert not compare(ref, out)  # 3e-3 is far beyond a few float32 roundings of 2.0
+    assert not compare(ref, {"y": ref["y"] + 2e-4})  # the old fixed 1e-4 + 1e-4|y| passed this; float32 noise here is ~1e-7
+    assert compare(ref, {"y": ref["y"] + 4e-7})  # a few roundings of the scale
+    report = compare(ref, out, noise={"y": 5e-4})  # within NOISE_K x torch's own float32 error
+    assert report and report.cases[0].outputs[0].noise_ratio == pytest.approx(3e-3 / 5e-4)
+    ref64 = {"y": np.array([1.0 + 3e-7, 2.0])}
+    diff = compare(ref, {"y": ref["y"]}, ref64=ref64).cases[0].outputs[0]
+    assert diff.torch_error == pytest.approx(3e-7) and diff.ok
+
+
+def test_ill_conditioned_outputs_are_listed_and_fail_unless_allowed():
+    ref, ref64 = {"y": np.array([1.0, 2.0]), "h": np.ones(2)}, {"y": np.array([1.5, 2.0]), "h": np.ones(2)}
+    report = compare(ref, {"y": ref["y"], "h": ref["h"]}, ref64=ref64, case="long")
+    assert not report and report.ill_conditioned == [("long", "", "y")]
+    assert "ill-conditioned" in report.summary() and report.to_dict()["ill_conditioned"][0]["output"] == "y"
+    allowed = compare(ref, {"y": ref["y"], "h": ref["h"]}, ref64=ref64, allow_ill_conditioned=True)
+    assert allowed and "ill-conditioned" in allowed.summary()
 
 
 def test_assert_parity_for_user_test_suites(tmp_path):
@@ -262,7 +184,7 @@ def test_assert_parity_for_user_test_suites(tmp_path):
     rnnedge.export(module, (torch.randn(2, 6, 5),), path, input_names=["x"], lowering="native", verify=False)
     assert assert_parity(module, path)
     model = onnx.load(str(path))
-    weight_scaled(model)
+    largest_recurrent_weight_nudged(model)
     onnx.save(model, str(path))
     with pytest.raises(AssertionError, match="parity FAILED"):
         assert_parity(module, path)
@@ -274,3 +196,83 @@ def test_verify_cli_bad_input_exit_2(tmp_path, seed_checkpoint):
     result = CliRunner().invoke(cli, ["verify", str(ckpt), str(tmp_path / "junk.onnx")])
     assert result.exit_code == 2
     assert CliRunner().invoke(cli, ["verify", str(ckpt), str(tmp_path / "missing.onnx")]).exit_code == 2
+
+
+# ----------------------------------------------------------------------------- outputs by name, providers, float64
+
+
+def _stream_file(tmp_path):
+    torch.manual_seed(0)
+    model = SequenceModel(ModelConfig(input_size=5, cell="gru", hidden=8, num_outputs=3))
+    ckpt = tmp_path / "s.safetensors"
+    save_checkpoint(ckpt, model, task="seed")
+    path = tmp_path / "s.onnx"
+    rnnedge.export_checkpoint(ckpt, path, target="stream", lowering="native", verify=False)
+    return ckpt, path
+
+
+def test_extra_or_missing_output_fails_naming_both_sides(tmp_path):
+    ckpt, good = _stream_file(tmp_path)
+    assert CliRunner().invoke(cli, ["verify", str(ckpt), str(good)]).exit_code == 0
+    extra, missing = onnx.load(str(good)), onnx.load(str(good))
+    extra.graph.node.append(helper.make_node("Identity", ["hn"], ["hn_copy"]))
+    extra.graph.output.append(helper.make_tensor_value_info("hn_copy", onnx.TensorProto.FLOAT, None))
+    missing.graph.output.remove(next(o for o in missing.graph.output if o.name == "hn"))
+    for model, word in ((extra, "extra ['hn_copy']"), (missing, "missing ['hn']")):
+        path = tmp_path / "changed.onnx"
+        onnx.save(model, str(path))
+        result = CliRunner().invoke(cli, ["verify", str(ckpt), str(path), "--json"])
+        assert result.exit_code == 1, result.output
+        report = rnnedge.verify(ckpt, path)
+        assert not report and word in report.summary() and "declared ['logits', 'hn']" in report.summary()
+
+
+def test_a_provider_that_cannot_open_is_a_row_and_the_others_run(seed_checkpoint, seed_onnx):
+    report = rnnedge.verify(seed_checkpoint[0], seed_onnx, providers=["NoSuchExecutionProvider", "CPUExecutionProvider"])
+    rows = {c.provider for c in report.cases}
+    assert not report and "NoSuchExecutionProvider" in rows and "CPUExecutionProvider" in rows
+    assert all(c.ok for c in report.cases if c.provider == "CPUExecutionProvider")
+    assert [c.case for c in report.failures] == ["open session"]
+
+
+class StateInForward(torch.nn.Module):
+    """Builds its initial state inside forward, as many published modules do."""
+
+    def __init__(self, cast_input: bool = False):
+        super().__init__()
+        self.rnn, self.cast_input = torch.nn.GRU(5, 8, batch_first=True), cast_input
+
+    def forward(self, x):
+        if self.cast_input:  # pins float32: a float64 copy of this module cannot run
+            x = x.float()
+        h0 = torch.zeros(1, x.size(0), 8) + x.new_zeros(1, 1, 1)
+        return self.rnn(x, h0)[0]
+
+
+def test_state_built_in_forward_runs_the_float64_reference(tmp_path):
+    module = StateInForward().eval()
+    path = tmp_path / "m.onnx"
+    result = rnnedge.export(module, (torch.randn(2, 6, 5),), path, input_names=["x"])  # quick check included
+    assert result.parity and not result.parity.notes
+    report = rnnedge.verify(module, path)
+    assert report and not report.notes
+
+
+def test_float64_failure_falls_back_to_a_float32_noise_floor_with_a_note(tmp_path):
+    module = StateInForward(cast_input=True).eval()
+    path = tmp_path / "m.onnx"
+    rnnedge.export(module, (torch.randn(2, 6, 5),), path, input_names=["x"], verify=False)
+    report = rnnedge.verify(module, path)
+    assert report and any("float64 reference unavailable" in n for n in report.notes)
+
+
+def test_quick_check_probes_past_256_and_the_example_length(seed_checkpoint, seed_onnx):
+    from rnnedge.parity import quick_check
+
+    spec, meta = spec_of(seed_onnx)
+    report = quick_check(torch_module_for(seed_checkpoint[0], meta), seed_onnx, spec, examples=(torch.zeros(1, 10, 5),))
+    names = [c.case for c in report.cases]
+    assert any("seq 1" in n for n in names) and any("seq 9" in n for n in names) and any("seq 11" in n for n in names)
+    assert any(int(n.rsplit("seq ", 1)[1].split(",")[0]) > 256 for n in names if "seq " in n)
+    shapes = [f["x"].shape[1] for _, f in generate_cases(spec)]
+    assert max(shapes) > 512 and any(256 < t <= 512 for t in shapes)

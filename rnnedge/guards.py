@@ -182,9 +182,30 @@ def check_program(program, names: list[str], axes: dict, seen: GuardLog, *, allo
                 log.warning("%s is only valid for %s: range recorded (allow_bounded)", where, _span(rng))
                 continue
             problems.append((kind, f"{where} {text}"))
+    problems += _merged_labels(names, shapes, axes, tied, seen)
     if problems:
         raise ExportError("; ".join(text for _, text in problems) + _hint({kind for kind, _ in problems}))
     return ranges
+
+
+def _merged_labels(names, shapes, axes, tied, seen: GuardLog) -> list[tuple[str, str]]:
+    """Two labels the user declared independent that torch.export found to be one size (x + y with seq and seq2)."""
+    import torch
+
+    owner: dict[str, str] = {}  # torch symbol -> the first label seen with it
+    problems = []
+    for name, shape in zip(names, shapes):
+        for ax, label in sorted(axes.get(name, {}).items()):
+            dim = shape[ax] if shape is not None and ax < len(shape) else None
+            if not isinstance(dim, torch.SymInt) or label in tied:
+                continue
+            for sym in map(str, dim.node.expr.free_symbols):
+                first = owner.setdefault(sym, label)
+                if first != label:
+                    guard = next((g for g in seen.about(sym) if g.expr.startswith("Eq(")), None)
+                    at = f" ({guard.describe()})" if guard else ""
+                    problems.append(("tied", f"axis {ax} ('{label}') of input '{name}' must be the same size as '{first}' for torch.export{at}"))
+    return problems
 
 
 def _hint(kinds: set) -> str:

@@ -155,6 +155,22 @@ def test_a_reshape_to_a_constant_is_refused(tmp_path):
     assert "constrained" in msg and "reshape(2, 80)" in msg and "('batch')" in msg
 
 
+class AddsTwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(5, 8, batch_first=True)
+
+    def forward(self, x, y):
+        return self.lstm(x + y)[0]
+
+
+def test_two_labels_torch_finds_to_be_one_size_are_refused(tmp_path):
+    axes = {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq2"}}
+    with pytest.raises(ExportError, match=r"\('seq2'\) of input 'y' must be the same size as 'seq'") as err:
+        rnnedge.export(AddsTwoInputs().eval(), (_x(), _x(2, 12)), tmp_path / "m.onnx", input_names=["x", "y"], dynamic_axes=axes)
+    assert "self.lstm(x + y)" in str(err.value)
+
+
 @pytest.mark.parametrize("how", ["script", "trace"])
 def test_torchscript_modules_are_refused_with_what_to_do(tmp_path, how):
     module = nn.Sequential(nn.Linear(5, 3)).eval()

@@ -93,6 +93,35 @@ def default_axes(names, examples, batch_first) -> dict[str, dict[int, str]]:
     return axes
 
 
+def flatten_inputs(module, examples: tuple):
+    """Nested example inputs (`model(x, (h0, c0), lengths)`) -> (a module taking the leaves, the leaves).
+
+    torch.onnx names and feeds the leaves; a thin wrapper rebuilds the nesting for the user's forward, so
+    the quick check and verify can feed flat inputs by name. Flat examples come back unchanged."""
+    import torch
+    from torch.utils import _pytree
+
+    if all(isinstance(ex, torch.Tensor) for ex in examples):
+        return module, examples
+    leaves, tree = _pytree.tree_flatten(tuple(examples))
+    bad = [type(leaf).__name__ for leaf in leaves if not isinstance(leaf, torch.Tensor)]
+    if bad:
+        raise BadInputError(f"an example input holds a {bad[0]}: pass tensors (tuples and lists of tensors are fine)")
+
+    class NestedInputs(torch.nn.Module):
+        """forward(*leaves) -> the user's forward(*nested): the leaves are what the ONNX file takes."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *leaves):
+            return self.inner(*_pytree.tree_unflatten(list(leaves), tree))
+
+    log.info("example inputs are nested: the file takes their %d tensors as separate inputs", len(leaves))
+    return NestedInputs(module), tuple(leaves)
+
+
 def parse_ties(tied_axes, axes) -> dict:
     """{label: tie as users write it} -> the spec's form, checked against the dynamic axes' labels."""
     labels = {lab for spec in axes.values() for lab in spec.values()}

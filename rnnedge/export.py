@@ -103,6 +103,7 @@ def export(
     if lowering not in LOWERINGS:
         raise BadInputError(f"unknown lowering '{lowering}': expected one of {', '.join(LOWERINGS)}")
     examples = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    module, examples = axes_.flatten_inputs(module, examples)  # (x, (h0, c0), lengths) -> x, h0, c0, lengths
     model, spec, chosen = build_onnx(module, examples, dynamic_axes=dynamic_axes, target=target, lowering=lowering,
                                      input_names=input_names, output_names=output_names, opset=opset,
                                      tied_axes=tied_axes, fix_dims=fix_dims, check_inputs=check_inputs)
@@ -193,6 +194,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     model = _optimize(model)  # after lowering: onnxscript's optimizer cannot type the placeholder
     _apply_lowering(model, chosen)
     _finish(model, axes, spec, dynamic_axes or {})
+    fixups.restore_input_names(model, names)
     spec.outputs = [o.name for o in model.graph.output]
     return model, spec, chosen
 

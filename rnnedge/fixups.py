@@ -103,3 +103,32 @@ def name_data_dependent_dims(model) -> list[str]:
                 new = names.setdefault(dim.dim_param, "max_length" if not names else f"max_length_{len(names)}")
                 dim.dim_param = new
     return [f"data-dependent size {old} named '{new}' (torch returns max(lengths) steps there)" for old, new in names.items()]
+
+
+def restore_input_names(model, names: list[str]) -> list[str]:
+    """Graph inputs under the names the user gave. torch.onnx renames an input that is also returned as it is
+    (`pad_packed_sequence` hands sorted int64 lengths straight back) to `<name>_orig`; feeds go by the user's names."""
+    graph = model.graph
+    taken = {v.name for v in [*graph.input, *graph.output]} | {o for n in graph.node for o in n.output}
+    notes = []
+    for vi, want in zip(graph.input, names):
+        if vi.name == want or want in taken:
+            continue
+        notes.append(f"input '{vi.name}' renamed back to '{want}'")
+        _rename_everywhere(graph, vi.name, want)
+    for note in notes:
+        log.info("repaired: %s", note)
+    return notes
+
+
+def _rename_everywhere(graph, old: str, new: str) -> None:
+    """Rename a value in a graph and in every subgraph that refers to it (Scan/Loop/If bodies see outer values)."""
+    for vi in [*graph.input, *graph.output, *graph.value_info]:
+        if vi.name == old:
+            vi.name = new
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                _rename_everywhere(sub, old, new)

@@ -91,23 +91,26 @@ def export(
     tied_axes: dict | None = None,
     fix_dims: dict | None = None,
     check_inputs: list | None = None,
+    allow_bounded: bool = False,
 ) -> ExportResult:
     """Export any nn.Module containing nn.RNN/GRU/LSTM layers to one self-contained ONNX file.
 
     tied_axes: {label: "(frames - 4) * 256" | "other_label" | [valid sizes]}: how a named axis relates to others.
     fix_dims: {label: size}: pin a named axis to a concrete size in the file (runtimes that refuse symbolic dims).
-    check_inputs: [example input tuples]: the quick check runs on exactly these (no invented sizes)."""
+    check_inputs: [example input tuples]: the quick check runs on exactly these (no invented sizes).
+    allow_bounded: a dynamic axis torch.export found valid only in a range (`if x.shape[1] > 100:`) is refused
+    unless this is True; then the range is written to the spec and metadata and rnnedge.runtime enforces it."""
     start = time.perf_counter()
     if target not in TARGETS:
         raise BadInputError(f"unknown target '{target}': expected one of {', '.join(TARGETS)}")
     if lowering not in LOWERINGS:
         raise BadInputError(f"unknown lowering '{lowering}': expected one of {', '.join(LOWERINGS)}")
     examples = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    module, examples = axes_.flatten_inputs(module, examples)  # (x, (h0, c0), lengths) -> x, h0, c0, lengths
     model, spec, chosen = build_onnx(module, examples, dynamic_axes=dynamic_axes, target=target, lowering=lowering,
-                                     input_names=input_names, output_names=output_names, opset=opset,
+                                     input_names=input_names, output_names=output_names, opset=opset, allow_bounded=allow_bounded,
                                      tied_axes=tied_axes, fix_dims=fix_dims, check_inputs=check_inputs)
     meta = {"rnnedge.version": __version__, "rnnedge.lowering": chosen, "rnnedge.target": target, "rnnedge.spec": spec.to_json()}
+    meta.update(_range_metadata(spec))
     if spec.fixed:
         meta["rnnedge.fixed_dims"] = json.dumps(spec.fixed, sort_keys=True)
     meta.update({k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()})
@@ -145,19 +148,22 @@ def export_checkpoint(checkpoint, path, *, target: str = "dynamic", lowering: st
 
 
 def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowering="auto", input_names=None,
-               output_names=None, opset=18, tied_axes=None, fix_dims=None, check_inputs=None):
+               output_names=None, opset=18, allow_bounded=False, tied_axes=None, fix_dims=None, check_inputs=None):
     """The pure core of export: returns (onnx.ModelProto, IOSpec, lowering used). Writes nothing."""
     import torch
 
     from exporters import native, ops
 
+    from . import guards, recurrence
+
+    guards.refuse_torchscript(module)
     if not isinstance(module, torch.nn.Module):
         raise BadInputError(f"expected a torch.nn.Module, got {type(module).__name__}")
     if isinstance(module, ops.RECURRENT_TYPES):
         module = _bare_module()(module)
     layers = ops.find_recurrent(module)
-    if not layers:
-        raise ExportError("the module has no nn.RNN, nn.GRU or nn.LSTM layer")
+    if not layers:  # cells, hand-written recurrences, step modules: plain torch.onnx, same checks (rnnedge.recurrence)
+        recurrence.refuse_stream(target)
     for i, ex in enumerate(examples):
         if not isinstance(ex, torch.Tensor):
             raise BadInputError(f"example input {i} is a {type(ex).__name__}: pass tensors")
@@ -165,36 +171,42 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     if len(names) != len(examples):
         raise BadInputError(f"{len(names)} input names for {len(examples)} example inputs")
     batch_first = all(layer.batch_first for _, layer in layers)
-    axes = _normalise_axes(dynamic_axes, names, examples, batch_first, target)
+    if layers or dynamic_axes is not None or target == "mobile":
+        axes = _normalise_axes(dynamic_axes, names, examples, batch_first, target)
+    else:
+        axes = recurrence.default_axes(names, examples)
     ties = axes_.parse_ties(tied_axes, axes)
     checks, feeds = axes_.check_feeds(check_inputs, names, axes, examples)
     examples = axes_.resize_to(examples, names, axes, fix_dims or {})
     axes, fixed = axes_.pin_axes(axes, fix_dims)
     dynamic_axes = axes_.without_labels(dynamic_axes, fixed)  # outputs' pinned axes are fixed too
     examples = _resize_examples(examples, names, axes, ties)
-    chosen = _choose_lowering(lowering, target, layers)
+    chosen = _choose_lowering(lowering, target, layers) if layers else recurrence.choose_lowering(lowering, target)
     spec = _make_spec(module, names, examples, axes, output_names, ties)
     spec.fixed, spec.checks, spec.check_feeds = fixed, checks, feeds
+    if not layers:
+        recurrence.adjust_spec(spec, module)
 
     dims = axes_.torch_dims(axes, ties)
     dynamic_shapes = _match_signature(module, [{ax: dims[label] for ax, label in axes.get(n, {}).items()} or None for n in names])
     was_training = module.training
     module.eval()
     try:
-        with ops.swapped_recurrent(module), ops.packing_as_lengths(), torch.no_grad(), _quiet_torch():
+        with ops.swapped_recurrent(module), ops.packing_as_lengths(), torch.no_grad(), _quiet_torch(), guards.watch_guards() as seen:
             program = _torch_onnx_export(module, examples, dynamic_shapes if any(axes.get(n) for n in names) else None,
                                          names, output_names, opset)
     except Exception as exc:  # torch.export / onnx conversion failures: one readable line, saying whose it is
         raise _own_error(exc) or ExportError(f"torch.onnx could not export the module: {_first_line(exc)}") from exc
     finally:
         module.train(was_training)
+    spec.ranges = guards.check_program(program, names, axes, seen, allow_bounded=allow_bounded, ties=ties)  # bounded/specialised axes
     model = program.model_proto
     fixups.repair(model)  # torch.onnx quirks that are no-ops in torch (Squeeze of a non-1 axis, ...)
     native.lower_torch_recurrent(model)
     model = _optimize(model)  # after lowering: onnxscript's optimizer cannot type the placeholder
     _apply_lowering(model, chosen)
     _finish(model, axes, spec, dynamic_axes or {})
-    fixups.restore_input_names(model, names)
+    guards.check_frozen(model, axes, dynamic_axes or {})
     spec.outputs = [o.name for o in model.graph.output]
     return model, spec, chosen
 
@@ -206,13 +218,17 @@ def _quiet_torch():
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    caught: list = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+        from .guards import pass_guard_warnings
+
+        pass_guard_warnings(caught)  # torch's warnings about guards and specialisations still reach the user (as log warnings)
 
 
 def _bare_module():
@@ -399,6 +415,12 @@ def _check_given(module, path, spec: IOSpec):
     if not report:
         raise ParityError("the exported model differs from torch: " + report.summary().splitlines()[-1].strip(), report)
     return report
+
+
+def _range_metadata(spec) -> dict:
+    from .guards import range_metadata
+
+    return range_metadata(getattr(spec, "ranges", None) or {})
 
 
 def _first_line(exc: BaseException) -> str:

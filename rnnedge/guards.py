@@ -139,6 +139,19 @@ def watch_guards():
         logger.propagate = propagate
 
 
+GUARD_WARNING = re.compile(r"guard|speciali[sz]|constrain|dynamic shape|symbolic shape|recompil", re.IGNORECASE)
+
+
+def pass_guard_warnings(caught) -> None:
+    """Of the Python warnings recorded during an export, log those about guards/specialisation; drop the noise."""
+    said = set()
+    for w in caught or ():
+        text = str(getattr(w, "message", w)).strip().splitlines()
+        if text and GUARD_WARNING.search(text[0]) and text[0] not in said:
+            said.add(text[0])
+            log.warning("torch: %s", text[0][:300])
+
+
 def refuse_torchscript(module) -> None:
     """torch.onnx.export(dynamo=True) traces Python code; a ScriptModule has none left to trace."""
     import torch

@@ -252,3 +252,16 @@ def test_cli_refuses_a_bounded_axis_then_records_it_with_allow_bounded_and_inspe
     assert done.exit_code == 0, done.output
     shown = CliRunner().invoke(cli, ["inspect", str(out), "--json"])
     assert shown.exit_code == 0 and '"rnnedge.range.seq": "1..100"' in shown.output
+
+
+def test_torch_warnings_about_guards_pass_through_and_the_noise_does_not(caplog):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn("Dim 'seq' was specialized to 10 by a guard", stacklevel=1)
+        warnings.warn("torchvision is not installed", stacklevel=1)
+    with caplog.at_level("WARNING", logger="rnnedge.guards"):
+        guards.pass_guard_warnings(caught)
+    said = [r.getMessage() for r in caplog.records]
+    assert any("specialized to 10" in m for m in said) and not any("torchvision" in m for m in said)

@@ -1,16 +1,19 @@
-"""How small a single-weight change does `rnnedge verify` catch with its default tolerance?
+"""Is a 1% change of a single weight of a trained model caught by `rnnedge verify`'s default (noise) tolerance?
 
-Trains the `seed` task (default GRU) for a few epochs, exports it (native lowering), then for a
-sample of single weights of the recurrent layer (input, recurrent and bias elements) scales that
-one element by (1 + eps), for eps from 1e-1 down to 1e-5, and records the smallest eps that makes
-`rnnedge.verify` fail. Prints the distribution over the sampled weights.
+Trains the `seed` task for each cell (RNN, GRU, LSTM), uni- and bidirectional, 1 and 2 layers, exports it
+(native lowering), then for every weight tensor of the file (recurrent W/R/B of every layer, and the head)
+scales its largest-magnitude element and `--weights` random elements by 1.01, one at a time, and runs
+`rnnedge.verify` on the changed file. Prints, per model, how many single-weight changes were caught and
+the smallest error seen as a multiple of the noise (the bound is NOISE_K x noise). `--eps` also finds, for a
+few random weights of one GRU, the smallest relative change that is caught.
 
-    python samples/parity_sensitivity.py [--cell gru] [--weights 30]
+    python samples/parity_sensitivity.py [--cells rnn,gru,lstm] [--weights 2] [--epochs 2] [--eps]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 from pathlib import Path
 
@@ -20,52 +23,96 @@ from onnx import numpy_helper
 
 import rnnedge
 from rnnedge.checkpoint import save_checkpoint
+from rnnedge.parity import NOISE_K
 from rnnedge.tasks import get_task
 from rnnedge.train import train
 
 EPS = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5]
 
 
+def trained_file(tmp: Path, cell: str, bidirectional: bool, layers: int, epochs: int) -> tuple[Path, Path]:
+    task = get_task("seed")
+    model = train(task.default_config(cell, layers=layers, bidirectional=bidirectional), task, epochs=epochs, seed=0, progress=False).model
+    ckpt = tmp / f"{cell}{int(bidirectional)}{layers}.safetensors"
+    save_checkpoint(ckpt, model, task="seed")
+    good = tmp / f"{cell}{int(bidirectional)}{layers}.onnx"
+    rnnedge.export_checkpoint(ckpt, good, lowering="native", verify=False)
+    return ckpt, good
+
+
+def changed(base: onnx.ModelProto, name: str, index: tuple, factor: float, path: Path) -> Path:
+    model = onnx.ModelProto()
+    model.CopyFrom(base)
+    init = next(i for i in model.graph.initializer if i.name == name)
+    array = numpy_helper.to_array(init).copy()
+    array[index] *= factor
+    init.CopyFrom(numpy_helper.from_array(array, name))
+    onnx.save(model, str(path))
+    return path
+
+
+def weight_sites(base: onnx.ModelProto, per_tensor: int, rng) -> list[tuple[str, tuple, bool]]:
+    """(initializer, element, is the tensor's largest) for every float weight tensor with more than 2 elements."""
+    sites = []
+    for init in base.graph.initializer:
+        array = numpy_helper.to_array(init)
+        if array.dtype != np.float32 or array.size <= 2:
+            continue
+        sites.append((init.name, tuple(int(i) for i in np.unravel_index(int(np.argmax(np.abs(array))), array.shape)), True))
+        sites += [(init.name, tuple(int(rng.integers(0, s)) for s in array.shape), False) for _ in range(per_tensor)]
+    return sites
+
+
+def one_percent(tmp: Path, cell: str, bidirectional: bool, layers: int, args) -> None:
+    ckpt, good = trained_file(tmp, cell, bidirectional, layers, args.epochs)
+    base = onnx.load(str(good))
+    rng = np.random.default_rng(0)
+    caught, largest, ratios, missed = 0, [0, 0], [], []
+    sites = weight_sites(base, args.weights, rng)
+    for name, index, is_largest in sites:
+        report = rnnedge.verify(ckpt, changed(base, name, index, 1.01, tmp / "broken.onnx"), providers=["CPUExecutionProvider"])
+        hit = not report
+        caught += hit
+        largest[0] += hit and is_largest
+        largest[1] += is_largest
+        ratios.append(report.worst_ratio() or 0.0)
+        if not hit:
+            w = numpy_helper.to_array(next(i for i in base.graph.initializer if i.name == name))[index]
+            missed.append(f"{name}{list(index)} (|w| {abs(w):.2g}, {ratios[-1]:.1f}x noise)")
+    print(f"{cell:4} {'bi ' if bidirectional else 'uni'} {layers}L: 1% of one weight caught {caught}/{len(sites)} "
+          f"(largest of each tensor {largest[0]}/{largest[1]}); error/noise median {np.median(ratios):.0f}, "
+          f"min {min(ratios):.1f} (bound {NOISE_K:g})" + (f"; missed: {', '.join(missed[:4])}" if missed else ""), flush=True)
+
+
+def smallest_eps(tmp: Path, args) -> None:
+    ckpt, good = trained_file(tmp, "gru", False, 1, args.epochs)
+    base = onnx.load(str(good))
+    rng = np.random.default_rng(1)
+    found = []
+    for name, index, _ in weight_sites(base, 1, rng):
+        smallest = None
+        for eps in EPS:
+            if rnnedge.verify(ckpt, changed(base, name, index, 1 + eps, tmp / "broken.onnx"), providers=["CPUExecutionProvider"]):
+                break
+            smallest = eps
+        found.append(smallest)
+        print(f"  {name:>22} {str(list(index)):>10}: smallest change caught {smallest}", flush=True)
+    hits = [e for e in found if e is not None]
+    print(f"gru: {len(hits)}/{len(found)} weights caught at <= 10%; median smallest change caught {np.median(hits):.0e}, best {min(hits):.0e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cell", default="gru")
-    parser.add_argument("--weights", type=int, default=30)
+    parser.add_argument("--cells", default="rnn,gru,lstm")
+    parser.add_argument("--weights", type=int, default=2, help="random elements per weight tensor (plus its largest)")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--eps", action="store_true", help="also the smallest change caught, per weight, on one GRU")
     args = parser.parse_args()
-    task = get_task("seed")
-    model = train(task.default_config(args.cell), task, epochs=5, seed=0, progress=False).model
     tmp = Path(tempfile.mkdtemp())
-    ckpt = tmp / "seed.safetensors"
-    save_checkpoint(ckpt, model, task="seed")
-    good = tmp / "good.onnx"
-    rnnedge.export_checkpoint(ckpt, good, lowering="native", verify=False)
-    base = onnx.load(str(good))
-    node = next(n for n in base.graph.node if n.op_type in ("RNN", "GRU", "LSTM"))
-    rng = np.random.default_rng(0)
-    smallest = []
-    for k in range(args.weights):
-        which = node.input[[1, 2, 3][k % 3]]  # W, R, B in turn
-        init = next(i for i in base.graph.initializer if i.name == which)
-        array = numpy_helper.to_array(init)
-        index = tuple(int(rng.integers(0, s)) for s in array.shape)
-        found = None
-        for eps in EPS:
-            broken = onnx.ModelProto()
-            broken.CopyFrom(base)
-            target = next(i for i in broken.graph.initializer if i.name == which)
-            changed = array.copy()
-            changed[index] *= 1 + eps
-            target.CopyFrom(numpy_helper.from_array(changed, which))
-            path = tmp / "broken.onnx"
-            onnx.save(broken, str(path))
-            if not rnnedge.verify(ckpt, path):
-                found = eps
-            else:
-                break
-        smallest.append(found)
-        print(f"{which:>24} {str(index):>12} |w|={abs(array[index]):.3f}  smallest caught: {found}")
-    caught = [e for e in smallest if e is not None]
-    print(f"\n{args.cell}: {len(caught)}/{len(smallest)} single weights caught at a 10% change or less; "
-          f"median smallest change caught {np.median(caught):.0e}, best {min(caught):.0e}")
+    for cell, bidirectional, layers in itertools.product(args.cells.split(","), [False, True], [1, 2]):
+        one_percent(tmp, cell, bidirectional, layers, args)
+    if args.eps:
+        smallest_eps(tmp, args)
 
 
 if __name__ == "__main__":

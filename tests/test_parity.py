@@ -276,3 +276,23 @@ def test_quick_check_probes_past_256_and_the_example_length(seed_checkpoint, see
     assert any(int(n.rsplit("seq ", 1)[1].split(",")[0]) > 256 for n in names if "seq " in n)
     shapes = [f["x"].shape[1] for _, f in generate_cases(spec)]
     assert max(shapes) > 512 and any(256 < t <= 512 for t in shapes)
+
+
+class BranchPast100(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(5, 8, batch_first=True)
+
+    def forward(self, x):
+        if x.shape[1] > 100:
+            return self.lstm(x * 0.5)[0]
+        return self.lstm(x)[0]
+
+
+def test_verify_probes_inside_a_recorded_range_and_expects_refusal_just_past_it(tmp_path):
+    module, path = BranchPast100().eval(), tmp_path / "m.onnx"
+    rnnedge.export(module, (torch.randn(2, 10, 5),), path, input_names=["x"], allow_bounded=True)
+    report = rnnedge.verify(module, path)
+    assert report, report.summary()
+    assert max(int(c.case.rsplit("seq ", 1)[1].split(",")[0]) for c in report.cases if "seq " in c.case and "outside" not in c.case) == 100
+    assert [c.case for c in report.cases if "outside" in c.case] == ["outside the recorded range: seq 101 (valid 1..100)"]

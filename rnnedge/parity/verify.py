@@ -125,7 +125,13 @@ def verify(model_or_ckpt, onnx_path, *, atol: float | None = None, rtol: float |
     """Compare torch and onnxruntime on generated cases, on every available provider. Never raises on a mismatch.
 
     atol/rtol None: the noise policy (see rnnedge.parity.compare); given: fixed tolerances.
+    A folder is a seq2seq export (encoder.onnx + decoder.onnx): rnnedge.seq2seq.verify checks each file and the decode.
     """
+    if Path(onnx_path).is_dir():
+        from ..seq2seq.verify import verify_folder
+
+        return verify_folder(model_or_ckpt, onnx_path, atol=atol, rtol=rtol, cases=cases, providers=providers,
+                             allow_ill_conditioned=allow_ill_conditioned)
     stored_spec, meta = spec_of(onnx_path)
     spec = spec or stored_spec
     atol, rtol = tolerances(meta, atol, rtol)
@@ -135,7 +141,29 @@ def verify(model_or_ckpt, onnx_path, *, atol: float | None = None, rtol: float |
         refs = reference(torch_runner, generate_cases(spec, extra=cases, example_seq=example_seq), report)
         for provider in providers or available_providers():
             run_provider(onnx_path, provider, refs, report, spec, torch_runner, stream)
+    report.cases.extend(range_probes(onnx_path, spec))
     return report
+
+
+def range_probes(onnx_path, spec: IOSpec) -> list[CaseResult]:
+    """Per bounded axis (a range recorded at export): a size just past it must be refused by rnnedge.runtime."""
+    rows = []
+    for axis, span in (getattr(spec, "ranges", None) or {}).items():
+        hi = (list(span) + [None, None])[1]
+        if hi is None:
+            continue
+        sizes = {**case_sizes(spec, 1, 1), axis: int(hi) + 1}
+        name = f"outside the recorded range: {axis} {int(hi) + 1} (valid {span[0]}..{hi})"
+        try:
+            from ..runtime import Session
+
+            Session(onnx_path, providers="cpu").run_all(spec.make_inputs(sizes, seed=9))
+        except Exception as exc:  # refused, as it must be (any one-line error of the runtime)
+            log.debug("%s: refused (%s)", name, first_line(exc))
+            rows.append(CaseResult(name, "rnnedge.runtime", []))
+            continue
+        rows.append(CaseResult(name, "rnnedge.runtime", [], "accepted a size outside the range the file is valid for"))
+    return rows
 
 
 def state_pairs(spec: IOSpec) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ParityError
 from ..spec import IOSpec, TensorSpec
-from .cases import case_sizes, generate_cases, time_axis
+from .cases import case_sizes, check_cases, generate_cases, time_axis
 from .compare import FP16_ATOL, FP16_RTOL, CaseResult, ParityReport, compare
 from .runners import OrtRunner, TorchRunner, available_providers, first_line, ort_session
 
@@ -216,14 +216,17 @@ def example_length(spec: IOSpec, examples) -> int | None:
     return None
 
 
-def quick_check(module, onnx_path, spec: IOSpec, examples=None) -> ParityReport:
+def quick_check(module, onnx_path, spec: IOSpec, examples=None, only_checks: bool = False) -> ParityReport:
     """The check export runs (CPU): seq 1, small, the example's +-1, past 256; raises ParityError naming the case.
+
+    `examples`: the export's example inputs (their time length gives the +-1 probes). `only_checks`: run the
+    user's check inputs (spec.check_feeds) alone, at exactly their shapes, under the same noise policy.
 
     Outputs float32 cannot verify at a probe (ill-conditioned) are listed in the report and logged, not
     raised: the export cannot prove anything there, and `rnnedge verify` makes that call explicitly.
     """
     report = ParityReport(allow_ill_conditioned=True)
-    cases = generate_cases(spec, quick=True, example_seq=example_length(spec, examples))
+    cases = check_cases(spec) if only_checks else generate_cases(spec, quick=True, example_seq=example_length(spec, examples))
     with TorchRunner(module, spec) as torch_runner:
         refs = reference(torch_runner, cases, report)
         run_provider(onnx_path, CPU, refs, report, spec, torch_runner, stream=False)

@@ -54,6 +54,10 @@ def evaluate_file(model: str | Path, task_name: str | None = None, split: str = 
     model = Path(model)
     if not model.exists():
         raise BadInputError(f"{model}: no such file")
+    from .seq2seq.evaluate import evaluate_path, is_seq2seq_path
+
+    if is_seq2seq_path(model):  # a seq2seq checkpoint or exported folder: exact match of generated strings
+        return evaluate_path(model, task_name, split=split, batch_size=batch_size)
     task_name = task_name or model_task(model)
     if not task_name:
         raise BadInputError(f"{model}: no task in its metadata; pass --task")

@@ -134,6 +134,10 @@ def export_checkpoint(checkpoint, path, *, target: str = "dynamic", lowering: st
     from .contract import contract
 
     model = load_checkpoint(checkpoint)
+    if getattr(model.config, "kind", None) == "seq2seq":  # an encoder-decoder exports to a folder: encoder.onnx + decoder.onnx
+        from .seq2seq.export import export_seq2seq
+
+        return export_seq2seq(model, path, opset=opset, verify=verify, target=target)
     c = contract(model, target, chunk=chunk, batch=batch)
     meta = getattr(model, "rnnedge_meta", {}) or {}
     metadata = {"rnnedge.config": json.dumps(model.config.to_dict(), sort_keys=True)}

@@ -120,6 +120,12 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
     """
     from .quantize_select import parse_for
 
+    if Path(model_path).is_dir():  # a seq2seq export: encoder.onnx and decoder.onnx, each quantized with these options
+        from .seq2seq.quantize import quantize_folder
+
+        return quantize_folder(model_path, out_path, mode=mode, calibration=calibration, calibration_method=calibration_method,
+                               per_channel=per_channel, keep_io_types=keep_io_types, deploy=deploy, forms=forms,
+                               op_types=op_types, quantize_conv=quantize_conv, threads=threads)
     if mode not in MODES:
         raise BadInputError(f"unknown quantization mode {mode!r}: expected one of {', '.join(MODES)}")
     if calibration_method not in CALIBRATION_METHODS:

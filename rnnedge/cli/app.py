@@ -111,10 +111,11 @@ def main() -> None:
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 model_argument = click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+model_or_folder_argument = click.argument("model", type=click.Path(path_type=Path))  # a folder: a seq2seq export (encoder + decoder)
 
 
-def output_option(help: str = "Output file.", required: bool = True):
-    return click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path), required=required, help=help)
+def output_option(help: str = "Output file.", required: bool = True, folder_ok: bool = False):
+    return click.option("-o", "--output", "output", type=click.Path(dir_okay=folder_ok, path_type=Path), required=required, help=help)
 
 
 def emit(data: dict[str, Any], as_json: bool, render: Callable[[Console, dict[str, Any]], None] | None = None) -> None:

@@ -9,11 +9,11 @@ import click
 from rnnedge.errors import ParityError
 
 from . import render
-from .app import cli, emit, err_console, json_option, model_argument, output_option, render_mapping
+from .app import cli, emit, err_console, json_option, model_argument, model_or_folder_argument, output_option, render_mapping
 
 # -- train ----------------------------------------------------------------------------------------
 
-TASK_CHOICE = click.Choice(["seed", "digits", "fillblank", "charlm"])
+TASK_CHOICE = click.Choice(["seed", "digits", "fillblank", "charlm", "dates"])
 
 
 @cli.command()
@@ -56,7 +56,7 @@ def train(task_name, cell, hidden, layers, bidirectional, dropout, epochs, seed,
 
 
 @cli.command()
-@model_argument
+@model_or_folder_argument
 @click.option("--task", "task_name", type=TASK_CHOICE, default=None, help="Task (default: the one in the model's metadata).")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
@@ -87,7 +87,7 @@ def inspect(file, as_json):
 
 @cli.command()
 @click.argument("source")
-@output_option("ONNX file to write.")
+@output_option("ONNX file to write (a folder for a seq2seq checkpoint: encoder.onnx + decoder.onnx).", folder_ok=True)
 @click.option("--target", type=click.Choice(["dynamic", "stream", "mobile"]), default="dynamic", show_default=True,
               help="dynamic: symbolic batch/seq; stream: h0/c0 in, hn/cn out; mobile: fixed chunk, plain operators.")
 @click.option("--lowering", type=click.Choice(["auto", "native", "scan", "unrolled"]), default="auto", show_default=True)
@@ -122,7 +122,7 @@ def export(source, output, target, lowering, chunk, opset, examples, input_names
 
 @cli.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
-@model_argument
+@model_or_folder_argument
 @click.option("--atol", type=click.FloatRange(min=0), default=None,
               help="Fixed absolute tolerance instead of the noise policy (default: 16x torch's own float32 noise; fp16 files 2e-2).")
 @click.option("--rtol", type=click.FloatRange(min=0), default=None, help="Fixed relative tolerance (with --atol; fp16 files 2e-2).")
@@ -138,7 +138,8 @@ def verify(checkpoint, model, atol, rtol, cases, providers, allow_ill_conditione
     from rnnedge.parity import verify as verify_parity
 
     read_checkpoint(checkpoint)  # refuse a bad checkpoint before any work
-    load_onnx(model, load_weights=False)
+    if not model.is_dir():  # a folder is a seq2seq export, checked file by file by rnnedge.seq2seq.verify
+        load_onnx(model, load_weights=False)
     if providers:  # unknown or unavailable names: one line (onnxruntime would fall back to CPU and say nothing useful)
         from rnnedge.runtime.sessions import select_providers
 
@@ -154,8 +155,8 @@ def verify(checkpoint, model, atol, rtol, cases, providers, allow_ill_conditione
 
 
 @cli.command()
-@model_argument
-@output_option("Quantized .onnx file to write.")
+@model_or_folder_argument
+@output_option("Quantized .onnx file to write (a folder for a seq2seq folder).", folder_ok=True)
 @click.option("--mode", type=click.Choice(["int8", "int8-static", "fp16"]), default="int8", show_default=True,
               help="int8: dynamic; int8-static: calibrated QDQ; fp16: float16 for GPU providers.")
 @click.option("--calibration", default=None, help="int8-static: a .npz of inputs (keys = model input names) or a task name.")

@@ -147,7 +147,8 @@ def beam_search(step: Step, memory: np.ndarray, mask: np.ndarray, state: np.ndar
     # best hypothesis: the highest-scoring finished one, else the highest-scoring one (beams are sorted)
     pick = np.where(finished.any(axis=1), finished.argmax(axis=1), 0)  # (B,)
     best = tokens.reshape(B, k, -1)[np.arange(B), pick]  # (B, L)
-    return [row.tolist() for row in best]
+    rows = [row.tolist() for row in best]
+    return [r[: r.index(eos)] if eos in r else r for r in rows]
 
 
 def read_meta(session) -> dict:
@@ -201,13 +202,18 @@ class Seq2SeqSession:
 
     def generate(self, strings: list[str], beam: int = 1, max_len: int | None = None, batch_size: int = 256) -> list[str]:
         """Decode `strings` in batches of `batch_size` -> output strings (greedy for beam=1)."""
+        return self.codec.decode(self.generate_ids(strings, beam=beam, max_len=max_len, batch_size=batch_size))
+
+    def generate_ids(self, strings: list[str], beam: int = 1, max_len: int | None = None, batch_size: int = 256) -> list[list[int]]:
+        """Decoded ids of `strings` (EOS and what follows cut off)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise BadInputError(f"batch_size must be a positive integer, got {batch_size!r}")
         steps = self.codec.max_len(max_len)
-        tokens_all = [self.codec.encode(strings[i : i + batch_size]) for i in range(0, len(strings), batch_size)]
-        out: list[str] = []
-        for tokens, lengths in tokens_all:
+        if isinstance(strings, str) or not isinstance(strings, (list, tuple)):
+            raise BadInputError(f"expected a list of strings, got {type(strings).__name__}")
+        batches = [self.codec.encode(strings[i : i + batch_size]) for i in range(0, len(strings), batch_size)]  # all checked first
+        out: list[list[int]] = []
+        for tokens, lengths in batches:
             memory, mask, state = self.encode(tokens, lengths)
-            ids = beam_search(self.step, memory, mask, state, beam=beam, max_len=steps, bos=self.codec.bos, eos=self.codec.eos)
-            out += self.codec.decode(ids)
+            out += beam_search(self.step, memory, mask, state, beam=beam, max_len=steps, bos=self.codec.bos, eos=self.codec.eos)
         return out

@@ -125,13 +125,23 @@ class Seq2SeqModel(nn.Module):
             prev = targets[:, t].clamp(min=0)  # (B,) padding (IGNORE) fed as <pad>; its loss is ignored anyway
         return self.decoder.head(torch.stack(features, dim=1))  # (B, Tt, V)
 
-    @torch.no_grad()
     def generate(self, strings: list[str], beam: int = 1, max_len: int | None = None) -> list[str]:
         """Decode `strings` (batched; greedy for beam=1, beam search otherwise) -> output strings."""
-        from rnnedge.runtime.seq2seq import Codec, beam_search
+        return self.codec().decode(self.generate_ids(strings, beam=beam, max_len=max_len))
 
-        codec = Codec(self.config.vocab, self.config.max_source_len, self.config.max_target_len)
+    def codec(self):
+        from rnnedge.runtime.seq2seq import Codec
+
+        return Codec(self.config.vocab, self.config.max_source_len, self.config.max_target_len)
+
+    @torch.no_grad()
+    def generate_ids(self, strings: list[str], beam: int = 1, max_len: int | None = None) -> list[list[int]]:
+        """Decoded ids of `strings` (EOS and what follows cut off): the search of rnnedge.runtime.seq2seq, torch steps."""
+        from rnnedge.runtime.seq2seq import beam_search
+
+        codec = self.codec()
         tokens, lengths = codec.encode(strings)
+        steps = codec.max_len(max_len)
         if len(strings) == 0:
             return []
         was_training = self.training
@@ -139,12 +149,10 @@ class Seq2SeqModel(nn.Module):
         try:
             device = next(self.parameters()).device
             memory, mask, state = self.encoder(torch.from_numpy(tokens).to(device), torch.from_numpy(lengths).to(device))
-            step = _torch_step(self.decoder, device)
-            ids = beam_search(step, memory.cpu().numpy(), mask.cpu().numpy(), state.cpu().numpy(), beam=beam,
-                              max_len=codec.max_len(max_len), bos=codec.bos, eos=codec.eos)
+            return beam_search(_torch_step(self.decoder, device), memory.cpu().numpy(), mask.cpu().numpy(), state.cpu().numpy(),
+                               beam=beam, max_len=steps, bos=codec.bos, eos=codec.eos)
         finally:
             self.train(was_training)
-        return codec.decode(ids)
 
 
 def _torch_step(decoder: DecoderStep, device):

@@ -1,0 +1,53 @@
+"""`rnnedge evaluate` for seq2seq models: exact match and character accuracy of generated strings on a split.
+
+    evaluate_path("d.safetensors")      # the checkpoint (torch generate)
+    evaluate_path("dates/")             # the exported folder (rnnedge.runtime.Seq2SeqSession, no torch)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rnnedge.errors import BadInputError
+
+
+def is_seq2seq_path(path: str | os.PathLike) -> bool:
+    """A folder (an exported encoder-decoder) or a checkpoint whose config is a seq2seq one."""
+    path = Path(path)
+    if path.is_dir():
+        return True
+    if path.suffix.lower() in (".onnx", ".ort") or not path.is_file():
+        return False
+    from rnnedge.checkpoint import read_checkpoint
+
+    return getattr(read_checkpoint(path)[0], "kind", None) == "seq2seq"
+
+
+def generator_for(path: str | os.PathLike, beam: int = 1):
+    """(generate(strings) -> strings, task name from metadata) for a folder or a seq2seq checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        from rnnedge.runtime.seq2seq import Seq2SeqSession
+
+        session = Seq2SeqSession(path)
+        task = session.encoder.get_modelmeta().custom_metadata_map.get("rnnedge.task")
+        return (lambda strings: session.generate(strings, beam=beam)), task
+    from rnnedge.checkpoint import load_checkpoint
+
+    model = load_checkpoint(path)
+    return (lambda strings: model.generate(strings, beam=beam)), (model.rnnedge_meta or {}).get("task")
+
+
+def evaluate_path(model: str | os.PathLike, task_name: str | None = None, split: str = "test", batch_size: int = 256,
+                  beam: int = 1) -> dict[str, Any]:
+    """{model, task, split, metric, metrics} like rnnedge.evaluation.evaluate_file, for seq2seq models."""
+    from rnnedge.tasks import get_task
+
+    generate, stored = generator_for(model, beam=beam)
+    task = get_task(task_name or stored or "dates")
+    if not getattr(task, "seq2seq", False):
+        raise BadInputError(f"{model}: a sequence-to-sequence model, but task {task.name} is not a sequence-to-sequence task")
+    metrics = task.evaluate(generate, split=split, batch_size=batch_size)
+    return {"model": str(model), "task": task.name, "split": split, "metric": task.metric, "beam": beam, "metrics": metrics}

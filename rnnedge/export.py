@@ -200,7 +200,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
             program = _torch_onnx_export(module, examples, dynamic_shapes if any(axes.get(n) for n in names) else None,
                                          names, output_names, opset)
     except Exception as exc:  # torch.export / onnx conversion failures: one readable line, saying whose it is
-        raise _own_error(exc) or ExportError(f"torch.onnx could not export the module: {_first_line(exc)}") from exc
+        raise _own_error(exc) or ExportError(f"torch.onnx could not export the module: {_first_line(exc)}{guards.failed_at(exc)}") from exc
     finally:
         module.train(was_training)
     spec.ranges = guards.check_program(program, names, axes, seen, allow_bounded=allow_bounded, ties=ties)  # bounded/specialised axes

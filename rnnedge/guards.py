@@ -24,6 +24,7 @@ Here, around the torch.onnx call:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -82,27 +83,62 @@ class _GuardHandler(logging.Handler):
             pass
 
 
+def failed_at(exc: BaseException) -> str:
+    """" at model.py:13 in forward (`if x.sum() > 0:`)": the user's line a torch.export failure came from, or ""."""
+    chain, frames = [], []
+    while exc is not None and exc not in chain and len(chain) < 8:  # torch.onnx re-raises torch.export's error from it
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    for err in reversed(chain):  # the root cause first
+        tb = err.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        if any(_is_user_code(f) for f in frames):
+            break
+    frame = next((f for f in reversed(frames) if _is_user_code(f)), None)
+    if frame is None:
+        return ""
+    import traceback
+
+    summary = traceback.FrameSummary(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+    code = (summary.line or "").strip()
+    return f" at {summary.filename}:{summary.lineno} in {summary.name}" + (f" (`{code}`)" if code else "")
+
+
 def _user_frame():
     """The innermost frame of the user's own code on the stack (not torch, the stdlib or rnnedge's export machinery)."""
+    import sys
+    import traceback
+
+    frame = sys._getframe(1)
+    while frame is not None and not _is_user_code(frame):
+        frame = frame.f_back
+    return traceback.FrameSummary(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name) if frame is not None else None
+
+
+def _is_user_code(frame) -> bool:
+    import os
+
+    own, torch_dir, stdlib = _library_paths()
+    name = os.path.abspath(frame.f_code.co_filename)
+    library = name.startswith(torch_dir) or (name.startswith(stdlib) and "-packages" + os.sep not in name)
+    return not library and name not in own and not frame.f_code.co_filename.startswith("<frozen")
+
+
+@functools.lru_cache(maxsize=1)
+def _library_paths():
+    """(rnnedge's own export files, torch's folder, the stdlib's folder): frames there are not the user's code."""
     import os
     import sys
     import sysconfig
-    import traceback
 
     import torch
 
     here = os.path.dirname(os.path.abspath(__file__))
     own = {os.path.join(here, f) for f in ("__init__.py", "guards.py", "export.py", "recurrence.py")}
     own.add(os.path.abspath(getattr(sys.modules.get("exporters.ops"), "__file__", None) or "-"))
-    torch_dir, stdlib = os.path.dirname(torch.__file__) + os.sep, sysconfig.get_paths()["stdlib"] + os.sep
-    frame = sys._getframe(1)
-    while frame is not None:
-        name = os.path.abspath(frame.f_code.co_filename)
-        library = name.startswith(torch_dir) or (name.startswith(stdlib) and "-packages" + os.sep not in name)
-        if not library and name not in own and not frame.f_code.co_filename.startswith("<frozen"):
-            return traceback.FrameSummary(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
-        frame = frame.f_back
-    return None
+    return frozenset(own), os.path.dirname(torch.__file__) + os.sep, sysconfig.get_paths()["stdlib"] + os.sep
 
 
 @contextlib.contextmanager
@@ -210,8 +246,8 @@ def _merged_labels(names, shapes, axes, tied, seen: GuardLog) -> list[tuple[str,
     for name, shape in zip(names, shapes):
         for ax, label in sorted(axes.get(name, {}).items()):
             dim = shape[ax] if shape is not None and ax < len(shape) else None
-            if not isinstance(dim, torch.SymInt) or label in tied:
-                continue
+            if not isinstance(dim, torch.SymInt) or label in tied or not dim.node.expr.is_Symbol:
+                continue  # an expression is refused as tied already
             for sym in map(str, dim.node.expr.free_symbols):
                 first = owner.setdefault(sym, label)
                 if first != label:

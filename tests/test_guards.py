@@ -265,3 +265,20 @@ def test_torch_warnings_about_guards_pass_through_and_the_noise_does_not(caplog)
         guards.pass_guard_warnings(caught)
     said = [r.getMessage() for r in caplog.records]
     assert any("specialized to 10" in m for m in said) and not any("torchvision" in m for m in said)
+
+
+class BranchOnValues(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(5, 8, batch_first=True)
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent: torch.export cannot trace it
+            return self.lstm(x)[0]
+        return self.lstm(-x)[0]
+
+
+def test_a_torch_export_failure_names_the_users_line(tmp_path):
+    with pytest.raises(ExportError, match="data-dependent") as err:
+        rnnedge.export(BranchOnValues().eval(), _x(), tmp_path / "m.onnx", input_names=["x"])
+    assert "test_guards.py" in str(err.value) and "if x.sum() > 0:" in str(err.value)

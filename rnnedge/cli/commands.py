@@ -154,6 +154,15 @@ def verify(checkpoint, model, atol, rtol, cases, providers, allow_ill_conditione
 # -- quantize ------------------------------------------------------------------------------------
 
 
+def _eval_source(ctx, param, value):
+    """--eval: a built-in task or an existing .npz/.npy of inputs, checked before anything is written."""
+    from rnnedge.tasks import TASKS
+
+    if value is None or value in TASKS or Path(value).is_file():
+        return value
+    raise click.BadParameter(f"{value!r} is neither a task ({', '.join(TASKS)}) nor an existing .npz of inputs")
+
+
 @cli.command()
 @model_or_folder_argument
 @output_option("Quantized .onnx file to write (a folder for a seq2seq folder).", folder_ok=True)
@@ -167,7 +176,7 @@ def verify(checkpoint, model, atol, rtol, cases, providers, allow_ill_conditione
 @click.option("--form", default=None, help="int8: use this form wherever it applies instead of measuring (see rnnedge.quantize_forms.FORMS).")
 @click.option("--op-types", default=None, help="int8: comma-separated op types whose weights become int8 (default MatMul,Gemm,RNN,GRU,LSTM,Gather).")
 @click.option("--quantize-conv", is_flag=True, default=False, help="int8: quantize Conv too (off by default: int8 Conv can hurt accuracy).")
-@click.option("--eval", "eval_task", default=None, metavar="TASK|INPUTS.npz",
+@click.option("--eval", "eval_task", default=None, metavar="TASK|INPUTS.npz", callback=_eval_source,
               help="Also report drift per output against float32 on a task's test split or your own inputs (.npz by input name).")
 @click.option("--max-drift", type=click.FloatRange(min=0), default=None,
               help="Exit 1 if an output moves by more than this fraction of its range (on --eval's inputs, else random ones).")

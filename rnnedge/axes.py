@@ -318,3 +318,41 @@ def check_feeds(check_inputs, names, axes, examples) -> tuple[list[dict], list[d
         sizes.append(seen)
         feeds.append({n: torch.as_tensor(t).detach().cpu().numpy() for n, t in zip(names, inputs)})
     return sizes, feeds
+
+
+def parse_fix_dims(items) -> dict[str, int]:
+    """["batch=1", ...] (the CLI's --fix-dim) -> {"batch": 1}."""
+    fixed = {}
+    for item in items or []:
+        name, sep, size = str(item).partition("=")
+        if not sep or not name.strip() or not size.strip().isdigit() or int(size) < 1:
+            raise BadInputError(f"--fix-dim {item!r}: expected NAME=SIZE with a positive integer size, e.g. batch=1")
+        fixed[name.strip()] = int(size)
+    return fixed
+
+
+def parse_ties_text(items) -> dict[str, str]:
+    """["samples=(frames - 4) * 256", ...] (the CLI's --tie) -> {"samples": "(frames - 4) * 256"}."""
+    ties = {}
+    for item in items or []:
+        name, sep, relation = str(item).partition("=")
+        if not sep or not name.strip() or not relation.strip():
+            raise BadInputError(f"--tie {item!r}: expected NAME=RELATION, e.g. 'samples=(frames - 4) * 256'")
+        ties[name.strip()] = relation.strip()
+    return ties
+
+
+def read_check_input(path, names: list[str] | None) -> tuple:
+    """One --check-input file (.npz: one array per input, named like the inputs or in order; .npy: one input)."""
+    import torch
+
+    from .files import load_arrays
+
+    arrays = load_arrays(path)
+    if names and all(n in arrays for n in names):
+        ordered = [arrays[n] for n in names]
+    elif names and len(arrays) != len(names):
+        raise BadInputError(f"{path}: holds {len(arrays)} arrays ({', '.join(arrays)}), the module takes {len(names)} ({', '.join(names)})")
+    else:
+        ordered = list(arrays.values())
+    return tuple(torch.from_numpy(a.copy()) for a in ordered)

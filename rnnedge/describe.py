@@ -80,6 +80,7 @@ def declared_spec(metadata: dict) -> dict:
         return {"spec": "unreadable rnnedge.spec metadata"}
     inputs = {t.name: f"{t.role} {t.dtype}[{', '.join(map(str, t.shape))}]" for t in spec.inputs}
     out = {"inputs": inputs, "outputs": list(spec.outputs)}
+    out["lengths"] = next((f"{t.name} ({t.dtype})" for t in spec.inputs if t.role == "lengths"), "none (every row is a full sequence)")
     out.update({k: v for k in ("ties", "fixed", "ranges") if (v := getattr(spec, k, None))})
     return {"spec": out}
 

@@ -88,24 +88,25 @@ def export(
     opset: int = 18,
     verify: bool = True,
     metadata: dict | None = None,
+    allow_bounded: bool = False,
     tied_axes: dict | None = None,
     fix_dims: dict | None = None,
     check_inputs: list | None = None,
-    allow_bounded: bool = False,
 ) -> ExportResult:
     """Export any nn.Module containing nn.RNN/GRU/LSTM layers to one self-contained ONNX file.
 
+    allow_bounded: a dynamic axis torch.export found valid only in a range (`if x.shape[1] > 100:`) is refused
+    unless this is True; then the range is written to the spec and metadata and rnnedge.runtime enforces it.
     tied_axes: {label: "(frames - 4) * 256" | "other_label" | [valid sizes]}: how a named axis relates to others.
     fix_dims: {label: size}: pin a named axis to a concrete size in the file (runtimes that refuse symbolic dims).
-    check_inputs: [example input tuples]: the quick check runs on exactly these (no invented sizes).
-    allow_bounded: a dynamic axis torch.export found valid only in a range (`if x.shape[1] > 100:`) is refused
-    unless this is True; then the range is written to the spec and metadata and rnnedge.runtime enforces it."""
+    check_inputs: [example input tuples]: the quick check runs on exactly these (no invented sizes)."""
     start = time.perf_counter()
     if target not in TARGETS:
         raise BadInputError(f"unknown target '{target}': expected one of {', '.join(TARGETS)}")
     if lowering not in LOWERINGS:
         raise BadInputError(f"unknown lowering '{lowering}': expected one of {', '.join(LOWERINGS)}")
     examples = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    module, examples = axes_.flatten_inputs(module, examples)  # (x, (h0, c0), lengths) -> x, h0, c0, lengths
     model, spec, chosen = build_onnx(module, examples, dynamic_axes=dynamic_axes, target=target, lowering=lowering,
                                      input_names=input_names, output_names=output_names, opset=opset, allow_bounded=allow_bounded,
                                      tied_axes=tied_axes, fix_dims=fix_dims, check_inputs=check_inputs)
@@ -128,18 +129,23 @@ def export(
 
 
 def export_checkpoint(checkpoint, path, *, target: str = "dynamic", lowering: str = "auto", chunk: int = 16,
-                      batch: int = 1, opset: int = 18, verify: bool = True) -> ExportResult:
-    """Export an rnnedge checkpoint with the contract's I/O (x|tokens, lengths, h0/c0 -> logits|y, hn/cn)."""
+                      batch: int = 1, opset: int = 18, verify: bool = True, lengths: bool | None = None,
+                      fix_dims: dict | None = None) -> ExportResult:
+    """Export an rnnedge checkpoint with the contract's I/O (x|tokens, [lengths], h0/c0 -> logits|y, hn/cn).
+
+    lengths: None takes `lengths` as an input only when the checkpoint's task has sequences of varying length
+    (every built-in classification/LM task has fixed lengths); True/False force it. fix_dims pins named axes."""
     from .checkpoint import load_checkpoint
-    from .contract import contract
+    from .contract import contract, task_has_lengths
 
     model = load_checkpoint(checkpoint)
     if getattr(model.config, "kind", None) == "seq2seq":  # an encoder-decoder exports to a folder: encoder.onnx + decoder.onnx
         from .seq2seq.export import export_seq2seq
 
         return export_seq2seq(model, path, opset=opset, verify=verify, target=target)
-    c = contract(model, target, chunk=chunk, batch=batch)
     meta = getattr(model, "rnnedge_meta", {}) or {}
+    with_lengths = task_has_lengths(meta.get("task")) if lengths is None else bool(lengths)
+    c = contract(model, target, chunk=chunk, batch=batch, lengths=with_lengths)
     metadata = {"rnnedge.config": json.dumps(model.config.to_dict(), sort_keys=True)}
     if meta.get("task"):
         metadata["rnnedge.task"] = meta["task"]
@@ -148,7 +154,8 @@ def export_checkpoint(checkpoint, path, *, target: str = "dynamic", lowering: st
     if target == "mobile":
         metadata["rnnedge.chunk"] = str(chunk)
     return export(c.module, c.examples, path, dynamic_axes=c.dynamic_axes, target=target, lowering=lowering,
-                  input_names=c.input_names, output_names=c.output_names, opset=opset, verify=verify, metadata=metadata)
+                  input_names=c.input_names, output_names=c.output_names, opset=opset, verify=verify, metadata=metadata,
+                  fix_dims=fix_dims)
 
 
 def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowering="auto", input_names=None,
@@ -210,6 +217,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     model = _optimize(model)  # after lowering: onnxscript's optimizer cannot type the placeholder
     _apply_lowering(model, chosen)
     _finish(model, axes, spec, dynamic_axes or {})
+    fixups.restore_input_names(model, names)
     guards.check_frozen(model, axes, dynamic_axes or {})
     spec.outputs = [o.name for o in model.graph.output]
     return model, spec, chosen
@@ -391,6 +399,12 @@ def set_metadata(model, meta: dict[str, str]) -> None:
     helper.set_model_props(model, dict(sorted(existing.items())))
 
 
+def _range_metadata(spec) -> dict:
+    from .guards import range_metadata
+
+    return range_metadata(getattr(spec, "ranges", None) or {})
+
+
 def _own_error(exc: BaseException) -> RnnEdgeError | None:
     """rnnedge's own refusal raised inside torch's tracing (torch.onnx wraps it): re-raised as it was."""
     seen = set()
@@ -419,12 +433,6 @@ def _check_given(module, path, spec: IOSpec):
     if not report:
         raise ParityError("the exported model differs from torch: " + report.summary().splitlines()[-1].strip(), report)
     return report
-
-
-def _range_metadata(spec) -> dict:
-    from .guards import range_metadata
-
-    return range_metadata(getattr(spec, "ranges", None) or {})
 
 
 def _first_line(exc: BaseException) -> str:

@@ -47,11 +47,11 @@ def seed_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def seed_onnx(seed_checkpoint, tmp_path_factory):
-    """The seed GRU (features 5, classes down/flat/up) exported with dynamic axes."""
+    """The seed GRU (features 5, classes down/flat/up) exported with dynamic axes and a lengths input."""
     from rnnedge.export import export_checkpoint
 
     path = tmp_path_factory.mktemp("seed-onnx") / "seed.onnx"
-    export_checkpoint(seed_checkpoint[0], path, verify=False)
+    export_checkpoint(seed_checkpoint[0], path, verify=False, lengths=True)  # seed's default would leave lengths out
     return path
 
 

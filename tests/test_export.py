@@ -99,7 +99,30 @@ def test_metadata_and_checkpoint_export(seed_checkpoint, tmp_path):
     assert {"rnnedge.config", "rnnedge.version", "rnnedge.task", "rnnedge.labels", "rnnedge.lowering", "rnnedge.target"} <= set(meta)
     assert json.loads(meta["rnnedge.config"])["input_size"] == 5
     assert meta["rnnedge.task"] == "seed" and meta["rnnedge.target"] == "dynamic"
-    assert result.inputs == ["x", "lengths"] and result.outputs == ["logits"]
+    assert result.inputs == ["x"] and result.outputs == ["logits"]  # seed sequences never vary: no lengths input
+
+
+@pytest.mark.parametrize("lengths, inputs", [(None, ["x"]), (True, ["x", "lengths"]), (False, ["x"])])
+def test_checkpoint_lengths_input_follows_the_task_unless_asked(seed_checkpoint, tmp_path, lengths, inputs):
+    from rnnedge.runtime import Session
+
+    path, _ = seed_checkpoint
+    result = rnnedge.export_checkpoint(path, tmp_path / "s.onnx", lengths=lengths)
+    assert result.inputs == inputs and result.parity
+    report = rnnedge.verify(path, tmp_path / "s.onnx")  # verify rebuilds the same wrapper from the checkpoint
+    assert report
+    x = np.random.default_rng(0).standard_normal((3, 10, 5)).astype(np.float32)
+    assert Session(tmp_path / "s.onnx").run(x).shape == (3, 3)  # the runtime takes files with or without lengths
+
+
+def test_checkpoint_stream_without_lengths_and_pinned_batch(seed_checkpoint, tmp_path):
+    path, _ = seed_checkpoint
+    result = rnnedge.export_checkpoint(path, tmp_path / "s.onnx", target="stream", lengths=False, fix_dims={"batch": 1})
+    assert result.inputs == ["x", "h0"] and result.parity
+    model = onnx.load(str(tmp_path / "s.onnx"))
+    assert symbolic_dims(model.graph.input) == {"x": [1, "seq", 5], "h0": [1, 1, 8]}
+    assert json.loads({p.key: p.value for p in model.metadata_props}["rnnedge.fixed_dims"]) == {"batch": 1}
+    assert rnnedge.verify(path, tmp_path / "s.onnx")
 
 
 def test_stream_target_refuses_bidirectional(tmp_path):

@@ -97,21 +97,38 @@ def inspect(file, as_json):
 @click.option("--input-name", "input_names", multiple=True, help="FILE.py:FACTORY only: input names, in order.")
 @click.option("--output-name", "output_names", multiple=True, help="FILE.py:FACTORY only: output names, in order.")
 @click.option("--no-verify", is_flag=True, help="Skip the quick parity check after export.")
+@click.option("--lengths/--no-lengths", "lengths", default=None, help="Checkpoints: take a 'lengths' input (default: only when the task's "
+              "sequences vary in length).")
+@click.option("--fix-dim", "fix_dims", multiple=True, metavar="NAME=SIZE", help="Pin a named axis to a size in the file, e.g. batch=1 "
+              "(for runtimes that refuse symbolic dims); repeatable.")
+@click.option("--tie", "ties", multiple=True, metavar="NAME=RELATION", help="FILE.py:FACTORY only: how an axis relates to another, "
+              "e.g. 'samples=(frames - 4) * 256'; repeatable.")
+@click.option("--check-input", "check_inputs", multiple=True, type=click.Path(dir_okay=False), help="FILE.py:FACTORY only: an .npz of "
+              "inputs (named like the inputs, or in order) the quick check runs on instead of sizes it picks; repeatable.")
 @click.option("--allow-bounded", is_flag=True, help="FILE.py:FACTORY only: a dynamic axis the module's code bounds (if x.shape[1] > 100) "
               "is recorded (metadata rnnedge.range.<axis>) and enforced by rnnedge.runtime instead of refused.")
 @json_option
-def export(source, output, target, lowering, chunk, opset, examples, input_names, output_names, no_verify, allow_bounded, as_json):
+def export(source, output, target, lowering, chunk, opset, examples, input_names, output_names, no_verify, lengths, fix_dims, ties,
+           check_inputs, allow_bounded, as_json):
     """Export a checkpoint (or FILE.py:FACTORY, your own module) to one ONNX file with dynamic axes."""
+    from rnnedge.axes import parse_fix_dims, parse_ties_text, read_check_input
+    from rnnedge.errors import BadInputError
     from rnnedge.export import export_checkpoint
     from rnnedge.usermodule import export_factory, is_factory_ref
 
+    fixed = parse_fix_dims(fix_dims)
     if is_factory_ref(source):
+        names = list(input_names) or [f"input_{i}" for i in range(len(examples))]
+        axis_options = dict(fix_dims=fixed or None, tied_axes=parse_ties_text(ties) or None,
+                            check_inputs=[read_check_input(f, names) for f in check_inputs] or None)
         result = export_factory(source, list(examples), output, target=target, lowering=lowering,
                                 input_names=list(input_names) or None, output_names=list(output_names) or None,
-                                opset=opset, verify=not no_verify, allow_bounded=allow_bounded)
+                                opset=opset, verify=not no_verify, allow_bounded=allow_bounded, **axis_options)
     else:
+        if ties or check_inputs:
+            raise BadInputError("--tie and --check-input are for FILE.py:FACTORY modules; a checkpoint's axes are declared by rnnedge")
         result = export_checkpoint(Path(source), output, target=target, lowering=lowering, chunk=chunk, opset=opset,
-                                   verify=not no_verify)
+                                   verify=not no_verify, lengths=lengths, fix_dims=fixed or None)
     data = result.to_dict()
     emit(data, as_json, lambda c, d: render_mapping(c, {k: v for k, v in d.items() if k != "parity"} | (
         {"parity": result.parity.summary()} if result.parity is not None else {})))

@@ -153,7 +153,7 @@ def _check_lengths(sess, feeds: dict, batch: int, seq: int | None) -> None:
     lengths = feeds.pop("lengths", None)
     if lengths is None:
         if sess.has_lengths:
-            feeds["lengths"] = np.full((batch,), seq or 1, dtype=np.int64)
+            feeds["lengths"] = np.full((batch,), seq or 1, dtype=_lengths_dtype(sess))
         return
     lengths = np.asarray(lengths)
     if lengths.dtype.kind not in "iu":
@@ -167,8 +167,13 @@ def _check_lengths(sess, feeds: dict, batch: int, seq: int | None) -> None:
     if seq is not None and (lengths > seq).any():
         raise BadInputError(f"lengths up to {int(lengths.max())} exceed the sequence length {seq}")
     if sess.has_lengths:
-        feeds["lengths"] = lengths.astype(np.int64)
+        feeds["lengths"] = lengths.astype(_lengths_dtype(sess))
     elif seq is not None and (lengths != seq).any():
         raise BadInputError(f"rows have different lengths ({int(lengths.min())}..{int(lengths.max())}) "
                             "but this model has no 'lengths' input: pass equal-length sequences")
 
+
+def _lengths_dtype(sess):
+    """The model's own lengths dtype (int64 for rnnedge checkpoints; a user module's int32 stays int32)."""
+    info = sess._by_name.get("lengths")
+    return info.dtype if info is not None and not isinstance(info.dtype, str) else np.int64

@@ -82,7 +82,7 @@ class TorchRunner:
             torch.set_default_dtype(torch.float64)  # state built inside forward comes out float64 as well
             return self.infer(feeds, self._double, np.float64)
         except Exception as exc:
-            self.float64_error = f"float64 reference unavailable ({first_line(exc)}): noise from float32 rounding of the output scale only"
+            self.float64_error = f"float64 reference unavailable ({first_line(exc)}): noise estimated in float32 alone (inputs moved by one rounding)"
             log.warning("%s", self.float64_error)
             return None
         finally:

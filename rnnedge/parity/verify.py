@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ParityError
 from ..spec import IOSpec, TensorSpec
 from .cases import case_sizes, check_cases, generate_cases, time_axis
-from .compare import FP16_ATOL, FP16_RTOL, CaseResult, ParityReport, compare
+from .compare import EPS32, FP16_ATOL, FP16_RTOL, CaseResult, ParityReport, compare
 from .runners import OrtRunner, TorchRunner, available_providers, first_line, ort_session
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ def torch_module_for(model_or_ckpt, meta: dict):
 
 
 def reference(runner: TorchRunner, cases, report: ParityReport) -> list[tuple]:
-    """(name, feeds, torch32, torch64 or None) per case; a case torch refuses is a report row."""
+    """(name, feeds, torch32, torch64, None) per case, or (..., None, float32 noise estimate) where float64 cannot run;
+    a case torch refuses is a report row."""
     refs = []
     for name, feeds in cases:
         try:
@@ -75,10 +76,25 @@ def reference(runner: TorchRunner, cases, report: ParityReport) -> list[tuple]:
         except Exception as exc:  # torch refuses the case: report it, do not crash
             report.cases.append(CaseResult(name, "torch", [], f"torch failed: {first_line(exc)}"))
             continue
-        refs.append((name, feeds, ref, runner.infer_float64(feeds)))
+        ref64 = runner.infer_float64(feeds)
+        refs.append((name, feeds, ref, ref64, float32_noise(runner, feeds, ref) if ref64 is None else None))
     if runner.float64_error and runner.float64_error not in report.notes:
         report.notes.append(runner.float64_error)
     return refs
+
+
+def float32_noise(runner: TorchRunner, feeds: dict, ref: dict) -> dict:
+    """Without a float64 answer: per output, how far torch's float32 answer moves when every float input moves by
+    one rounding (x * (1 +- eps32)), a float32-only estimate of the rounding noise the recurrence amplifies."""
+    rng = np.random.default_rng(0)
+    nudged = {k: (v * (1 + np.float32(EPS32) * rng.choice([-1, 1], size=v.shape)).astype(v.dtype)
+                  if np.issubdtype(np.asarray(v).dtype, np.floating) else v) for k, v in feeds.items()}
+    try:
+        other = runner.infer(nudged)
+    except Exception:  # the module refuses the nudged values: the scale floor alone
+        return {}
+    with np.errstate(invalid="ignore", over="ignore"):
+        return {k: float(np.nan_to_num(np.abs(other[k] - v), nan=0.0, posinf=0.0).max(initial=0.0)) for k, v in ref.items() if k in other}
 
 
 def output_names_row(spec: IOSpec, file_outputs: list[str], provider: str) -> CaseResult | None:
@@ -103,13 +119,13 @@ def run_provider(onnx_path, provider: str, refs, report: ParityReport, spec: IOS
         row = output_names_row(spec, runner.output_names, provider)
         if row is not None:
             report.cases.append(row)
-        for name, feeds, ref, ref64 in refs:
+        for name, feeds, ref, ref64, noise in refs:
             try:
                 out = runner.infer(feeds)
             except Exception as exc:
                 report.cases.append(CaseResult(name, provider, [], f"onnxruntime failed: {first_line(exc)}"))
                 continue
-            report.extend(compare(ref, out, atol, rtol, name, provider, ref64=ref64, allow_ill_conditioned=allow))
+            report.extend(compare(ref, out, atol, rtol, name, provider, noise=noise, ref64=ref64, allow_ill_conditioned=allow))
         if stream and state_pairs(spec):
             try:
                 report.extend(check_streaming(torch_runner, runner, spec, report, provider))
@@ -188,6 +204,7 @@ def check_streaming(torch_runner, ort_runner, spec: IOSpec, report: ParityReport
     if lengths is not None:  # every row runs through all chunks
         whole[lengths.name] = np.full_like(whole[lengths.name], whole[first.name].shape[1])
     ref, ref64 = torch_runner.infer(whole), torch_runner.infer_float64(whole)
+    noise = float32_noise(torch_runner, whole, ref) if ref64 is None else None
     pairs = state_pairs(spec)
     state = {i: whole[i] for _, i in pairs}
     pieces: dict[str, list] = {}
@@ -204,7 +221,7 @@ def check_streaming(torch_runner, ort_runner, spec: IOSpec, report: ParityReport
     joined = {name: (np.concatenate(parts, axis=1) if parts[0].ndim == 3 and name not in carried else parts[-1])
               for name, parts in pieces.items()}
     return compare(ref, joined, report.atol, report.rtol, f"stream: {chunks} chunks of {step} vs whole", provider,
-                   ref64=ref64, allow_ill_conditioned=report.allow_ill_conditioned)
+                   noise=noise, ref64=ref64, allow_ill_conditioned=report.allow_ill_conditioned)
 
 
 def example_length(spec: IOSpec, examples) -> int | None:

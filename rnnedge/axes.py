@@ -331,6 +331,18 @@ def parse_fix_dims(items) -> dict[str, int]:
     return fixed
 
 
+def parse_axes_text(items) -> dict[str, dict[int, str]]:
+    """["mel:1=frames", "mel:0=batch", ...] (the CLI's --axis) -> dynamic_axes {"mel": {0: "batch", 1: "frames"}}."""
+    axes: dict[str, dict[int, str]] = {}
+    for item in items or []:
+        where, sep, label = str(item).partition("=")
+        name, colon, axis = where.rpartition(":")
+        if not sep or not colon or not name or not axis.strip().isdigit() or not label.strip():
+            raise BadInputError(f"--axis {item!r}: expected INPUT:AXIS=LABEL, e.g. mel:1=frames")
+        axes.setdefault(name.strip(), {})[int(axis)] = label.strip()
+    return axes
+
+
 def parse_ties_text(items) -> dict[str, str]:
     """["samples=(frames - 4) * 256", ...] (the CLI's --tie) -> {"samples": "(frames - 4) * 256"}."""
     ties = {}

@@ -212,7 +212,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
         module.train(was_training)
     spec.ranges = guards.check_program(program, names, axes, seen, allow_bounded=allow_bounded, ties=ties)  # bounded/specialised axes
     model = program.model_proto
-    fixups.repair(model)  # torch.onnx quirks that are no-ops in torch (Squeeze of a non-1 axis, ...)
+    fixups.repair(model, axes)  # torch.onnx quirks that are no-ops in torch (Squeeze of a non-1 axis, ...)
     native.lower_torch_recurrent(model)
     model = _optimize(model)  # after lowering: onnxscript's optimizer cannot type the placeholder
     _apply_lowering(model, chosen)

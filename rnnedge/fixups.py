@@ -6,7 +6,8 @@ recorded in `value_info`, logs what it changed, and returns a list of one-line n
 - `Squeeze(axes)` on an axis whose size is not 1: torch's `x.squeeze(1)` is then a no-op, but
   torch.onnx writes an ONNX Squeeze that the checker and onnxruntime reject. When torch's own
   output shape kept the axis, the axis is dropped from the Squeeze (an Identity when none is left).
-  A symbolic axis kept this way means torch.export assumed its size is not 1: the note says so.
+  A symbolic axis kept this way is refused: torch.export assumed its size is not 1, but at size 1
+  torch does drop it, and one ONNX graph cannot return both ranks.
 - Data-dependent sizes (torch's unbacked symbols `u0`, `u1`, e.g. `pad_packed_sequence` without
   `total_length` returns max(lengths) steps) get a readable name: `max_length`.
 """
@@ -21,9 +22,10 @@ log = logging.getLogger(__name__)
 _UNBACKED = re.compile(r"^u\d+$")
 
 
-def repair(model) -> list[str]:
-    """Apply every repair to `model` (an onnx.ModelProto, edited in place); return what was done."""
-    notes = drop_noop_squeezes(model)
+def repair(model, axes: dict | None = None) -> list[str]:
+    """Apply every repair to `model` (an onnx.ModelProto, edited in place); return what was done.
+    `axes` ({input: {axis: label}}) names torch's symbols in messages."""
+    notes = drop_noop_squeezes(model, _labels(model, axes or {}))
     notes += name_data_dependent_dims(model)
     for note in notes:
         log.info("repaired: %s", note)
@@ -58,8 +60,22 @@ def _constant_ints(graph) -> dict[str, tuple[list[int], object]]:
     return found
 
 
-def drop_noop_squeezes(model) -> list[str]:
-    """Squeeze axes that torch left in place (size not 1) are dropped; see the module docstring."""
+def _labels(model, axes: dict) -> dict[str, str]:
+    """torch's symbol ("s53") -> the user's label ("seq"), read off the graph inputs."""
+    labels = {}
+    for vi in model.graph.input:
+        dims = vi.type.tensor_type.shape.dim
+        for ax, label in axes.get(vi.name, {}).items():
+            if ax < len(dims) and dims[ax].HasField("dim_param"):
+                labels[dims[ax].dim_param] = label
+    return labels
+
+
+def drop_noop_squeezes(model, labels: dict[str, str] | None = None) -> list[str]:
+    """Squeeze axes that torch left in place (size not 1) are dropped; see the module docstring.
+
+    A symbolic axis is refused instead: torch.export assumed it is not 1, but at size 1 torch's squeeze does
+    drop it, and one ONNX graph cannot return both ranks."""
     import numpy as np
     from onnx import helper, numpy_helper
 
@@ -77,11 +93,15 @@ def drop_noop_squeezes(model) -> list[str]:
         if len(src) - len(dst) != len(keep) or keep == axes:
             continue
         dropped = [a for a in axes if a not in keep]
-        symbolic = [src[a] for a in dropped if not isinstance(src[a], int)]
-        note = f"Squeeze of axes {dropped} of '{node.input[0]}' (sizes {[src[a] for a in dropped]}) is a no-op in torch: dropped"
+        symbolic = [(labels or {}).get(src[a], src[a]) for a in dropped if not isinstance(src[a], int)]
         if symbolic:
-            note += f"; torch.export assumed {', '.join(map(str, symbolic))} != 1 there"
-        notes.append(note)
+            from .errors import ExportError
+
+            raise ExportError(
+                f"squeeze() of the dynamic axis '{symbolic[0]}' (value '{node.input[0]}'): torch drops that axis when its size is 1 "
+                "and keeps it otherwise, and an ONNX graph cannot change its rank with a size. Way out: squeeze only axes whose "
+                "size is always 1 (or index them: x[:, 0]), or pin the axis (fix_dims / --fix-dim)")
+        notes.append(f"Squeeze of axes {dropped} of '{node.input[0]}' (sizes {[src[a] for a in dropped]}) is a no-op in torch: dropped")
         if keep:
             name = f"{node.name or node.output[0]}_axes"
             graph.initializer.append(numpy_helper.from_array(np.array(keep, dtype=np.int64), name))

@@ -4,6 +4,7 @@ forward, views of a recurrent output, tied axes and check inputs, torch.onnx qui
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import logging
@@ -305,6 +306,22 @@ def test_squeeze_of_a_non_1_axis_is_repaired_and_logged(tmp_path, caplog):
         assert max_error_vs_torch(module, path, (torch.randn(b, 16, t),)) < 1e-4
 
 
+class SqueezeOfTime(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(4, 6, batch_first=True)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return y.squeeze(1)  # drops the time axis only when seq == 1
+
+
+def test_squeeze_of_a_dynamic_axis_is_refused_naming_it(tmp_path):
+    with pytest.raises(ExportError, match=r"squeeze\(\) of the dynamic axis 'seq'") as info:
+        rnnedge.export(SqueezeOfTime(), (torch.randn(2, 5, 4),), tmp_path / "t.onnx", input_names=["x"], dynamic_axes={"x": {0: "batch", 1: "seq"}})
+    assert "torch.onnx could not export" not in str(info.value)
+
+
 # --- 7. pinned dims -----------------------------------------------------------------------------------------------
 
 
@@ -326,3 +343,34 @@ def test_fix_dims_naming_an_unknown_axis_is_bad_input(tmp_path):
     with pytest.raises(BadInputError, match="no input has"):
         rnnedge.export(StateInForward("torch.zeros"), (torch.randn(3, 6, 5),), tmp_path / "x.onnx", input_names=["x"],
                        dynamic_axes={"x": {0: "batch", 1: "seq"}}, fix_dims={"time": 1})
+
+
+def test_cli_export_takes_ties_check_inputs_and_pinned_dims(runner, tmp_path):
+    from rnnedge.cli import cli
+
+    source = tmp_path / "voc.py"
+    source.write_text("import torch\nfrom torch import nn\n\n\n" + inspect.getsource(Vocoder)
+                      + "\n\ndef make():\n    torch.manual_seed(0)\n    return Vocoder()\n")  # the same weights on every load
+    mel, samples = _vocoder_inputs(1, 12)
+    np.savez(tmp_path / "check.npz", mel=mel.numpy(), samples=samples.numpy())
+    out = tmp_path / "voc.onnx"
+    result = runner.invoke(cli, ["export", f"{source}:make", "--example", "float32[2,9,16]", "--example", "float32[2,160]",
+                                 "--input-name", "mel", "--input-name", "samples", "--tie", "samples=(frames - 4) * 32",
+                                 "-o", str(out), "--json"])
+    assert result.exit_code == 2 and "'samples'" in result.output  # a tie must name axis labels the module has
+    axes = ["--axis", "mel:0=batch", "--axis", "mel:1=frames", "--axis", "samples:0=batch", "--axis", "samples:1=samples"]
+    result = runner.invoke(cli, ["export", f"{source}:make", "--example", "float32[2,9,16]", "--example", "float32[2,160]",
+                                 "--input-name", "mel", "--input-name", "samples", *axes, "--tie", "samples=(frames - 4) * 32",
+                                 "--check-input", str(tmp_path / "check.npz"), "--fix-dim", "batch=1", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["parity"]["cases"] == 1
+    ins, _ = dims(out)
+    assert ins["mel"][0] == 1 and ins["samples"][0] == 1
+    assert max_error_vs_torch(_load_factory(source), out, _vocoder_inputs(1, 30)) < 1e-4
+
+
+def _load_factory(source):
+    from rnnedge.usermodule import load_factory
+
+    return load_factory(f"{source}:make").eval()

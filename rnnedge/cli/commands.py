@@ -101,6 +101,8 @@ def inspect(file, as_json):
               "sequences vary in length).")
 @click.option("--fix-dim", "fix_dims", multiple=True, metavar="NAME=SIZE", help="Pin a named axis to a size in the file, e.g. batch=1 "
               "(for runtimes that refuse symbolic dims); repeatable.")
+@click.option("--axis", "axes", multiple=True, metavar="INPUT:AXIS=LABEL", help="FILE.py:FACTORY only: a dynamic axis, e.g. "
+              "mel:1=frames (repeatable; the default is batch and seq of the first input).")
 @click.option("--tie", "ties", multiple=True, metavar="NAME=RELATION", help="FILE.py:FACTORY only: how an axis relates to another, "
               "e.g. 'samples=(frames - 4) * 256'; repeatable.")
 @click.option("--check-input", "check_inputs", multiple=True, type=click.Path(dir_okay=False), help="FILE.py:FACTORY only: an .npz of "
@@ -108,10 +110,10 @@ def inspect(file, as_json):
 @click.option("--allow-bounded", is_flag=True, help="FILE.py:FACTORY only: a dynamic axis the module's code bounds (if x.shape[1] > 100) "
               "is recorded (metadata rnnedge.range.<axis>) and enforced by rnnedge.runtime instead of refused.")
 @json_option
-def export(source, output, target, lowering, chunk, opset, examples, input_names, output_names, no_verify, lengths, fix_dims, ties,
+def export(source, output, target, lowering, chunk, opset, examples, input_names, output_names, no_verify, lengths, fix_dims, axes, ties,
            check_inputs, allow_bounded, as_json):
     """Export a checkpoint (or FILE.py:FACTORY, your own module) to one ONNX file with dynamic axes."""
-    from rnnedge.axes import parse_fix_dims, parse_ties_text, read_check_input
+    from rnnedge.axes import parse_axes_text, parse_fix_dims, parse_ties_text, read_check_input
     from rnnedge.errors import BadInputError
     from rnnedge.export import export_checkpoint
     from rnnedge.usermodule import export_factory, is_factory_ref
@@ -119,14 +121,14 @@ def export(source, output, target, lowering, chunk, opset, examples, input_names
     fixed = parse_fix_dims(fix_dims)
     if is_factory_ref(source):
         names = list(input_names) or [f"input_{i}" for i in range(len(examples))]
-        axis_options = dict(fix_dims=fixed or None, tied_axes=parse_ties_text(ties) or None,
+        axis_options = dict(fix_dims=fixed or None, tied_axes=parse_ties_text(ties) or None, dynamic_axes=parse_axes_text(axes) or None,
                             check_inputs=[read_check_input(f, names) for f in check_inputs] or None)
         result = export_factory(source, list(examples), output, target=target, lowering=lowering,
                                 input_names=list(input_names) or None, output_names=list(output_names) or None,
                                 opset=opset, verify=not no_verify, allow_bounded=allow_bounded, **axis_options)
     else:
-        if ties or check_inputs:
-            raise BadInputError("--tie and --check-input are for FILE.py:FACTORY modules; a checkpoint's axes are declared by rnnedge")
+        if ties or check_inputs or axes:
+            raise BadInputError("--axis, --tie and --check-input are for FILE.py:FACTORY modules; a checkpoint's axes are declared by rnnedge")
         result = export_checkpoint(Path(source), output, target=target, lowering=lowering, chunk=chunk, opset=opset,
                                    verify=not no_verify, lengths=lengths, fix_dims=fixed or None)
     data = result.to_dict()

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .bench_flops import model_flops, peak_flops_per_call, peak_session
 from .errors import BadInputError
 
 log = logging.getLogger(__name__)
@@ -183,12 +184,14 @@ class BenchReport:
     memory: dict[str, float] = field(default_factory=dict)  # rss_before_mb, peak_rss_mb, rss_growth_mb
     ratios: dict[str, float] = field(default_factory=dict)  # onnx / torch (p50, p90, p99, mean), floor
     plot: dict | None = None  # seqs and p50 ms per candidate, and the PNG path
+    work: dict = field(default_factory=dict)  # flops per call, gflops, peak_gflops (MatMul, same run), peak_fraction
+    quantization: dict | None = None  # int8/fp16 files: mode and the forms chosen per unit (rnnedge.quantization*)
 
     def to_dict(self) -> dict:
         return {"model": self.model, "threads": self.threads, "batch": self.batch, "seq": self.seq,
                 "model_bytes": self.model_bytes, "providers": self.providers, "onnx": self.onnx,
                 "floor": self.floor, "torch": self.torch, "memory": self.memory, "ratios": self.ratios,
-                "plot": self.plot}
+                "plot": self.plot, "work": self.work, "quantization": self.quantization}
 
 
 def bench(model, *, against=None, threads: int = 1, batch: int = 1, seq: int | None = None, repeats: int = 100,
@@ -226,6 +229,8 @@ def bench(model, *, against=None, threads: int = 1, batch: int = 1, seq: int | N
         calls["floor"] = lambda: floor.run(x)
         if against is not None:
             calls["torch"] = _torch_call(against, threads, x)
+        peak_sess, peak_feed = peak_session(threads)
+        calls["peak"] = lambda: peak_sess.run(None, peak_feed)
         times = time_interleaved(calls, repeats, warmup, block)
     peak = peak_rss_mb()
     stats = {name: latency_stats(t, batch) for name, t in times.items()}
@@ -233,6 +238,8 @@ def bench(model, *, against=None, threads: int = 1, batch: int = 1, seq: int | N
                          stats["floor"], stats.get("torch"),
                          {"rss_before_mb": rss_before, "peak_rss_mb": peak, "rss_growth_mb": max(0.0, peak - rss_before)})
     report.ratios["floor"] = stats["onnx"]["p50_ms"] / stats["floor"]["p50_ms"]  # "within Nx of the floor"
+    report.work = work_figures(path, batch, seq, stats["onnx"]["min_ms"], stats["peak"]["min_ms"])
+    report.quantization = quantization_record(session.metadata)
     if report.torch:
         for k in ("p50", "p90", "p99", "mean"):
             report.ratios[k] = stats["onnx"][f"{k}_ms"] / stats["torch"][f"{k}_ms"]
@@ -259,6 +266,33 @@ def bench_many(models: dict, *, against=None, threads: int = 1, batch: int = 1, 
     stats = {name: latency_stats(t, x.shape[0]) for name, t in time_interleaved(calls, repeats, warmup, block).items()}
     ratios = {name: stats[name]["p50_ms"] / stats["torch"]["p50_ms"] for name in sessions} if against is not None else {}
     return {"threads": threads, "batch": int(x.shape[0]), "seq": int(x.shape[1]), "latency": stats, "ratios": ratios}
+
+
+def work_figures(path, batch: int, seq: int, model_ms: float, peak_ms: float) -> dict:
+    """GFLOP/s of the model and of the peak MatMul and their ratio, from the fastest call of each in one interleaved
+    run (a shared machine only ever adds time: the fastest calls are the least disturbed, for both alike)."""
+    from .files import load_onnx
+
+    out = {"peak_gflops": peak_flops_per_call() / peak_ms / 1e6}
+    flops = model_flops(load_onnx(path, load_weights=False), batch, seq) if str(path).endswith(".onnx") else None
+    if flops:
+        out.update(flops=flops, gflops=flops / model_ms / 1e6)
+        out["peak_fraction"] = out["gflops"] / out["peak_gflops"]
+    return out
+
+
+def quantization_record(meta: dict) -> dict | None:
+    """{"mode", "forms", ...} from a quantized file's metadata (rnnedge.quantization, rnnedge.quantization.forms)."""
+    import json
+
+    if "rnnedge.quantization" not in meta:
+        return None
+    record = {"mode": meta["rnnedge.quantization"]}
+    try:
+        record.update(json.loads(meta.get("rnnedge.quantization.forms", "{}")))
+    except ValueError:
+        record["forms_unreadable"] = True
+    return record
 
 
 # -- plot ---------------------------------------------------------------------------------------

@@ -31,6 +31,34 @@ def test_bench_json_fields(runner, seed_onnx):
     assert m["peak_rss_mb"] > 0 and m["rss_growth_mb"] >= 0 and m["peak_rss_mb"] >= m["rss_before_mb"] - 1e-6
 
 
+def test_bench_reports_work_and_fraction_of_the_measured_peak(runner, seed_onnx):
+    from rnnedge.bench_flops import config_flops
+
+    d = _json(runner.invoke(cli, ["bench", str(seed_onnx), "--repeats", "5", "--batch", "3", "--seq", "4", "--json"]))
+    w = d["work"]
+    # the seed fixture: GRU(5 -> 8), 3 gates, + Linear(8 -> 3) on the last state
+    assert w["flops"] == config_flops({"cell": "gru", "hidden": 8, "input_size": 5, "num_outputs": 3}, 3, 4) == 2.0 * 3 * 4 * 24 * 13 + 2.0 * 3 * 8 * 3
+    assert w["peak_gflops"] > 0 and w["gflops"] > 0 and w["peak_fraction"] == pytest.approx(w["gflops"] / w["peak_gflops"])
+    assert d["quantization"] is None
+
+
+def test_bench_reads_the_forms_a_quantized_file_records(runner, seed_onnx, tmp_path):
+    from rnnedge.bench_flops import model_flops
+    from rnnedge.files import load_onnx
+    from rnnedge.quantize import quantize
+
+    out = tmp_path / "q.onnx"
+    result = quantize(seed_onnx, out, forms="weights-int8")
+    d = _json(runner.invoke(cli, ["bench", str(out), "--repeats", "3", "--json"]))
+    q = d["quantization"]
+    assert q["mode"] == "int8" and (q["forms"] == result.forms or q.get("kept_fp32"))
+    model = load_onnx(out)
+    del model.metadata_props[:]  # no config: the work is read from the (int8-stored) recurrent weights
+    assert model_flops(model, 2, 5) == 2.0 * 2 * 5 * (24 * 5 + 24 * 8)
+    human = runner.invoke(cli, ["bench", str(out), "--repeats", "3"])
+    assert "quantization: int8" in human.stdout and "GFLOP/s" in human.stdout
+
+
 def test_bench_against_checkpoint_gives_ratios(runner, seed_onnx, seed_checkpoint):
     d = _json(runner.invoke(cli, ["bench", str(seed_onnx), "--against", str(seed_checkpoint[0]), "--repeats", "5",
                                   "--seq", "7", "--json"]))

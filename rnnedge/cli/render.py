@@ -135,6 +135,14 @@ def render_bench(console: Console, d: dict[str, Any]) -> None:
     if "p50" in r:
         console.print(f"onnx/torch: p50 {r['p50']:.2f}x, p90 {r['p90']:.2f}x, p99 {r['p99']:.2f}x")
     console.print(f"within {r['floor']:.1f}x of the onnxruntime floor; providers {', '.join(d['providers'])}")
+    w = d.get("work") or {}
+    if w.get("gflops"):
+        console.print(f"work: {w['gflops']:.2f} GFLOP/s, {w['peak_fraction']:.0%} of this machine's fp32 MatMul peak "
+                      f"({w['peak_gflops']:.1f} GFLOP/s, measured in the same run)")
+    q = d.get("quantization")
+    if q:
+        forms = ", ".join(f"{k}: {v}" for k, v in (q.get("forms") or {}).items()) or ("float32 kept" if q.get("kept_fp32") else "-")
+        console.print(f"quantization: {q['mode']}; forms {forms}" + (f" (chosen for {q['for']})" if q.get("for") else ""))
     m = d["memory"]
     console.print(f"memory: resident growth {m['rss_growth_mb']:.1f} MiB (peak {m['peak_rss_mb']:.1f} MiB)")
     if d.get("plot"):

@@ -155,7 +155,7 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
     else:
         out = _int8(model, meta, shape, forms, ops, threads, result)
         record = {"for": result.deploy, "forms": result.forms, "fp32_ms": result.fp32_ms, "int8_ms": result.int8_ms}
-        new_meta["rnnedge.quantization.forms"] = json.dumps({"kept_fp32": True} if result.kept_fp32 else record, sort_keys=True)
+        new_meta["rnnedge.quantization.forms"] = '{"kept_fp32":1}' if result.kept_fp32 else json.dumps(record, sort_keys=True)
     if result.relowered and "rnnedge.lowering" in meta and not any(n.op_type in RECURRENT for n in out.graph.node):
         new_meta["rnnedge.lowering"] = "scan"
     if result.kept_fp32 is None:
@@ -167,6 +167,12 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
 
     onnx.helper.set_model_props(out, dict(sorted(new_meta.items())))
     result.output_bytes = save_onnx(out, out_path)
+    if result.kept_fp32 and result.output_bytes > result.input_bytes:  # the metadata record did not fit: the file as it was
+        from .files import write_bytes_atomic
+
+        write_bytes_atomic(out_path, Path(model_path).read_bytes())
+        result.output_bytes = result.input_bytes
+        result.notes.append("written unchanged (no rnnedge.quantization record): float32 kept, and never larger")
     result.size_ratio = result.output_bytes / result.input_bytes
     for w in result.warnings:
         log.warning("%s", w)
@@ -223,6 +229,7 @@ def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeRe
     result.relowered = any(f.startswith("scan") and u.op in RECURRENT for u in units for n, f in chosen.items() if n == u.name)
     plain = load_onnx(result.input_path)  # as the user wrote it: no node names added
     compact_names(plain)
+
     probe = type(out)()
     probe.CopyFrom(out)
     compact_names(probe)  # as it will be written (node names stay on `out` for the stayed_float report)

@@ -211,13 +211,14 @@ def check_program(program, names: list[str], axes: dict, seen: GuardLog, *, allo
     if ep is None:
         return {}
     shapes = _input_shapes(ep)
+    hints = _example_sizes(shapes)
     ranges: dict[str, list] = {}
     problems: list[str] = []
     for name, shape in zip(names, shapes):
         for ax, label in sorted(axes.get(name, {}).items()):
             if shape is None or ax >= len(shape):
                 continue
-            verdict = _axis_verdict(ep, shape[ax], seen)
+            verdict = _axis_verdict(ep, shape[ax], seen, hints)
             if verdict is None or (label in tied and verdict[0] != "specialised"):
                 continue
             kind, text, rng = verdict
@@ -312,7 +313,7 @@ def _input_shapes(ep) -> list:
     return out
 
 
-def _axis_verdict(ep, dim, seen: GuardLog):
+def _axis_verdict(ep, dim, seen: GuardLog, hints: dict):
     """None when the axis is free and unbounded, else (kind, text, [lo, hi])."""
     import sympy
     import torch
@@ -328,7 +329,7 @@ def _axis_verdict(ep, dim, seen: GuardLog):
         return None
     lo, hi = _bound(vr.lower), _bound(vr.upper)
     guards = seen.about(str(expr))
-    relations = [g for g in guards if _relation(g.expr) and not _always_true(g.expr)]
+    relations = [g for g in guards if _relation(g.expr) and _constrains(g.expr, str(expr), hints)]
     if relations:  # Eq(8*s27*s77, 160) from a reshape to a constant, Mod(s27, 2) from a split in halves, s27 > s77, ...
         return "tied", f"is constrained by torch.export to {relations[0].describe()}", None
     if hi is None and (lo is None or lo <= 1 or (lo == 2 and not guards)):
@@ -354,19 +355,45 @@ def _relation(expr: str) -> bool:
 PROBE_SIZES = (1, 2, 3, 5, 8, 13, 33, 100, 257, 513)
 
 
-def _always_true(expr: str) -> bool:
-    """Whether a guard holds at every probed size of its symbols (a framework check such as Min(5, s) <= s is harmless)."""
+def _constrains(expr: str, symbol: str, hints: dict) -> bool:
+    """Whether a guard fails at some probed size of `symbol`, the other sizes kept at the export example's.
+
+    `s0*(s26 - 4) >= 0` (a convolution's frames >= 4) constrains s26 but not the batch s0; torch's slice bound checks
+    such as `Min(5, s27) <= s27` constrain nothing. A size with no known example value is probed too (then the guard
+    must both hold and fail as `symbol` varies). Unevaluable guards count as constraints."""
     import itertools
     import random
 
     try:
         formula = _parse(expr)
-        symbols = sorted(formula.free_symbols, key=str)
-        grid = list(itertools.product(PROBE_SIZES, repeat=len(symbols))) if len(symbols) <= 2 else [
-            tuple(random.Random(i).choice(PROBE_SIZES) for _ in symbols) for i in range(200)]
-        return bool(symbols) and all(bool(formula.subs(dict(zip(symbols, values)))) for values in grid)
-    except Exception:  # unevaluable: count it as a constraint
+        target = next((s for s in formula.free_symbols if str(s) == symbol), None)
+        if target is None:
+            return False
+        others = sorted((s for s in formula.free_symbols if s != target), key=str)
+        fixed = {s: hints[str(s)] for s in others if hints.get(str(s)) is not None}
+        unknown = [s for s in others if s not in fixed]
+        grid = list(itertools.product(PROBE_SIZES, repeat=len(unknown))) if len(unknown) <= 2 else [
+            tuple(random.Random(i).choice(PROBE_SIZES) for _ in unknown) for i in range(100)]
+        for values in grid:
+            env = {**fixed, **dict(zip(unknown, values))}
+            results = {bool(formula.subs({**env, target: size})) for size in PROBE_SIZES}
+            if False in results and (True in results or not unknown):
+                return True
         return False
+    except Exception:
+        return True
+
+
+def _example_sizes(shapes) -> dict[str, int]:
+    """{torch symbol: the export example's size} of the inputs' free symbols."""
+    import torch
+
+    hints = {}
+    for shape in shapes:
+        for dim in shape or ():
+            if isinstance(dim, torch.SymInt) and dim.node.expr.is_Symbol and dim.node.hint is not None:
+                hints[str(dim.node.expr)] = int(dim.node.hint)
+    return hints
 
 
 def _parse(expr: str):

@@ -210,13 +210,16 @@ def test_range_metadata_round_trip():
     assert guards.parse_span("5..") == [5, None]
 
 
-@pytest.mark.parametrize("expr, harmless", [
-    ("20*s27*(s77 - 1) + 20*Min(5, s27) <= 20*s27*(s77 - 1) + 20*s27", True),  # torch's own slice bound check
-    ("Eq(8*s27*s77, 160)", False), ("Eq(8*s27*s77, 16*s77*((s27//2)))", False), ("s27 > s77", False),
-    ("Eq(TruncToInt(0.5*ToFloat(s27)), 5)", False), ("Eq(Mod(s27, 2), 0)", False),
+@pytest.mark.parametrize("expr, symbol, constrains", [
+    ("20*s27*(s77 - 1) + 20*Min(5, s27) <= 20*s27*(s77 - 1) + 20*s27", "s77", False),  # torch's own slice bound check
+    ("s0*(s26 - 4) >= 0", "s0", False),  # frames >= 4 (a convolution): not a constraint on the batch
+    ("s0*(s26 - 4) >= 0", "s26", True),
+    ("Eq(8*s27*s77, 160)", "s77", True), ("Eq(8*s27*s77, 16*s77*((s27//2)))", "s27", True), ("s27 > s77", "s77", True),
+    ("Eq(TruncToInt(0.5*ToFloat(s27)), 5)", "s27", True), ("Eq(Mod(s27, 2), 0)", "s27", True),
 ])
-def test_a_relation_guard_that_holds_at_every_probed_size_is_harmless(expr, harmless):
-    assert guards._always_true(expr) is harmless
+def test_a_guard_constrains_an_axis_only_if_it_fails_at_some_size_of_it(expr, symbol, constrains):
+    hints = {"s27": 10, "s77": 2, "s0": 2, "s26": 9}  # the export example's sizes
+    assert guards._constrains(expr, symbol, hints) is constrains
 
 
 FACTORY = '''

@@ -123,7 +123,7 @@ def export(
         if verify:
             from .parity import quick_check
 
-            report = quick_check(module, tmp, spec) if not spec.check_feeds else _check_given(module, tmp, spec)
+            report = quick_check(module, tmp, spec, examples=examples, only_checks=bool(spec.check_feeds))
     return ExportResult(Path(path), chosen, target, [t.name for t in spec.inputs], spec.outputs,
                         len(model.graph.node), len(data), time.perf_counter() - start, report, spec)
 
@@ -414,25 +414,6 @@ def _own_error(exc: BaseException) -> RnnEdgeError | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
-
-
-def _check_given(module, path, spec: IOSpec):
-    """The quick check on the user's own check inputs (spec.check_feeds), at exactly their shapes."""
-    from .errors import ParityError
-    from .parity import OrtRunner, ParityReport, TorchRunner, compare
-
-    report = ParityReport()
-    with TorchRunner(module, spec) as t, OrtRunner(path) as o:
-        for k, (feeds, sizes) in enumerate(zip(spec.check_feeds, spec.checks)):
-            name = f"check input {k} ({', '.join(f'{a} {n}' for a, n in sizes.items()) or 'fixed shape'})"
-            try:
-                ref, out = t.infer(feeds), o.infer(feeds)
-            except Exception as exc:
-                raise ExportError(f"{name} failed: {str(exc).strip().splitlines()[0][:200]}") from exc
-            report.extend(compare(ref, out, spec.atol, spec.rtol, name, "CPUExecutionProvider"))
-    if not report:
-        raise ParityError("the exported model differs from torch: " + report.summary().splitlines()[-1].strip(), report)
-    return report
 
 
 def _first_line(exc: BaseException) -> str:

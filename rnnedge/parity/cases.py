@@ -125,6 +125,7 @@ def check_cases(spec: IOSpec) -> list[tuple[str, dict]]:
     if isinstance(feeds, dict):
         feeds = [feeds]
     if feeds:
-        return [(f"check input #{k + 1}", dict(f)) for k, f in enumerate(feeds)]
+        sizes = [s for s in getattr(spec, "checks", None) or [] if isinstance(s, dict)]  # the shapes, named in messages
+        return [(f"check input #{k + 1}" + (f", {_label(sizes[k])}" if k < len(sizes) else ""), dict(f)) for k, f in enumerate(feeds)]
     checks = [s for s in getattr(spec, "checks", None) or [] if isinstance(s, dict)]  # stored sizes: random values at them
     return [(f"check sizes #{k + 1}, {_label(s)}", spec.make_inputs(dict(s), seed=200 + k)) for k, s in enumerate(checks)]

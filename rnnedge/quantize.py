@@ -167,12 +167,14 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
 
     onnx.helper.set_model_props(out, dict(sorted(new_meta.items())))
     result.output_bytes = save_onnx(out, out_path)
-    if result.kept_fp32 and result.output_bytes > result.input_bytes:  # the metadata record did not fit: the file as it was
+    if mode == "int8" and result.output_bytes > result.input_bytes:  # int8 (with its record) does not pay: the file as it was
         from .files import write_bytes_atomic
 
         write_bytes_atomic(out_path, Path(model_path).read_bytes())
-        result.output_bytes = result.input_bytes
-        result.notes.append("written unchanged (no rnnedge.quantization record): float32 kept, and never larger")
+        result.kept_fp32 = result.kept_fp32 or (f"int8 does not pay for this model: the int8 file would be {result.output_bytes:,} bytes, "
+                                                f"float32 {result.input_bytes:,} (too few weights); float32 kept")
+        result.output_bytes, result.forms, result.relowered, result.stayed_float = result.input_bytes, {}, False, []
+        result.notes.append("written unchanged (no rnnedge.quantization record): float32 kept, never larger")
     result.size_ratio = result.output_bytes / result.input_bytes
     for w in result.warnings:
         log.warning("%s", w)

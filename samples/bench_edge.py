@@ -4,7 +4,8 @@
 
 1. int8 / fp32 latency and size per cell at the four shapes: batch 1 x 1 step with state in/out
    (`--target stream`), batch 1 x 16, batch 64 x 8, batch 8 x 50 at hidden 256 (hidden 128 otherwise),
-   each file made with `rnnedge.export` (checkpoint route) + `rnnedge.quantize` defaults; also fp32 / torch.
+   each file made with `rnnedge.export` (checkpoint route) + `rnnedge.quantize` defaults; also the int8
+   file quantized `--for` that shape (forms measured there), and fp32 / torch.
 2. The seed task's model (RNN(5 -> 8) + head): int8 size and latency against fp32.
 3. Call overhead: us per call of rnnedge.runtime's Session.run / StreamingSession.feed on the one-step
    LSTM(8 -> 128) streaming call and the seed RNN, against onnxruntime's own run and an Identity model
@@ -92,7 +93,10 @@ def shape_figures(cell: str, folder: Path, repeats: int, threads: int) -> dict:
             built[hidden] = make(folder, cell, hidden)
         paths, model = built[hidden]
         files = paths["stream" if "stream" in label else "dynamic"]
+        chosen = folder / f"{cell}{hidden}_{batch}x{seq}.int8.onnx"  # quantize --for batch=B,seq=T: chosen for this shape
+        for_shape = quantize(files["fp32"], chosen, deploy={"batch": batch, "seq": seq})
         sessions = {k: open_session(files[k], providers="cpu", threads=threads) for k in ("fp32", "int8")}
+        sessions["int8 --for"] = open_session(chosen, providers="cpu", threads=threads)
         feeds = feeds_for(sessions["fp32"], batch, seq, rng)
         xt = torch.from_numpy(feeds["x"])
         torch.set_num_threads(threads)
@@ -105,7 +109,8 @@ def shape_figures(cell: str, folder: Path, repeats: int, threads: int) -> dict:
             ms = timed(calls, repeats)
         row = {"fp32_ms": ms["fp32"], "int8_ms": ms["int8"], "torch_ms": ms["torch"], "int8/fp32": ms["int8"] / ms["fp32"],
                "fp32/torch": ms["fp32"] / ms["torch"], "fp32_bytes": files["fp32"].stat().st_size,
-               "int8_bytes": files["int8"].stat().st_size, "forms": files["forms"], "kept_fp32": bool(files["kept_fp32"])}
+               "int8_bytes": files["int8"].stat().st_size, "forms": files["forms"], "kept_fp32": bool(files["kept_fp32"]),
+               "int8 --for/fp32": ms["int8 --for"] / ms["fp32"], "forms --for": for_shape.forms, "size --for": for_shape.size_ratio}
         row["size_ratio"] = row["int8_bytes"] / row["fp32_bytes"]
         if "peak" in ms:
             flops = config_flops(model.config.to_dict() if hasattr(model.config, "to_dict") else vars(model.config), batch, seq)
@@ -175,13 +180,15 @@ def main() -> None:
 
 def print_report(r: dict) -> None:
     print(f"one run, {r['threads']} thread(s), {r['repeats']} interleaved rounds; ratios are what to read")
-    print(f"{'cell':5} {'shape':11} {'int8/fp32':>9} {'fp32/torch':>10} {'size':>6}  forms")
+    print(f"{'cell':5} {'shape':11} {'int8/fp32':>9} {'--for':>6} {'fp32/torch':>10} {'size':>6}  forms (defaults | --for the shape)")
     for cell, rows in r["shapes"].items():
         for label, row in rows.items():
             forms = "fp32 kept" if row["kept_fp32"] else ", ".join(sorted(set(row["forms"].values())))
+            forms += " | " + (", ".join(sorted(set(row["forms --for"].values()))) or "fp32 kept")
             peak = f"  fp32 {row['fp32_gflops']:.1f} GFLOP/s = {row['fp32_peak_fraction']:.0%} of peak {row['peak_gflops']:.0f}" \
                 if "fp32_peak_fraction" in row else ""
-            print(f"{cell:5} {label:11} {row['int8/fp32']:9.2f} {row['fp32/torch']:10.2f} {row['size_ratio']:6.3f}  {forms}{peak}")
+            print(f"{cell:5} {label:11} {row['int8/fp32']:9.2f} {row['int8 --for/fp32']:6.2f} {row['fp32/torch']:10.2f} "
+                  f"{row['size_ratio']:6.3f}  {forms}{peak}")
     s = r["seed"]
     print(f"seed RNN(5->8): int8 size {s['size_ratio']:.3f} of fp32 ({s['int8_bytes']} / {s['fp32_bytes']} bytes), "
           f"latency {s['int8/fp32']:.2f}x" + (" (fp32 kept)" if s["kept_fp32"] else ""))

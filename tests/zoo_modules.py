@@ -1,0 +1,462 @@
+"""A zoo of recurrent modules written the way published projects write them (brief G, issues 11 and 12).
+
+Each ZooCase says how a user would export the module (example inputs, input/output names, dynamic axes,
+any tie) and how to build inputs at other shapes, so tests/test_zoo.py can check the written file against
+torch with onnxruntime alone (no rnnedge.verify). Sizes are small (hidden 8-32) to keep the run short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+VOCAB, TAGS = 50, 7
+
+
+def uneven_lengths(batch: int, seq: int, gen: torch.Generator, dtype=torch.int64, low: int = 1) -> torch.Tensor:
+    """Unsorted lengths in [low, seq], one row at the full length, the others shorter where they can be."""
+    if batch == 1:
+        return torch.tensor([seq], dtype=dtype)
+    lengths = torch.randint(low, max(low, seq - 1) + 1, (batch,), generator=gen)
+    lengths[int(torch.randint(0, batch, (1,), generator=gen))] = seq
+    return lengths.clamp(max=seq).to(dtype)
+
+
+# ---- 1. POS/NER tagger: pack (unsorted) -> 2-layer biLSTM -> pad -> dropout -> linear ----------------------
+class Tagger(nn.Module):
+    def __init__(self, total_length: bool = False, hidden: int = 12):
+        super().__init__()
+        self.total_length = total_length
+        self.embed = nn.Embedding(VOCAB, 10, padding_idx=0)
+        self.lstm = nn.LSTM(10, hidden, num_layers=2, bidirectional=True, batch_first=True, dropout=0.3)
+        self.drop = nn.Dropout(0.5)
+        self.emit = nn.Linear(2 * hidden, TAGS)  # emission scores, no CRF
+
+    def forward(self, tokens, lengths):
+        emb = self.embed(tokens)  # (B, T, E)
+        packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        total = tokens.size(1) if self.total_length else None
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=total)  # (B, T', 2H)
+        return self.emit(self.drop(out))  # (B, T', tags)
+
+
+# ---- 2. word-level language model (seq-major, rnn type by string, tied weights, hidden in/out) -------------
+class WordLM(nn.Module):
+    def __init__(self, rnn_type: str = "LSTM", ntoken: int = VOCAB, ninp: int = 16, nhid: int = 16, nlayers: int = 2,
+                 dropout: float = 0.2, tie_weights: bool = False, view_nhid: bool = False):
+        super().__init__()
+        self.drop = nn.Dropout(dropout)
+        self.encoder = nn.Embedding(ntoken, ninp)
+        if rnn_type in ("LSTM", "GRU"):
+            self.rnn = getattr(nn, rnn_type)(ninp, nhid, nlayers, dropout=dropout)
+        else:
+            nonlinearity = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}[rnn_type]
+            self.rnn = nn.RNN(ninp, nhid, nlayers, nonlinearity=nonlinearity, dropout=dropout)
+        self.decoder = nn.Linear(nhid, ntoken)
+        if tie_weights:
+            self.decoder.weight = self.encoder.weight  # needs nhid == ninp
+        self.rnn_type, self.nhid, self.nlayers, self.ntoken, self.view_nhid = rnn_type, nhid, nlayers, ntoken, view_nhid
+
+    def forward(self, input, hidden):
+        emb = self.drop(self.encoder(input))  # (T, B, ninp)
+        output, hidden = self.rnn(emb, hidden)  # (T, B, nhid)
+        output = self.drop(output)
+        if self.view_nhid:  # older form: flatten first, decode, view back
+            decoded = self.decoder(output.view(-1, self.nhid))  # (T*B, ntoken)
+            return decoded.view(output.size(0), output.size(1), self.ntoken), hidden
+        decoded = self.decoder(output).view(-1, self.ntoken)  # (T*B, ntoken)
+        return F.log_softmax(decoded, dim=1), hidden
+
+    def init_hidden(self, bsz):
+        weight = next(self.parameters())
+        if self.rnn_type == "LSTM":
+            return (weight.new_zeros(self.nlayers, bsz, self.nhid), weight.new_zeros(self.nlayers, bsz, self.nhid))
+        return weight.new_zeros(self.nlayers, bsz, self.nhid)
+
+
+# ---- 3. CRNN for OCR/CTC ------------------------------------------------------------------------------------
+class BidirectionalLSTM(nn.Module):
+    def __init__(self, n_in, n_hidden, n_out):
+        super().__init__()
+        self.rnn = nn.LSTM(n_in, n_hidden, bidirectional=True)
+        self.embedding = nn.Linear(n_hidden * 2, n_out)
+
+    def forward(self, x):
+        recurrent, _ = self.rnn(x)  # (T, b, 2h)
+        T, b, h = recurrent.size()
+        t_rec = recurrent.view(T * b, h)
+        output = self.embedding(t_rec)  # (T*b, n_out)
+        return output.view(T, b, -1)
+
+
+class CRNN(nn.Module):
+    def __init__(self, n_class: int = 11, nh: int = 12):
+        super().__init__()
+        self.cnn = nn.Sequential(
+            nn.Conv2d(1, 8, 3, 1, 1), nn.ReLU(True), nn.MaxPool2d(2, 2),  # H/2, W/2
+            nn.Conv2d(8, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU(True), nn.MaxPool2d((2, 1), (2, 1)),  # H/4
+            nn.Conv2d(16, 16, (4, 1), 1, 0), nn.ReLU(True),  # height 16 -> 1
+        )
+        self.rnn = nn.Sequential(BidirectionalLSTM(16, nh, nh), BidirectionalLSTM(nh, nh, n_class))
+
+    def forward(self, x):
+        conv = self.cnn(x)  # (b, c, 1, w)
+        b, c, h, w = conv.size()
+        conv = conv.squeeze(2).permute(2, 0, 1)  # (w, b, c)
+        return F.log_softmax(self.rnn(conv), dim=2)  # (T, b, classes)
+
+
+# ---- 4. speech encoder: stacked bi layers, frames concatenated pairwise between layers, int32 lengths -------
+class PyramidEncoder(nn.Module):
+    def __init__(self, feat: int = 8, hidden: int = 8, layers: int = 3, cell: str = "LSTM"):
+        super().__init__()
+        rnn = {"LSTM": nn.LSTM, "GRU": nn.GRU}[cell]
+        self.layers = nn.ModuleList(
+            [rnn(feat if i == 0 else 4 * hidden, hidden, batch_first=True, bidirectional=True) for i in range(layers)])
+
+    def forward(self, x, lengths):
+        for i, layer in enumerate(self.layers):
+            if i > 0:  # concatenate frames pairwise, halve the lengths
+                b, t, d = x.shape
+                x = x[:, : t // 2 * 2, :].reshape(b, t // 2, d * 2)  # (B, T/2, 2D)
+                lengths = torch.div(lengths, 2, rounding_mode="floor")
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, _ = layer(packed)
+            x, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))  # (B, T_i, 2H)
+        return x, lengths
+
+
+class SkipFrameEncoder(nn.Module):
+    """The other common subsampling: keep every other frame between layers, lengths (n + 1) // 2 (int32)."""
+
+    def __init__(self, feat: int = 8, hidden: int = 8, layers: int = 3):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            [nn.GRU(feat if i == 0 else 2 * hidden, hidden, batch_first=True, bidirectional=True) for i in range(layers)])
+
+    def forward(self, x, lengths):
+        for i, layer in enumerate(self.layers):
+            if i > 0:
+                x = x[:, ::2]  # (B, ceil(T/2), 2H)
+                lengths = (lengths + 1) // 2
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, _ = layer(packed)
+            x, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        return x, lengths
+
+
+# ---- 5. vocoder-ish upsampler: GRU over mel frames, a second input of samples tied to the frames ------------
+HOP = 16
+
+
+class Upsampler(nn.Module):
+    def __init__(self, n_mels: int = 80, hidden: int = 16):
+        super().__init__()
+        self.pre = nn.Conv1d(n_mels, hidden, kernel_size=5)  # valid conv: T -> T - 4
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.proj = nn.Linear(hidden, HOP)
+
+    def forward(self, mel, noise):
+        h = self.pre(mel.transpose(1, 2)).transpose(1, 2)  # (B, T-4, H)
+        h, _ = self.gru(h)
+        wav = torch.tanh(self.proj(h)).reshape(mel.size(0), -1)  # (B, (T-4)*hop)
+        return wav + 0.01 * noise
+
+
+# ---- 6. state built inside forward ---------------------------------------------------------------------------
+class ZerosStateBiLSTM(nn.Module):
+    def __init__(self, feat=6, hidden=10, num_layers=2):
+        super().__init__()
+        self.hidden, self.num_layers = hidden, num_layers
+        self.lstm = nn.LSTM(feat, hidden, num_layers, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(2 * hidden, 3)
+
+    def forward(self, x):
+        h0 = torch.zeros(self.num_layers * 2, x.size(0), self.hidden)
+        c0 = torch.zeros(self.num_layers * 2, x.size(0), self.hidden)
+        out, _ = self.lstm(x, (h0, c0))
+        return self.fc(out[:, -1, :])  # (B, 3)
+
+
+class NewZerosGRU(nn.Module):
+    def __init__(self, feat=6, hidden=10):
+        super().__init__()
+        self.hidden = hidden
+        self.gru = nn.GRU(feat, hidden, num_layers=2)
+        self.fc = nn.Linear(hidden, 4)
+
+    def forward(self, x):  # x: (T, B, F)
+        h0 = x.new_zeros(2, x.size(1), self.hidden) + 0.1
+        out, hn = self.gru(x, h0)
+        return self.fc(out), hn
+
+
+# ---- 7. attention decoder stepping a cell ----------------------------------------------------------------------
+class AttnDecoderStep(nn.Module):
+    def __init__(self, cell: str = "GRU", vocab: int = VOCAB, emb: int = 8, hidden: int = 12):
+        super().__init__()
+        self.cell_type = cell
+        self.embed = nn.Embedding(vocab, emb)
+        self.cell = {"GRU": nn.GRUCell, "LSTM": nn.LSTMCell}[cell](emb + hidden, hidden)
+        self.attn = nn.Linear(hidden, hidden, bias=False)
+        self.out = nn.Linear(2 * hidden, vocab)
+
+    def forward(self, token, state, memory, mask):
+        h_prev = state[0] if self.cell_type == "LSTM" else state
+        scores = torch.bmm(memory, self.attn(h_prev).unsqueeze(2)).squeeze(2)  # (B, S)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=1)
+        context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)  # (B, H)
+        inp = torch.cat([self.embed(token), context], dim=1)
+        new_state = self.cell(inp, state)
+        h = new_state[0] if self.cell_type == "LSTM" else new_state
+        logits = self.out(torch.cat([h, context], dim=1))
+        return logits, new_state
+
+
+# ---- 8. keyword spotting / VAD: conv front end -> GRU -> linear -> sigmoid, streaming state in/out -------------
+class KWSStream(nn.Module):
+    def __init__(self, n_feat=20, hidden=16):
+        super().__init__()
+        self.conv = nn.Conv1d(n_feat, hidden, kernel_size=3, padding=1)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.fc = nn.Linear(hidden, 1)
+
+    def forward(self, feats, h0):
+        x = F.relu(self.conv(feats.transpose(1, 2))).transpose(1, 2)  # (B, T, H)
+        out, hn = self.gru(x, h0)
+        return torch.sigmoid(self.fc(out)).squeeze(-1), hn  # (B, T), (1, B, H)
+
+
+# ---- 9. sentiment classifiers on the last hidden state -------------------------------------------------------
+class SentimentBi(nn.Module):
+    def __init__(self, hidden=12):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 10)
+        self.rnn = nn.LSTM(10, hidden, num_layers=2, bidirectional=True, batch_first=True, dropout=0.25)
+        self.fc = nn.Linear(2 * hidden, 2)
+
+    def forward(self, text):
+        _, (h, _) = self.rnn(self.embed(text))
+        return self.fc(torch.cat([h[-2], h[-1]], dim=1))  # (B, 2)
+
+
+class SentimentPacked(nn.Module):
+    """The variable-length form: packed, h_n taken at each row's own last step (sorted batch, enforce_sorted=True)."""
+
+    def __init__(self, hidden=12):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 10)
+        self.rnn = nn.GRU(10, hidden, bidirectional=True)
+        self.fc = nn.Linear(2 * hidden, 2)
+
+    def forward(self, text, text_lengths):  # text: (T, B)
+        packed = pack_padded_sequence(self.embed(text), text_lengths.to("cpu"))
+        _, hidden = self.rnn(packed)
+        return self.fc(torch.cat((hidden[-2, :, :], hidden[-1, :, :]), dim=1))
+
+
+class SentimentUni(nn.Module):
+    def __init__(self, hidden=12):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 10)
+        self.rnn = nn.GRU(10, hidden, batch_first=True)
+        self.fc = nn.Linear(hidden, 3)
+
+    def forward(self, text):
+        _, h_n = self.rnn(self.embed(text))
+        return self.fc(h_n[-1])
+
+
+# ---- 10. odd options --------------------------------------------------------------------------------------------
+class OddOptions(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.relu_rnn = nn.RNN(5, 8, num_layers=2, nonlinearity="relu", bias=False)
+        self.lstm = nn.LSTM(8, 16, num_layers=2, proj_size=6, dropout=0.2)
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x):  # (T, B, 5)
+        self.relu_rnn.flatten_parameters()
+        self.lstm.flatten_parameters()
+        y, _ = self.relu_rnn(x)
+        y, (h, c) = self.lstm(y)
+        return self.head(y), h, c
+
+
+class PackedWithState(nn.Module):
+    """Seq-major packing (batch_first=False) of unsorted batches with h0 given, hn returned."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(6, 10, num_layers=2)
+
+    def forward(self, x, lengths, h0):  # x: (T, B, 6), lengths int64, h0: (2, B, 10)
+        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+        out, hn = self.gru(packed, h0)
+        out, _ = pad_packed_sequence(out, total_length=x.shape[0])
+        return out, hn
+
+
+# ---- 11. a branch on sequence length (issue 12): must be refused or range-recorded ---------------------------
+class LengthBranch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 8, batch_first=True)
+
+    def forward(self, x):
+        if x.shape[1] > 100:
+            return self.lstm(x * 0.5)[0]
+        return self.lstm(x)[0]
+
+
+# ---- the cases --------------------------------------------------------------------------------------------------
+@dataclass
+class ZooCase:
+    name: str
+    build: Callable[[], nn.Module]
+    inputs: Callable[[int, int, torch.Generator], tuple]  # (batch, seq, gen) -> example inputs (nested allowed)
+    input_names: list
+    output_names: list
+    dynamic_axes: dict
+    export_shape: tuple = (3, 9)  # (batch, seq) of the export examples
+    shapes: list = field(default_factory=lambda: [(1, 1), (4, 13), (2, 300)])  # never the export shape
+    kwargs: dict = field(default_factory=dict)  # tied_axes, check_inputs, ...
+    expect: str = "match"  # "match" | "refuse": refusal or a file right past the bound | "bounded": range recorded, runtime refuses past it
+
+
+def _tokens_bt(b, t, g):
+    return torch.randint(1, VOCAB, (b, t), generator=g)
+
+
+def _tagger_inputs(dtype):
+    def make(b, t, g):
+        return _tokens_bt(b, t, g), uneven_lengths(b, t, g, dtype)
+    return make
+
+
+def _short_rows(b, t, g):
+    """Every row shorter than the padded width (where it can be): pad_packed_sequence returns max(lengths) steps."""
+    lengths = uneven_lengths(b, t, g)
+    if t > 2:
+        lengths = (lengths - 1).clamp(min=1)
+    return _tokens_bt(b, t, g), lengths
+
+
+def _lm_inputs(rnn_type):
+    def make(b, t, g):
+        tokens = torch.randint(0, VOCAB, (t, b), generator=g)
+        h = torch.randn(2, b, 16, generator=g) * 0.5
+        if rnn_type == "LSTM":
+            return tokens, (h, torch.randn(2, b, 16, generator=g) * 0.5)
+        return tokens, h
+    return make
+
+
+def _lm_case(name, rnn_type, **kw):
+    hidden_names = ["h0", "c0"] if rnn_type == "LSTM" else ["h0"]
+    out_hidden = ["hn", "cn"] if rnn_type == "LSTM" else ["hn"]
+    axes = {"tokens": {0: "seq", 1: "batch"}, **{n: {1: "batch"} for n in hidden_names + out_hidden}}
+    return ZooCase(name, lambda: WordLM(rnn_type, **kw), _lm_inputs(rnn_type), ["tokens", *hidden_names],
+                   ["output", *out_hidden], axes)
+
+
+def _upsampler_inputs(b, t, g):
+    t = max(t, 5)  # frames - 4 >= 1
+    return torch.randn(b, t, 80, generator=g), torch.randn(b, (t - 4) * HOP, generator=g)
+
+
+def _speech_inputs(b, t, g):  # the pairwise encoders need 4 frames for two halvings; the skip-frame one takes any
+    return torch.randn(b, t, 8, generator=g), uneven_lengths(b, t, g, torch.int32, low=min(4, t))
+
+
+def _attn_inputs(cell):
+    def make(b, s, g):
+        token = torch.randint(0, VOCAB, (b,), generator=g)
+        h = torch.randn(b, 12, generator=g)
+        state = (h, torch.randn(b, 12, generator=g)) if cell == "LSTM" else h
+        lengths = uneven_lengths(b, s, g)
+        mask = torch.arange(s)[None, :] < lengths[:, None]  # (B, S) bool
+        return token, state, torch.randn(b, s, 12, generator=g), mask
+    return make
+
+
+def _attn_case(cell):
+    state_in = ["h", "c"] if cell == "LSTM" else ["h"]
+    state_out = ["h_new", "c_new"] if cell == "LSTM" else ["h_new"]
+    axes = {"token": {0: "batch"}, **{n: {0: "batch"} for n in state_in + state_out},
+            "memory": {0: "batch", 1: "src"}, "mask": {0: "batch", 1: "src"}, "logits": {0: "batch"}}
+    return ZooCase(f"attn_decoder_{cell.lower()}cell", lambda: AttnDecoderStep(cell), _attn_inputs(cell),
+                   ["token", *state_in, "memory", "mask"], ["logits", *state_out], axes)
+
+
+CASES = [
+    ZooCase("tagger_packed_unsorted_int64", lambda: Tagger(), _tagger_inputs(torch.int64), ["tokens", "lengths"], ["emissions"],
+            {"tokens": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "emissions": {0: "batch"}}),
+    ZooCase("tagger_total_length_int32", lambda: Tagger(total_length=True), _tagger_inputs(torch.int32), ["tokens", "lengths"],
+            ["emissions"], {"tokens": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "emissions": {0: "batch", 1: "seq"}}),
+    ZooCase("tagger_no_total_length_short_rows", lambda: Tagger(), _short_rows, ["tokens", "lengths"], ["emissions"],
+            {"tokens": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "emissions": {0: "batch"}}, shapes=[(1, 1), (4, 13), (2, 300)]),
+    _lm_case("word_lm_lstm_tied", "LSTM", tie_weights=True),
+    _lm_case("word_lm_gru", "GRU"),
+    _lm_case("word_lm_rnn_tanh_view_nhid", "RNN_TANH", view_nhid=True),
+    ZooCase("crnn_ctc", lambda: CRNN(), lambda b, t, g: (torch.randn(b, 1, 16, 2 * t, generator=g),), ["image"], ["log_probs"],
+            {"image": {0: "batch", 3: "width"}, "log_probs": {1: "batch"}}),
+    ZooCase("crnn_ctc_check_inputs", lambda: CRNN(), lambda b, t, g: (torch.randn(b, 1, 16, 2 * t, generator=g),), ["image"],
+            ["log_probs"], {"image": {0: "batch", 3: "width"}, "log_probs": {1: "batch"}},
+            kwargs={"check_inputs": [(torch.linspace(-1, 1, 32).reshape(1, 1, 16, 2),), (torch.linspace(-2, 2, 1600).reshape(2, 1, 16, 50),)]}),
+    ZooCase("speech_pyramid_bilstm_int32", lambda: PyramidEncoder(), _speech_inputs, ["feats", "lengths"], ["enc", "enc_lengths"],
+            {"feats": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}, "enc": {0: "batch"}, "enc_lengths": {0: "batch"}},
+            export_shape=(3, 12), shapes=[(1, 4), (4, 22), (2, 301)]),
+    ZooCase("speech_pyramid_bigru_int32", lambda: PyramidEncoder(cell="GRU", layers=2), _speech_inputs, ["feats", "lengths"],
+            ["enc", "enc_lengths"], {"feats": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}, "enc": {0: "batch"}},
+            export_shape=(3, 12), shapes=[(1, 5), (4, 23), (2, 300)]),
+    ZooCase("speech_skip_frames_bigru_int32", lambda: SkipFrameEncoder(), _speech_inputs, ["feats", "lengths"], ["enc", "enc_lengths"],
+            {"feats": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}, "enc": {0: "batch"}, "enc_lengths": {0: "batch"}},
+            export_shape=(3, 12), shapes=[(1, 1), (4, 23), (2, 301)]),
+    ZooCase("vocoder_upsampler_tied", lambda: Upsampler(), _upsampler_inputs, ["mel", "noise"], ["wav"],
+            {"mel": {0: "batch", 1: "frames"}, "noise": {0: "batch", 1: "samples"}, "wav": {0: "batch"}},
+            export_shape=(2, 11), shapes=[(1, 5), (3, 17), (1, 304)], kwargs={"tied_axes": {"samples": f"(frames - 4) * {HOP}"}}),
+    ZooCase("state_in_forward_zeros_bilstm", lambda: ZerosStateBiLSTM(), lambda b, t, g: (torch.randn(b, t, 6, generator=g),),
+            ["x"], ["y"], {"x": {0: "batch", 1: "seq"}, "y": {0: "batch"}}),
+    ZooCase("state_in_forward_new_zeros_gru", lambda: NewZerosGRU(), lambda b, t, g: (torch.randn(t, b, 6, generator=g),),
+            ["x"], ["y", "hn"], {"x": {0: "seq", 1: "batch"}, "y": {0: "seq", 1: "batch"}, "hn": {1: "batch"}}),
+    _attn_case("GRU"),
+    _attn_case("LSTM"),
+    ZooCase("kws_stream_state_io", lambda: KWSStream(),
+            lambda b, t, g: (torch.randn(b, t, 20, generator=g), torch.randn(1, b, 16, generator=g) * 0.3),
+            ["feats", "h0"], ["prob", "hn"], {"feats": {0: "batch", 1: "seq"}, "h0": {1: "batch"}, "prob": {0: "batch", 1: "seq"},
+                                             "hn": {1: "batch"}}),
+    ZooCase("sentiment_bilstm_cat_h", lambda: SentimentBi(), lambda b, t, g: (_tokens_bt(b, t, g),), ["text"], ["logits"],
+            {"text": {0: "batch", 1: "seq"}, "logits": {0: "batch"}}),
+    ZooCase("sentiment_gru_h_last", lambda: SentimentUni(), lambda b, t, g: (_tokens_bt(b, t, g),), ["text"], ["logits"],
+            {"text": {0: "batch", 1: "seq"}, "logits": {0: "batch"}}),
+    ZooCase("sentiment_packed_sorted_bigru", lambda: SentimentPacked(),
+            lambda b, t, g: (torch.randint(1, VOCAB, (t, b), generator=g), uneven_lengths(b, t, g).sort(descending=True).values),
+            ["text", "text_lengths"], ["logits"], {"text": {0: "seq", 1: "batch"}, "text_lengths": {0: "batch"}, "logits": {0: "batch"}}),
+    ZooCase("odd_options_relu_nobias_proj_flatten", lambda: OddOptions(), lambda b, t, g: (torch.randn(t, b, 5, generator=g),),
+            ["x"], ["y", "h", "c"], {"x": {0: "seq", 1: "batch"}, "y": {0: "seq", 1: "batch"}, "h": {1: "batch"}, "c": {1: "batch"}}),
+    ZooCase("packed_seq_major_with_h0", lambda: PackedWithState(),
+            lambda b, t, g: (torch.randn(t, b, 6, generator=g), uneven_lengths(b, t, g), torch.randn(2, b, 10, generator=g)),
+            ["x", "lengths", "h0"], ["out", "hn"],
+            {"x": {0: "seq", 1: "batch"}, "lengths": {0: "batch"}, "h0": {1: "batch"}, "out": {0: "seq", 1: "batch"}, "hn": {1: "batch"}}),
+    ZooCase("branch_on_length", lambda: LengthBranch(), lambda b, t, g: (torch.randn(b, t, 4, generator=g),), ["x"], ["y"],
+            {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, shapes=[(1, 1), (2, 150), (1, 300)], expect="refuse"),
+    ZooCase("branch_on_length_allow_bounded", lambda: LengthBranch(), lambda b, t, g: (torch.randn(b, t, 4, generator=g),), ["x"],
+            ["y"], {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, shapes=[(1, 1), (3, 57), (2, 100)],
+            kwargs={"allow_bounded": True}, expect="bounded"),
+]
+
+
+def build(case: ZooCase) -> nn.Module:
+    """The case's module in eval mode with weights from a seed of its name (stable across processes)."""
+    import zlib
+
+    torch.manual_seed(zlib.crc32(case.name.encode()))
+    return case.build().eval()

@@ -230,6 +230,8 @@ class RecurrentExport(nn.Module):
         """A sequence the module packed itself (under `packing_as_lengths`): padded data + lengths, as nn.RNNBase does it."""
         data, marker, sorted_indices, unsorted_indices = packed
         lengths = packed_lengths(marker)  # (B,) in the packed (sorted) order
+        if sorted_indices is None:  # pack_padded_sequence(enforce_sorted=True): torch refuses unsorted lengths
+            _SORTED_REQUIRED.append(True)
         h0, c0 = self._split_state(hx)
         if sorted_indices is not None:  # the caller's state is in the caller's order (nn.RNNBase.permute_hidden)
             h0 = h0.index_select(1, sorted_indices) if h0 is not None else None
@@ -275,6 +277,7 @@ def swapped_recurrent(module: nn.Module) -> Iterator[list[str]]:
 # index_select and the state permutations stay torch's own code, traced as they are.
 
 _PACKED: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(marker) -> (marker, lengths)
+_SORTED_REQUIRED: list[bool] = []  # a layer saw lengths packed with enforce_sorted=True during this export
 
 
 def packed_lengths(marker: torch.Tensor) -> torch.Tensor:
@@ -317,16 +320,25 @@ def _export_pad(data: torch.Tensor, marker: torch.Tensor, batch_first: bool, pad
     return (out if batch_first else out.transpose(0, 1)), lengths
 
 
+class PackingSeen:
+    """What the export saw of packing: `lengths_descending` when the module packs with enforce_sorted=True."""
+
+    lengths_descending = False
+
+
 @contextlib.contextmanager
-def packing_as_lengths() -> Iterator[None]:
+def packing_as_lengths() -> Iterator[PackingSeen]:
     """For the duration of an export: torch's pack/pad functions carry padded tensors + lengths (see above)."""
     from torch import _VF
+
+    seen = PackingSeen()
+    _SORTED_REQUIRED.clear()
 
     saved = {name: vars(_VF).get(name) for name in ("_pack_padded_sequence", "_pad_packed_sequence")}
     _VF._pack_padded_sequence = _export_pack
     _VF._pad_packed_sequence = _export_pad
     try:
-        yield
+        yield seen
     finally:
         for name, value in saved.items():
             if value is None:
@@ -334,3 +346,5 @@ def packing_as_lengths() -> Iterator[None]:
             else:
                 setattr(_VF, name, value)
         _PACKED.clear()
+        seen.lengths_descending = bool(_SORTED_REQUIRED)
+        _SORTED_REQUIRED.clear()

@@ -250,6 +250,14 @@ def make_spec(module, names, examples, axes, output_names, ties=None) -> IOSpec:
     return IOSpec(inputs=inputs, outputs=list(output_names or []), axes=order, ties=dict(ties or {}))
 
 
+def mark_sorted_lengths(spec: IOSpec, descending: bool) -> None:
+    """The module packs with enforce_sorted=True: its lengths input takes only lengths sorted longest first."""
+    lengths = spec.input("lengths")
+    if descending and lengths is not None:
+        lengths.descending = True
+        log.info("input '%s' must be sorted longest first (pack_padded_sequence(enforce_sorted=True))", lengths.name)
+
+
 def _time_label(names, examples, axes) -> str | None:
     """The label lengths count: "seq" if used, else the first input's non-batch dynamic axis."""
     labels = [lab for spec in axes.values() for lab in spec.values()]

@@ -203,7 +203,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     was_training = module.training
     module.eval()
     try:
-        with ops.swapped_recurrent(module), ops.packing_as_lengths(), torch.no_grad(), _quiet_torch(), guards.watch_guards() as seen:
+        with ops.swapped_recurrent(module), ops.packing_as_lengths() as packing, torch.no_grad(), _quiet_torch(), guards.watch_guards() as seen:
             program = _torch_onnx_export(module, examples, dynamic_shapes if any(axes.get(n) for n in names) else None,
                                          names, output_names, opset)
     except Exception as exc:  # torch.export / onnx conversion failures: one readable line, saying whose it is
@@ -211,6 +211,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     finally:
         module.train(was_training)
     spec.ranges = guards.check_program(program, names, axes, seen, allow_bounded=allow_bounded, ties=ties)  # bounded/specialised axes
+    axes_.mark_sorted_lengths(spec, packing.lengths_descending)  # enforce_sorted=True: checks feed lengths longest first
     model = program.model_proto
     fixups.repair(model, axes)  # torch.onnx quirks that are no-ops in torch (Squeeze of a non-1 axis, ...)
     native.lower_torch_recurrent(model)

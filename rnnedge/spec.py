@@ -28,6 +28,7 @@ Helpers for whoever makes inputs (parity, quantize --eval, benchmarks); never in
     spec.time_axis               the label of the sequence axis ("seq", or the user's own, e.g. "frames")
     spec.make_inputs(sizes)      random inputs; `sizes` is resolved first, so ties always hold
     spec.check_feeds             (not stored in the file) the user's check inputs as numpy arrays, by name
+    tensor.arrange(lengths)      lengths values as the input takes them (dtype; longest first when `descending`)
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class TensorSpec:
     role: str = "features"  # one of ROLES
     vocab: int | None = None  # tokens only: ids are drawn from [0, vocab)
     seq_label: str | None = None  # lengths only: the axis they count steps of (None: "seq")
+    descending: bool = False  # lengths only: must be sorted longest first (pack_padded_sequence(enforce_sorted=True))
 
     def make(self, sizes: dict[str, int], rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
         """A random value of this spec with the symbolic axes set from `sizes`."""
@@ -59,8 +61,16 @@ class TensorSpec:
             lengths = rng.integers(1, seq + 1, size=shape, dtype=np.int64)
             if lengths.size:
                 lengths[0] = seq  # one full row keeps the padded length meaningful
-            return lengths.astype(self.dtype)
+            return self.arrange(lengths)
         return (rng.standard_normal(shape) * scale).astype(self.dtype)
+
+
+    def arrange(self, lengths) -> np.ndarray:
+        """Lengths values as this input takes them: its dtype, and sorted longest first where the module requires it."""
+        lengths = np.asarray(lengths)
+        if self.descending:
+            lengths = np.sort(lengths)[::-1]
+        return np.ascontiguousarray(lengths).astype(self.dtype)
 
 
 @dataclass
@@ -124,6 +134,10 @@ class IOSpec:
     def to_json(self) -> str:
         data = asdict(self)
         data.pop("check_feeds")
+        for t in data["inputs"]:  # optional tensor fields only when set: files stay as they were
+            for key, unset in (("seq_label", None), ("descending", False)):
+                if t.get(key) == unset:
+                    t.pop(key)
         for key in ("ties", "fixed", "checks"):  # files stay as they were when nothing relates the axes
             if not data[key]:
                 data.pop(key)

@@ -69,6 +69,7 @@ def _check_packed(params, tmp_path, shapes):
     path = tmp_path / "p.onnx"
     result = rnnedge.export(module, _packed_inputs(params, 3, 8, 8), path, input_names=names, dynamic_axes={n: axes[n] for n in names})
     assert result.parity  # rnnedge's own quick check, in the lengths' own dtype
+    assert result.spec.input("lengths").descending == enforce_sorted  # its checks feed sorted lengths where torch needs them
     assert_symbolic(path, {n: list(axes[n]) for n in names}, {0: [0, 1], 1: [0]})
     sess = session(path)
     for batch, seq, longest in shapes:

@@ -101,7 +101,7 @@ def _value_cases(spec: IOSpec, fixed: bool, seed: int) -> list[tuple[str, dict]]
         feeds = spec.make_inputs(sizes, seed=seed + 5)
         seq = sizes.get(getattr(lengths, "seq_label", None) or time_axis(spec), 25)
         ragged = np.array([seq, 1, 13, seq - 1, 2, 7], dtype=np.int64).clip(1, seq)
-        feeds[lengths.name] = ragged[: len(feeds[lengths.name])].astype(feeds[lengths.name].dtype)
+        feeds[lengths.name] = lengths.arrange(ragged[: len(feeds[lengths.name])])  # its dtype; longest first if the module needs it
         cases.append((f"ragged lengths, {_label(sizes)}", feeds))
     tokens = spec.input("tokens")
     if tokens is not None and tokens.vocab:

@@ -196,3 +196,22 @@ def test_session_step_is_the_exported_decoder(tiny):
     logits, new_state, attention = session.step(np.full(len(STRINGS), 1, np.int64), state, memory, mask)
     assert logits.shape == (len(STRINGS), 71) and np.allclose(attention.sum(axis=1), 1, atol=1e-5)
     assert (attention[~mask] < 1e-6).all()  # padded positions get no attention
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell, attention", [("lstm", "bahdanau"), ("rnn", "luong"), ("gru", "bahdanau"), ("lstm", "luong")])
+def test_every_decoder_cell_and_attention_exports_and_verifies(cell, attention, tmp_path):
+    """The other decoder cells and scores (the default run covers gru + luong): untrained weights, parity only."""
+    import torch
+
+    from rnnedge.seq2seq.dates import DatesTask
+    from rnnedge.seq2seq.export import export_seq2seq
+    from rnnedge.seq2seq.model import Seq2SeqModel
+    from rnnedge.seq2seq.verify import verify_folder
+
+    torch.manual_seed(0)
+    model = Seq2SeqModel(DatesTask().default_config(cell, hidden=12, attention=attention)).eval()
+    result = export_seq2seq(model, tmp_path / "d")
+    assert result.parity
+    report = verify_folder(model, tmp_path / "d", n_strings=200)
+    assert report, report.summary()

@@ -184,6 +184,8 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     batch_first = all(layer.batch_first for _, layer in layers)
     if layers or dynamic_axes is not None or target == "mobile":
         axes = _normalise_axes(dynamic_axes, names, examples, batch_first, target)
+        if not layers:
+            axes = recurrence.complete_axes(axes, names, examples)  # a step module's h, c follow x_t's batch
     else:
         axes = recurrence.default_axes(names, examples)
     ties = axes_.parse_ties(tied_axes, axes)

@@ -26,7 +26,11 @@ step) needs nothing: it exports with a symbolic batch (see `default_axes`).
 
 from __future__ import annotations
 
+import logging
+
 from .errors import BadInputError, ExportError
+
+log = logging.getLogger(__name__)
 
 CELL_NAMES = ("RNNCell", "GRUCell", "LSTMCell")
 
@@ -151,6 +155,17 @@ def default_axes(names: list[str], examples) -> dict[str, dict[int, str]]:
             spec[1] = "seq"
         if spec:
             axes[name] = spec
+    return axes
+
+
+def complete_axes(axes: dict, names: list[str], examples) -> dict:
+    """Inputs the user left out of dynamic_axes whose axis 0 is as big as a declared axis 0 follow that label
+    (a step module's h and c, declared only on x_t): left fixed, they would freeze the batch for the whole module."""
+    by_size = {int(examples[names.index(n)].shape[0]): spec[0] for n, spec in axes.items() if n in names and 0 in spec}
+    for name, ex in zip(names, examples):
+        if name not in axes and ex.dim() >= 1 and int(ex.shape[0]) in by_size:
+            axes[name] = {0: by_size[int(ex.shape[0])]}
+            log.info("input '%s' follows axis 0 '%s' (same size as a declared axis)", name, axes[name][0])
     return axes
 
 

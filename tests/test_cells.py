@@ -218,6 +218,13 @@ def test_a_step_file_quantizes_and_runs_in_the_runtime_session(tmp_path):
         assert max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got.values(), want)) < tol
 
 
+def test_a_step_modules_state_follows_the_batch_declared_on_x_only(tmp_path):
+    path = tmp_path / "step.onnx"
+    example = (_rand(2, 5), _rand(2, H, seed=1), _rand(2, H, seed=2))
+    rnnedge.export(CellStep("LSTMCell").eval(), example, path, input_names=["x", "h", "c"], dynamic_axes={"x": {0: "batch"}})
+    assert {n: d[0] for n, d in _dims(path).items() if n in ("x", "h", "c")} == {"x": "batch", "h": "batch", "c": "batch"}
+
+
 def test_stream_target_is_refused_for_modules_without_recurrent_layers(tmp_path):
     with pytest.raises(ExportError, match="step module"):
         rnnedge.export(CellStep("GRUCell").eval(), (_rand(2, 5), _rand(2, H)), tmp_path / "m.onnx", target="stream")

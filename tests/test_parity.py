@@ -296,3 +296,32 @@ def test_verify_probes_inside_a_recorded_range_and_expects_refusal_just_past_it(
     assert report, report.summary()
     assert max(int(c.case.rsplit("seq ", 1)[1].split(",")[0]) for c in report.cases if "seq " in c.case and "outside" not in c.case) == 100
     assert [c.case for c in report.cases if "outside" in c.case] == ["outside the recorded range: seq 101 (valid 1..100)"]
+
+
+def test_integer_inputs_keep_their_declared_dtype_in_every_case():
+    spec = IOSpec([TensorSpec("x", "float32", ["batch", "seq", 5]), TensorSpec("lengths", "int32", ["batch"], "lengths")],
+                  ["y"], axes=["batch", "seq"])
+    for name, feeds in generate_cases(spec):
+        assert feeds["lengths"].dtype == np.int32, name
+        assert (feeds["lengths"] >= 1).all() and (feeds["lengths"] <= feeds["x"].shape[1]).all(), name
+
+
+class RefusesOneStep(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args):
+        if args[0].shape[1] == 1:
+            raise RuntimeError("this module refuses one step")
+        return self.inner(*args)
+
+
+def test_a_case_torch_refuses_in_the_quick_check_is_a_parity_error_naming_it(seed_checkpoint, seed_onnx):
+    from rnnedge.errors import ParityError
+    from rnnedge.parity import quick_check
+
+    spec, meta = spec_of(seed_onnx)
+    with pytest.raises(ParityError, match=r"batch 1, seq 1.*refuses one step") as err:
+        quick_check(RefusesOneStep(torch_module_for(seed_checkpoint[0], meta)), seed_onnx, spec)
+    assert err.value.report is not None and err.value.report.failures[0].provider == "torch"

@@ -184,6 +184,14 @@ def evaluate(float_path, quant_path, against: str | None = None, max_drift: floa
 
     if max_drift is not None and (isinstance(max_drift, bool) or not isinstance(max_drift, (int, float)) or max_drift < 0):
         raise BadInputError(f"--max-drift must be a number >= 0, got {max_drift!r}")
+    if Path(float_path).is_dir():  # a seq2seq folder: exact match of the decoded strings and ms per string, both folders
+        if max_drift is not None:
+            raise BadInputError("--max-drift compares one file's outputs; for a seq2seq folder use --eval dates (exact match)")
+        if against is None:
+            return {}
+        from .seq2seq.evaluate import compare_folders
+
+        return {"comparison": compare_folders(float_path, quant_path, against)}
     task = against if against is not None and against in TASKS else None
     inputs = against if against is not None and task is None else None
     if inputs is not None and not str(inputs).endswith((".npz", ".npy")) and not Path(inputs).exists():

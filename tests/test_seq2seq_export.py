@@ -159,10 +159,12 @@ def test_quantize_folder_writes_both_files_that_still_decode(tiny, tmp_path, run
     from rnnedge.runtime import Seq2SeqSession
 
     _, model, folder = tiny
-    out = runner.invoke(cli, ["quantize", str(folder), "-o", str(tmp_path / "int8"), "--json"])
+    out = runner.invoke(cli, ["quantize", str(folder), "-o", str(tmp_path / "int8"), "--eval", "dates", "--json"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.output)
     assert set(data["files"]) == {"encoder.onnx", "decoder.onnx"} and data["output_bytes"] < data["input_bytes"]
+    cmp = data["comparison"]
+    assert cmp["task"] == "dates" and cmp["float_metrics"]["n"] == cmp["quant_metrics"]["n"] == 2000 and cmp["quant_ms"] > 0
     session = Seq2SeqSession(tmp_path / "int8")
     assert session.meta["vocab"] == list(model.config.vocab)
     got = session.generate(STRINGS, beam=3)

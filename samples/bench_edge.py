@@ -13,7 +13,7 @@
 4. fp32 throughput at batch 8 x 50 x hidden 256: GFLOP/s and the fraction of onnxruntime's fp32 MatMul
    peak (512^3, same thread count) timed in the same interleaved run.
 
-Latencies: fastest quarter (25th percentile) of blocks of calls, candidates interleaved, so a shared,
+Latencies: the 10th percentile of blocks of calls, candidates interleaved, so a shared,
 noisy machine hits them alike; what matters are the ratios. Prints a table and (with --json) writes JSON.
 """
 
@@ -39,10 +39,11 @@ from rnnedge.runtime.sessions import open_session
 
 SHAPES = {"1x1 stream": (1, 1, 128), "1x16": (1, 16, 128), "64x8": (64, 8, 128), "8x50 h256": (8, 50, 256)}
 FEATURES, CLASSES = 8, 10
+QUANTILE = 10  # other processes only ever add time: on a shared machine the fast blocks are the undisturbed ones
 
 
 def timed(calls: dict, repeats: int, budget_ms: float = 2.0) -> dict:
-    """ms per call (25th percentile of blocks of ~budget_ms), candidates interleaved block by block."""
+    """ms per call (QUANTILE-th percentile of blocks of ~budget_ms), candidates interleaved block by block."""
     sizes = {}
     for name, call in calls.items():
         call()
@@ -57,7 +58,7 @@ def timed(calls: dict, repeats: int, budget_ms: float = 2.0) -> dict:
             for _ in range(sizes[name]):
                 call()
             times[name].append((time.perf_counter() - start) / sizes[name])
-    return {name: float(np.percentile(t, 25)) * 1e3 for name, t in times.items()}
+    return {name: float(np.percentile(t, QUANTILE)) * 1e3 for name, t in times.items()}
 
 
 def make(folder: Path, cell: str, hidden: int, features: int = FEATURES, classes: int = CLASSES):
@@ -179,7 +180,7 @@ def main() -> None:
 
 
 def print_report(r: dict) -> None:
-    print(f"one run, {r['threads']} thread(s), {r['repeats']} interleaved rounds; ratios are what to read")
+    print(f"one run, {r['threads']} thread(s), {r['repeats']} interleaved rounds, {QUANTILE}th percentile; ratios are what to read")
     print(f"{'cell':5} {'shape':11} {'int8/fp32':>9} {'--for':>6} {'fp32/torch':>10} {'size':>6}  forms (defaults | --for the shape)")
     for cell, rows in r["shapes"].items():
         for label, row in rows.items():

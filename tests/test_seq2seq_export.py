@@ -114,7 +114,7 @@ assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules if sy
 @pytest.mark.parametrize("bad, kwargs, message", [
     (["", "5 May 2001"], {}, "string 0 is empty"), (["5 Mai 2001 ✓"], {}, "'✓' at position 11"), (["9" * 60], {}, "at most 40"),
     ("5 May 2001", {}, "list of strings"), (["5 May 2001"], {"beam": 0}, "beam"), (["5 May 2001"], {"max_len": 0}, "max_len"),
-    (["5 May 2001"], {"batch_size": 0}, "batch_size"),
+    (["5 May 2001"], {"batch_size": 0}, "batch_size"), (["5 May 2001", "1 May 2001", "x%"], {"batch_size": 2}, "string 2 ('x%')"),
 ])
 def test_runtime_refuses_bad_input_with_one_line(tiny, bad, kwargs, message):
     import re

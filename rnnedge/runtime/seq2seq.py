@@ -58,12 +58,13 @@ class Codec:
         return cls(meta["vocab"], meta["max_source_len"], meta["max_target_len"], pad=meta["pad"], bos=meta["bos"],
                    eos=meta["eos"])
 
-    def encode(self, strings) -> tuple[np.ndarray, np.ndarray]:
-        """(tokens int64 (B, T) padded, lengths int64 (B,)); bad input is a one-line BadInputError."""
+    def encode(self, strings, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens int64 (B, T) padded, lengths int64 (B,)); bad input is a one-line BadInputError naming the
+        string by its index (+ `offset`, the batch's start in the caller's list)."""
         if isinstance(strings, str) or not isinstance(strings, (list, tuple)):
             raise BadInputError(f"expected a list of strings, got {type(strings).__name__}")
         rows = []
-        for i, s in enumerate(strings):
+        for i, s in enumerate(strings, start=offset):
             if not isinstance(s, str):
                 raise BadInputError(f"item {i} is a {type(s).__name__}, expected a string")
             s = s.strip()
@@ -81,6 +82,12 @@ class Codec:
             tokens[i, : len(r)] = r
         return tokens, np.array([len(r) for r in rows], dtype=np.int64)
 
+    def encode_batches(self, strings, batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`encode` per batch of `batch_size` strings; every string is checked before any is returned."""
+        if isinstance(strings, str) or not isinstance(strings, (list, tuple)):
+            raise BadInputError(f"expected a list of strings, got {type(strings).__name__}")
+        return [self.encode(strings[i : i + batch_size], offset=i) for i in range(0, len(strings), batch_size)]
+
     def decode(self, ids: list[list[int]]) -> list[str]:
         """Ids (each row ending at its first EOS, if any) -> strings; special tokens are dropped."""
         out = []
@@ -96,6 +103,11 @@ class Codec:
         if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
             raise BadInputError(f"max_len must be a positive integer, got {max_len!r}")
         return int(max_len)
+
+
+def check_batch_size(batch_size) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise BadInputError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -206,12 +218,9 @@ class Seq2SeqSession:
 
     def generate_ids(self, strings: list[str], beam: int = 1, max_len: int | None = None, batch_size: int = 256) -> list[list[int]]:
         """Decoded ids of `strings` (EOS and what follows cut off)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise BadInputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_batch_size(batch_size)
         steps = self.codec.max_len(max_len)
-        if isinstance(strings, str) or not isinstance(strings, (list, tuple)):
-            raise BadInputError(f"expected a list of strings, got {type(strings).__name__}")
-        batches = [self.codec.encode(strings[i : i + batch_size]) for i in range(0, len(strings), batch_size)]  # all checked first
+        batches = self.codec.encode_batches(strings, batch_size)  # every string checked before any work
         out: list[list[int]] = []
         for tokens, lengths in batches:
             memory, mask, state = self.encode(tokens, lengths)

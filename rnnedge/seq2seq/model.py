@@ -125,9 +125,9 @@ class Seq2SeqModel(nn.Module):
             prev = targets[:, t].clamp(min=0)  # (B,) padding (IGNORE) fed as <pad>; its loss is ignored anyway
         return self.decoder.head(torch.stack(features, dim=1))  # (B, Tt, V)
 
-    def generate(self, strings: list[str], beam: int = 1, max_len: int | None = None) -> list[str]:
-        """Decode `strings` (batched; greedy for beam=1, beam search otherwise) -> output strings."""
-        return self.codec().decode(self.generate_ids(strings, beam=beam, max_len=max_len))
+    def generate(self, strings: list[str], beam: int = 1, max_len: int | None = None, batch_size: int = 256) -> list[str]:
+        """Decode `strings` (batches of `batch_size`; greedy for beam=1, beam search otherwise) -> output strings."""
+        return self.codec().decode(self.generate_ids(strings, beam=beam, max_len=max_len, batch_size=batch_size))
 
     def codec(self):
         from rnnedge.runtime.seq2seq import Codec
@@ -135,24 +135,26 @@ class Seq2SeqModel(nn.Module):
         return Codec(self.config.vocab, self.config.max_source_len, self.config.max_target_len)
 
     @torch.no_grad()
-    def generate_ids(self, strings: list[str], beam: int = 1, max_len: int | None = None) -> list[list[int]]:
+    def generate_ids(self, strings: list[str], beam: int = 1, max_len: int | None = None, batch_size: int = 256) -> list[list[int]]:
         """Decoded ids of `strings` (EOS and what follows cut off): the search of rnnedge.runtime.seq2seq, torch steps."""
-        from rnnedge.runtime.seq2seq import beam_search
+        from rnnedge.runtime.seq2seq import beam_search, check_batch_size
 
         codec = self.codec()
-        tokens, lengths = codec.encode(strings)
+        check_batch_size(batch_size)
         steps = codec.max_len(max_len)
-        if len(strings) == 0:
-            return []
+        batches = codec.encode_batches(strings, batch_size)  # every string checked before any work
         was_training = self.training
         self.eval()
+        out: list[list[int]] = []
         try:
             device = next(self.parameters()).device
-            memory, mask, state = self.encoder(torch.from_numpy(tokens).to(device), torch.from_numpy(lengths).to(device))
-            return beam_search(_torch_step(self.decoder, device), memory.cpu().numpy(), mask.cpu().numpy(), state.cpu().numpy(),
-                               beam=beam, max_len=steps, bos=codec.bos, eos=codec.eos)
+            for tokens, lengths in batches:
+                memory, mask, state = self.encoder(torch.from_numpy(tokens).to(device), torch.from_numpy(lengths).to(device))
+                out += beam_search(_torch_step(self.decoder, device), memory.cpu().numpy(), mask.cpu().numpy(),
+                                   state.cpu().numpy(), beam=beam, max_len=steps, bos=codec.bos, eos=codec.eos)
         finally:
             self.train(was_training)
+        return out
 
 
 def _torch_step(decoder: DecoderStep, device):

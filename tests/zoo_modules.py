@@ -304,6 +304,157 @@ class PackedWithState(nn.Module):
         return out, hn
 
 
+# ---- 12. more of what published code does ------------------------------------------------------------------
+class ChatbotEncoder(nn.Module):
+    """Seq-major packed biGRU, hidden=None default, the two directions' outputs summed."""
+
+    def __init__(self, hidden=12, n_layers=2):
+        super().__init__()
+        self.hidden = hidden
+        self.embedding = nn.Embedding(VOCAB, hidden)
+        self.gru = nn.GRU(hidden, hidden, n_layers, dropout=0.1, bidirectional=True)
+
+    def forward(self, input_seq, input_lengths, hidden=None):
+        embedded = self.embedding(input_seq)  # (T, B, H)
+        packed = nn.utils.rnn.pack_padded_sequence(embedded, input_lengths.cpu())
+        outputs, hidden = self.gru(packed, hidden)
+        outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs)
+        outputs = outputs[:, :, : self.hidden] + outputs[:, :, self.hidden :]  # (T', B, H)
+        return outputs, hidden
+
+
+class SortInsideLSTM(nn.Module):
+    """Older code: sort by length inside forward, pack sorted, unsort afterwards, take each row's last valid output."""
+
+    def __init__(self, hidden=10):
+        super().__init__()
+        self.lstm = nn.LSTM(6, hidden, batch_first=True)
+        self.fc = nn.Linear(hidden, 3)
+
+    def forward(self, x, lengths):
+        sorted_len, perm = lengths.sort(0, descending=True)
+        packed = pack_padded_sequence(x[perm], sorted_len.cpu(), batch_first=True)
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        out = out[perm.argsort()]  # (B, T, H) in the caller's order
+        last = out[torch.arange(x.size(0)), lengths - 1]  # (B, H)
+        return self.fc(last)
+
+
+class LearnedInitBiLSTM(nn.Module):
+    """A learned initial state expanded to the batch; packed with enforce_sorted=False, padding_value=-1, mean-pooled."""
+
+    def __init__(self, hidden=8):
+        super().__init__()
+        self.h0 = nn.Parameter(torch.randn(4, 1, hidden) * 0.1)
+        self.c0 = nn.Parameter(torch.randn(4, 1, hidden) * 0.1)
+        self.lstm = nn.LSTM(5, hidden, num_layers=2, bidirectional=True, batch_first=True)
+
+    def forward(self, x, lengths):
+        b = x.size(0)
+        state = (self.h0.expand(-1, b, -1).contiguous(), self.c0.expand(-1, b, -1).contiguous())
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, (h, _) = self.lstm(packed, state)
+        out, _ = pad_packed_sequence(out, batch_first=True, padding_value=-1.0, total_length=x.size(1))  # (B, T, 2H)
+        mask = (torch.arange(x.size(1))[None, :] < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
+        pooled = (out * mask).sum(1) / lengths[:, None].to(out.dtype)
+        last = h.view(2, 2, b, -1)[-1]  # (2, B, H): the last layer's two directions
+        return out, pooled, last.transpose(0, 1).reshape(b, -1)
+
+
+class SiameseGRU(nn.Module):
+    """One GRU applied to two inputs of independent lengths; the encodings compared."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(6, 10, batch_first=True)
+
+    def forward(self, a, b):
+        _, ha = self.gru(a)
+        _, hb = self.gru(b)
+        return F.cosine_similarity(ha[-1], hb[-1], dim=1)  # (B,)
+
+
+class ListLengths(nn.Module):
+    """`lengths.tolist()` into pack_padded_sequence: the values become Python ints."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(6, 8, batch_first=True)
+
+    def forward(self, x, lengths):
+        packed = pack_padded_sequence(x, lengths.tolist(), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        return pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
+
+
+class LoopedLSTMCell(nn.Module):
+    """An LSTMCell stepped over time in a Python loop, outputs stacked (issue 12 item 4)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = nn.LSTMCell(5, 8)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):  # (B, T, 5)
+        h = x.new_zeros(x.size(0), 8)
+        c = x.new_zeros(x.size(0), 8)
+        outs = []
+        for t in range(x.size(1)):
+            h, c = self.cell(x[:, t], (h, c))
+            outs.append(h)
+        return self.fc(torch.stack(outs, dim=1))  # (B, T, 2)
+
+
+class LightGRUStep(nn.Module):
+    """A hand-written recurrence (a 'light GRU' step: no reset gate, layer norm), one step with state in/out."""
+
+    def __init__(self, n_in=6, hidden=10):
+        super().__init__()
+        self.wx = nn.Linear(n_in, 2 * hidden)
+        self.uh = nn.Linear(hidden, 2 * hidden, bias=False)
+        self.norm = nn.LayerNorm(2 * hidden)
+
+    def forward(self, x_t, h):
+        a, z = (self.norm(self.wx(x_t)) + self.uh(h)).chunk(2, dim=-1)
+        z = torch.sigmoid(z)
+        return z * h + (1 - z) * F.relu(a)
+
+
+class PadPairsEncoder(nn.Module):
+    """Pairwise frame concatenation that pads odd lengths instead of truncating (a form torch.export keeps dynamic)."""
+
+    def __init__(self, feat: int = 8, hidden: int = 8, layers: int = 2):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            [nn.LSTM(feat if i == 0 else 4 * hidden, hidden, batch_first=True, bidirectional=True) for i in range(layers)])
+
+    def forward(self, x, lengths):
+        for i, layer in enumerate(self.layers):
+            if i > 0:
+                b, t, d = x.shape
+                x = F.pad(x, (0, 0, 0, t % 2)).reshape(b, -1, 2 * d)  # (B, ceil(T/2), 2D)
+                lengths = (lengths + 1) // 2
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, _ = layer(packed)
+            x, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        return x, lengths
+
+
+class PackedBiLSTMState(nn.Module):
+    """batch_first packing of unsorted rows with (h0, c0) given per row to a 2-layer biLSTM; (hn, cn) returned."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(6, 8, num_layers=2, bidirectional=True, batch_first=True)
+
+    def forward(self, x, state, lengths):
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, (hn, cn) = self.lstm(packed, state)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        return out, hn, cn
+
+
 # ---- 11. a branch on sequence length (issue 12): must be refused or range-recorded ---------------------------
 class LengthBranch(nn.Module):
     def __init__(self):
@@ -328,6 +479,7 @@ class ZooCase:
     export_shape: tuple = (3, 9)  # (batch, seq) of the export examples
     shapes: list = field(default_factory=lambda: [(1, 1), (4, 13), (2, 300)])  # never the export shape
     kwargs: dict = field(default_factory=dict)  # tied_axes, check_inputs, ...
+    check_axes: dict | None = None  # axes that must be symbolic when dynamic_axes is left to rnnedge's defaults (None)
     expect: str = "match"  # "match" | "refuse": refusal or a file right past the bound | "bounded": range recorded, runtime refuses past it
 
 
@@ -413,10 +565,11 @@ CASES = [
             kwargs={"check_inputs": [(torch.linspace(-1, 1, 32).reshape(1, 1, 16, 2),), (torch.linspace(-2, 2, 1600).reshape(2, 1, 16, 50),)]}),
     ZooCase("speech_pyramid_bilstm_int32", lambda: PyramidEncoder(), _speech_inputs, ["feats", "lengths"], ["enc", "enc_lengths"],
             {"feats": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}, "enc": {0: "batch"}, "enc_lengths": {0: "batch"}},
-            export_shape=(3, 12), shapes=[(1, 4), (4, 22), (2, 301)]),
-    ZooCase("speech_pyramid_bigru_int32", lambda: PyramidEncoder(cell="GRU", layers=2), _speech_inputs, ["feats", "lengths"],
-            ["enc", "enc_lengths"], {"feats": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}, "enc": {0: "batch"}},
-            export_shape=(3, 12), shapes=[(1, 5), (4, 23), (2, 300)]),
+            export_shape=(3, 12), shapes=[(1, 4), (4, 22), (2, 301)], expect="refuse"),  # truncation to even frames: torch.export
+    # keeps the slice only for even sizes (guard Eq(T, Min(T, 2*(T//2)))), so a refusal is right; PadPairsEncoder is the way out
+    ZooCase("speech_pad_pairs_bilstm_int32", lambda: PadPairsEncoder(), _speech_inputs, ["feats", "lengths"], ["enc", "enc_lengths"],
+            {"feats": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}, "enc": {0: "batch"}, "enc_lengths": {0: "batch"}},
+            export_shape=(3, 12), shapes=[(1, 1), (4, 23), (2, 300)]),
     ZooCase("speech_skip_frames_bigru_int32", lambda: SkipFrameEncoder(), _speech_inputs, ["feats", "lengths"], ["enc", "enc_lengths"],
             {"feats": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}, "enc": {0: "batch"}, "enc_lengths": {0: "batch"}},
             export_shape=(3, 12), shapes=[(1, 1), (4, 23), (2, 301)]),
@@ -446,12 +599,48 @@ CASES = [
             lambda b, t, g: (torch.randn(t, b, 6, generator=g), uneven_lengths(b, t, g), torch.randn(2, b, 10, generator=g)),
             ["x", "lengths", "h0"], ["out", "hn"],
             {"x": {0: "seq", 1: "batch"}, "lengths": {0: "batch"}, "h0": {1: "batch"}, "out": {0: "seq", 1: "batch"}, "hn": {1: "batch"}}),
+    ZooCase("chatbot_encoder_sum_dirs", lambda: ChatbotEncoder(),
+            lambda b, t, g: (torch.randint(1, VOCAB, (t, b), generator=g), uneven_lengths(b, t, g).sort(descending=True).values),
+            ["input_seq", "input_lengths"], ["outputs", "hidden"],
+            {"input_seq": {0: "seq", 1: "batch"}, "input_lengths": {0: "batch"}, "outputs": {1: "batch"}, "hidden": {1: "batch"}}),
+    ZooCase("sort_inside_last_valid_output", lambda: SortInsideLSTM(),
+            lambda b, t, g: (torch.randn(b, t, 6, generator=g), uneven_lengths(b, t, g)), ["x", "lengths"], ["logits"],
+            {"x": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "logits": {0: "batch"}}),
+    ZooCase("learned_h0_padding_value_mean_pool", lambda: LearnedInitBiLSTM(),
+            lambda b, t, g: (torch.randn(b, t, 5, generator=g), uneven_lengths(b, t, g)), ["x", "lengths"], ["out", "pooled", "last"],
+            {"x": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "out": {0: "batch", 1: "seq"}, "pooled": {0: "batch"},
+             "last": {0: "batch"}}),
+    ZooCase("siamese_gru_two_lengths", lambda: SiameseGRU(),
+            lambda b, t, g: (torch.randn(b, t, 6, generator=g), torch.randn(b, t + 3, 6, generator=g)), ["a", "b"], ["similarity"],
+            {"a": {0: "batch", 1: "len_a"}, "b": {0: "batch", 1: "len_b"}, "similarity": {0: "batch"}}),
+    ZooCase("lengths_tolist_into_pack", lambda: ListLengths(),
+            lambda b, t, g: (torch.randn(b, t, 6, generator=g), uneven_lengths(b, t, g)), ["x", "lengths"], ["y"],
+            {"x": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "y": {0: "batch", 1: "seq"}}, expect="refuse"),
+    ZooCase("looped_lstmcell_dynamic_time", lambda: LoopedLSTMCell(), lambda b, t, g: (torch.randn(b, t, 5, generator=g),),
+            ["x"], ["y"], {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, expect="refuse"),
+    ZooCase("light_gru_step_handwritten", lambda: LightGRUStep(),
+            lambda b, t, g: (torch.randn(b, 6, generator=g), torch.randn(b, 10, generator=g)), ["x_t", "h"], ["h_new"],
+            {"x_t": {0: "batch"}, "h": {0: "batch"}, "h_new": {0: "batch"}}, shapes=[(1, 1), (4, 1), (16, 1)]),
+    ZooCase("packed_bilstm_h0_c0_nested", lambda: PackedBiLSTMState(),
+            lambda b, t, g: (torch.randn(b, t, 6, generator=g), (torch.randn(4, b, 8, generator=g), torch.randn(4, b, 8, generator=g)),
+                             uneven_lengths(b, t, g)),
+            ["x", "h0", "c0", "lengths"], ["out", "hn", "cn"],
+            {"x": {0: "batch", 1: "seq"}, "h0": {1: "batch"}, "c0": {1: "batch"}, "lengths": {0: "batch"}, "out": {0: "batch", 1: "seq"},
+             "hn": {1: "batch"}, "cn": {1: "batch"}}),
+    ZooCase("tagger_default_axes", lambda: Tagger(total_length=True), _tagger_inputs(torch.int64), ["tokens", "lengths"], ["emissions"],
+            None, check_axes={"tokens": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "emissions": {0: "batch", 1: "seq"}}),
     ZooCase("branch_on_length", lambda: LengthBranch(), lambda b, t, g: (torch.randn(b, t, 4, generator=g),), ["x"], ["y"],
             {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, shapes=[(1, 1), (2, 150), (1, 300)], expect="refuse"),
     ZooCase("branch_on_length_allow_bounded", lambda: LengthBranch(), lambda b, t, g: (torch.randn(b, t, 4, generator=g),), ["x"],
             ["y"], {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, shapes=[(1, 1), (3, 57), (2, 100)],
             kwargs={"allow_bounded": True}, expect="bounded"),
 ]
+
+
+# one module per item of brief G, run by default; the rest run with --runslow (plus a crc32-sampled few, tests/test_zoo.py)
+CORE = {"tagger_packed_unsorted_int64", "tagger_total_length_int32", "word_lm_lstm_tied", "crnn_ctc", "speech_skip_frames_bigru_int32",
+        "vocoder_upsampler_tied", "state_in_forward_zeros_bilstm", "attn_decoder_grucell", "kws_stream_state_io",
+        "odd_options_relu_nobias_proj_flatten", "branch_on_length"}
 
 
 def build(case: ZooCase) -> nn.Module:

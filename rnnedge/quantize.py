@@ -42,8 +42,6 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from exporters.graph import compact_names
 
 from .errors import BadInputError
@@ -52,7 +50,7 @@ from .quantize_eval import compare_models, drift  # noqa: F401  (public here too
 from .quantize_forms import DEFAULT_OP_TYPES, FLOOR, FORMS, RECURRENT, WEIGHT_INPUTS, build, constants_to_initializers, find_units, name_nodes
 from .quantize_forms import quiet_ort as _quiet_ort
 from .quantize_forms import subgraphs as _subgraphs
-from .quantize_select import MARGIN
+from .quantize_select import CANDIDATE_DRIFT, MARGIN  # noqa: F401  (CANDIDATE_DRIFT: public here too)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,6 @@ MODES = ("int8", "int8-static", "fp16")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 FP16_ATOL = 1e-2  # documented fp16 parity tolerance (absolute, for outputs of order 1)
 INT8_ATOL = 0.1  # loose int8 tolerance used by the tests (absolute, small random models)
-CANDIDATE_DRIFT = 0.05  # a form whose outputs move by more than this fraction of the output range is not chosen
 FP16_KEEP_FLOAT = ["Transpose"]  # see the module docstring (onnxruntime 1.32 CPU crash)
 WEIGHT_OPS = {"MatMul", "Gemm", "Conv", "RNN", "GRU", "LSTM", "Attention", "Gather"}
 WHY_FLOAT = {
@@ -207,7 +204,7 @@ def _check_forms(forms) -> None:
 
 def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeResult):
     """The int8 model: forms forced or measured (see quantize_select); float32 kept where int8 does not pay."""
-    from .quantize_select import choose_forms, default_shape, deployment_feeds
+    from .quantize_select import Timer, choose_forms, default_shape, deployment_feeds
 
     units = find_units(model)
     result.deploy = default_shape(meta, model, shape)
@@ -218,7 +215,7 @@ def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeRe
             raise BadInputError(f"--form: no unit named {sorted(set(forms) - set(chosen))[0]!r}; units: {sorted(chosen)}")
     else:
         feeds = deployment_feeds(model, meta, result.deploy)
-        timer = _Timer(model, feeds, ops, bool(result.per_channel), threads, result.notes)
+        timer = Timer(model, feeds, ops, bool(result.per_channel), threads, result.notes)
         chosen, result.measured = choose_forms(units, timer)
     out = _build(model, chosen, ops, bool(result.per_channel))
     if forms is None:
@@ -229,6 +226,9 @@ def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeRe
                                 f"(not {MARGIN:.0%} faster in two separate runs): floor kept")
             chosen, out, result.int8_ms = floor, _build(model, floor, ops, bool(result.per_channel)), floor_ms
     result.forms = chosen
+    if forms is None and result.deploy["batch"] < 8 and any(u.op in (*RECURRENT, "Scan") and chosen[u.name] == FLOOR for u in units):
+        result.notes.append(f"forms chosen for batch {result.deploy['batch']} x {result.deploy['seq']} steps; at batch 8 and more the "
+                            "int8-compute forms (scan-int8, lstm-int8) often win: pass --for batch=B,seq=T for your shape")
     result.relowered = any(f.startswith("scan") and u.op in RECURRENT for u in units for n, f in chosen.items() if n == u.name)
     plain = load_onnx(result.input_path)  # as the user wrote it: no node names added
     compact_names(plain)
@@ -251,58 +251,6 @@ def _build(model, forms: dict, ops, per_channel: bool):
         return build(model, forms, op_types=ops, per_channel=per_channel)
     except Exception as exc:  # onnxruntime's quantizer (or a lowering) failed on a valid model: a bug, not bad input
         raise QuantizeFailure(f"quantizing with forms {forms} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc
-
-
-class _Timer:
-    """timer(assignments) -> ms each, for quantize_select.choose_forms; candidates that fail or drift get None."""
-
-    def __init__(self, model, feeds: dict, ops, per_channel: bool, threads: int, notes: list[str]):
-        self.model, self.feeds, self.ops, self.per_channel, self.threads, self.notes = model, feeds, ops, per_channel, threads, notes
-        self.ref = self._session(model)
-        self.ref_out = self.ref.run(None, self.feeds)
-
-    def _session(self, model):
-        from .runtime.sessions import open_session
-
-        return open_session(model.SerializeToString(), providers="cpu", threads=self.threads, fallback=False)
-
-    def _candidate(self, forms: dict):
-        try:
-            sess = self._session(build(self.model, forms, op_types=self.ops, per_channel=self.per_channel))
-            outs = sess.run(None, self.feeds)
-        except Exception as exc:  # a form onnxruntime cannot build or run here: not chosen, and said so
-            self.notes.append(f"form {forms} not usable: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}")
-            return None
-        for ref, got in zip(self.ref_out, outs):
-            ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
-            span = float(ref.max() - ref.min()) if ref.size else 0.0
-            if ref.size and np.abs(ref - got).max() > CANDIDATE_DRIFT * max(span, 1e-6):
-                self.notes.append(f"form {forms} not chosen: outputs drift {np.abs(ref - got).max():.3g} (range {span:.3g})")
-                return None
-        return sess
-
-    def __call__(self, assignments: list[dict]) -> list[float | None]:
-        from .quantize_select import time_sessions
-
-        sessions = [self._candidate(a) for a in assignments]
-        live = [s for s in sessions if s is not None]
-        ms = iter(time_sessions(live, self.feeds) if live else [])
-        return [next(ms) if s is not None else None for s in sessions]
-
-    def final(self, out, floor=None) -> tuple[float, float, float | None, bool]:
-        """float32, `out` and (if given) the all-floor model's ms in one interleaved run, and whether `out` beat the
-        floor by MARGIN in that run and in a second one (noise on a shared machine can fake one win, rarely two)."""
-        from .quantize_select import time_sessions
-
-        sessions = [self.ref, self._session(out)] + ([self._session(floor)] if floor is not None else [])
-        ms = time_sessions(sessions, self.feeds)
-        if floor is None:
-            return round(ms[0], 4), round(ms[1], 4), None, True
-        wins = ms[1] < ms[2] * (1 - MARGIN)
-        if wins:
-            again = time_sessions(sessions[1:], self.feeds)
-            wins = again[0] < again[1] * (1 - MARGIN)
-        return round(ms[0], 4), round(ms[1], 4), round(ms[2], 4), wins
 
 
 # -- int8-static and fp16 ------------------------------------------------------------------------

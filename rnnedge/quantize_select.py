@@ -22,10 +22,12 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import BadInputError
-from .quantize_forms import FLOOR, Unit
+from .quantize_forms import FLOOR, Unit, build
+from .runtime.sessions import open_session
 
 log = logging.getLogger(__name__)
 
+CANDIDATE_DRIFT = 0.05  # a form whose outputs move by more than this fraction of the output range is not chosen
 MARGIN = 0.08  # a form must beat the current choice by this fraction to replace it (noise on a shared machine: +-5%)
 DEFAULT_BATCH = 1  # the edge case: one stream, one sequence at a time
 DEFAULT_SEQ = 16  # a streaming-ish chunk, when the file fixes none (stream targets: 1 step)
@@ -150,3 +152,49 @@ def choose_forms(units: list[Unit], timer: Callable[[list[dict]], list[float | N
             forms[unit.name] = best[1]
             log.info("%s: %s (%.3f ms) beats %s (%.3f ms)", unit.name, best[1], best[0], names[0], current)
     return forms, figures
+
+
+class Timer:
+    """timer(assignments) -> ms each, for quantize_select.choose_forms; candidates that fail or drift get None."""
+
+    def __init__(self, model, feeds: dict, ops, per_channel: bool, threads: int, notes: list[str]):
+        self.model, self.feeds, self.ops, self.per_channel, self.threads, self.notes = model, feeds, ops, per_channel, threads, notes
+        self.ref = self._session(model)
+        self.ref_out = self.ref.run(None, self.feeds)
+
+    def _session(self, model):
+        return open_session(model.SerializeToString(), providers="cpu", threads=self.threads, fallback=False)
+
+    def _candidate(self, forms: dict):
+        try:
+            sess = self._session(build(self.model, forms, op_types=self.ops, per_channel=self.per_channel))
+            outs = sess.run(None, self.feeds)
+        except Exception as exc:  # a form onnxruntime cannot build or run here: not chosen, and said so
+            self.notes.append(f"form {forms} not usable: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}")
+            return None
+        for ref, got in zip(self.ref_out, outs):
+            ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+            span = float(ref.max() - ref.min()) if ref.size else 0.0
+            if ref.size and np.abs(ref - got).max() > CANDIDATE_DRIFT * max(span, 1e-6):
+                self.notes.append(f"form {forms} not chosen: outputs drift {np.abs(ref - got).max():.3g} (range {span:.3g})")
+                return None
+        return sess
+
+    def __call__(self, assignments: list[dict]) -> list[float | None]:
+        sessions = [self._candidate(a) for a in assignments]
+        live = [s for s in sessions if s is not None]
+        ms = iter(time_sessions(live, self.feeds) if live else [])
+        return [next(ms) if s is not None else None for s in sessions]
+
+    def final(self, out, floor=None) -> tuple[float, float, float | None, bool]:
+        """float32, `out` and (if given) the all-floor model's ms in one interleaved run, and whether `out` beat the
+        floor by MARGIN in that run and in a second one (noise on a shared machine can fake one win, rarely two)."""
+        sessions = [self.ref, self._session(out)] + ([self._session(floor)] if floor is not None else [])
+        ms = time_sessions(sessions, self.feeds)
+        if floor is None:
+            return round(ms[0], 4), round(ms[1], 4), None, True
+        wins = ms[1] < ms[2] * (1 - MARGIN)
+        if wins:
+            again = time_sessions(sessions[1:], self.feeds)
+            wins = again[0] < again[1] * (1 - MARGIN)
+        return round(ms[0], 4), round(ms[1], 4), round(ms[2], 4), wins

@@ -186,10 +186,11 @@ def _eval_source(ctx, param, value):
 @model_or_folder_argument
 @output_option("Quantized .onnx file to write (a folder for a seq2seq folder).", folder_ok=True)
 @click.option("--mode", type=click.Choice(["int8", "int8-static", "fp16"]), default="int8", show_default=True,
-              help="int8: dynamic; int8-static: calibrated QDQ; fp16: float16 for GPU providers.")
+              help="int8: int8 weights, forms measured (--for); int8-static: calibrated QDQ; fp16: float16 for GPU providers.")
 @click.option("--calibration", default=None, help="int8-static: a .npz of inputs (keys = model input names) or a task name.")
 @click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
-@click.option("--per-channel/--per-tensor", default=None, help="int8 weight scales per output channel (default: per tensor).")
+@click.option("--per-channel/--per-tensor", default=None, help="lstm-int8/scan-int8/matmul-int8: scales per output channel "
+                   "(default: per tensor); weights-int8 is per row always.")
 @click.option("--for", "deploy", default=None, metavar="batch=B,seq=T",
               help="int8: the deployment shape each recurrent unit's form is measured at (default batch 1, the file's chunk or a few steps).")
 @click.option("--form", default=None, help="int8: use this form wherever it applies instead of measuring (see rnnedge.quantize_forms.FORMS).")

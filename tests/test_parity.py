@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import zlib
 
@@ -74,7 +75,7 @@ def random_config(rng: random.Random) -> dict:
     }
 
 
-def _correct_export_passes(k, tmp_path) -> tuple[float, int]:
+def _correct_export_passes(k, tmp_path, check: bool = True):
     """Export random config k correctly and verify it: no failure on any well-conditioned output.
 
     Returns (largest noise ratio, number of ill-conditioned outputs): those fail `rnnedge verify` unless
@@ -98,9 +99,21 @@ def _correct_export_passes(k, tmp_path) -> tuple[float, int]:
     save_checkpoint(ckpt, model)
     path = tmp_path / f"r{k}.onnx"
     rnnedge.export_checkpoint(ckpt, path, target=case["target"], lowering=case["lowering"], verify=False)
+    if not check:
+        return ckpt, path
     report = rnnedge.verify(ckpt, path, allow_ill_conditioned=True)
     assert report, f"false alarm for {case}: {report.summary()}"
     return report.worst_ratio() or 0.0, len(report.ill_conditioned)
+
+
+def test_ill_conditioned_outputs_exit_1_unless_allowed_cli(tmp_path):
+    ckpt, path = _correct_export_passes(4, tmp_path, check=False)  # an exploding relu RNN of the sweep (ill past 256 steps)
+    result = CliRunner().invoke(cli, ["verify", str(ckpt), str(path), "--json"])
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == 1 and data["ill_conditioned"] and data["failed"] != 0
+    assert all(r["ok"] for r in data["results"] if not any(o["ill_conditioned"] for o in r["outputs"]))
+    allowed = CliRunner().invoke(cli, ["verify", str(ckpt), str(path), "--allow-ill-conditioned"])
+    assert allowed.exit_code == 0 and "ill-conditioned" in allowed.stdout
 
 
 SWEEP = range(200)

@@ -455,6 +455,67 @@ class PackedBiLSTMState(nn.Module):
         return out, hn, cn
 
 
+class PositionalGRU(nn.Module):
+    """A learned position table of 200 rows sliced to the input's length: valid only up to 200 steps."""
+
+    def __init__(self):
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, 200, 6) * 0.1)
+        self.gru = nn.GRU(6, 8, batch_first=True)
+
+    def forward(self, x):
+        return self.gru(x + self.pos[:, : x.size(1)])[0]  # (B, T, 8)
+
+
+class ChunkedLSTM(nn.Module):
+    """Truncated processing inside forward: the sequence split in chunks of 50, the state carried over."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 8, batch_first=True)
+
+    def forward(self, x):
+        outs, state = [], None
+        for chunk in x.split(50, dim=1):
+            out, state = self.lstm(chunk, state)
+            outs.append(out)
+        return torch.cat(outs, dim=1)
+
+
+class SqueezeAllHead(nn.Module):
+    """`.squeeze()` with no axis on a (B, 1) score: at batch 1 torch returns a scalar."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(5, 8, batch_first=True)
+        self.fc = nn.Linear(8, 1)
+
+    def forward(self, x):
+        _, h = self.gru(x)
+        return torch.sigmoid(self.fc(h[-1])).squeeze()  # (B,), or () at batch 1
+
+
+class ReverseByLengths(nn.Module):
+    """A hand-made backward direction: each row reversed within its own length (gather), run, reversed back."""
+
+    def __init__(self):
+        super().__init__()
+        self.fwd = nn.GRU(4, 6, batch_first=True)
+        self.bwd = nn.GRU(4, 6, batch_first=True)
+
+    @staticmethod
+    def reverse(x, lengths):  # (B, T, D): row b's first lengths[b] steps reversed, padding left in place
+        t = torch.arange(x.size(1))[None, :]  # (1, T)
+        idx = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # (B, T)
+        return x.gather(1, idx.unsqueeze(-1).expand_as(x))
+
+    def forward(self, x, lengths):
+        f, _ = self.fwd(x)
+        b, _ = self.bwd(self.reverse(x, lengths))
+        mask = (torch.arange(x.size(1))[None, :] < lengths[:, None]).unsqueeze(-1)
+        return torch.cat([f, self.reverse(b, lengths)], dim=-1) * mask  # (B, T, 12)
+
+
 # ---- 11. a branch on sequence length (issue 12): must be refused or range-recorded ---------------------------
 class LengthBranch(nn.Module):
     def __init__(self):
@@ -629,6 +690,15 @@ CASES = [
              "hn": {1: "batch"}, "cn": {1: "batch"}}),
     ZooCase("tagger_default_axes", lambda: Tagger(total_length=True), _tagger_inputs(torch.int64), ["tokens", "lengths"], ["emissions"],
             None, check_axes={"tokens": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "emissions": {0: "batch", 1: "seq"}}),
+    ZooCase("reverse_by_lengths_gather", lambda: ReverseByLengths(),
+            lambda b, t, g: (torch.randn(b, t, 4, generator=g), uneven_lengths(b, t, g)), ["x", "lengths"], ["y"],
+            {"x": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "y": {0: "batch", 1: "seq"}}),
+    ZooCase("squeeze_all_head", lambda: SqueezeAllHead(), lambda b, t, g: (torch.randn(b, t, 5, generator=g),), ["x"], ["score"],
+            {"x": {0: "batch", 1: "seq"}}, shapes=[(1, 1), (4, 13), (2, 300)], expect="refuse"),
+    ZooCase("positional_table_200", lambda: PositionalGRU(), lambda b, t, g: (torch.randn(b, t, 6, generator=g),), ["x"], ["y"],
+            {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, shapes=[(1, 1), (4, 13), (2, 250)], expect="refuse"),
+    ZooCase("chunked_lstm_split_50", lambda: ChunkedLSTM(), lambda b, t, g: (torch.randn(b, t, 4, generator=g),), ["x"], ["y"],
+            {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, shapes=[(1, 1), (4, 13), (2, 300)], expect="refuse"),
     ZooCase("branch_on_length", lambda: LengthBranch(), lambda b, t, g: (torch.randn(b, t, 4, generator=g),), ["x"], ["y"],
             {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, shapes=[(1, 1), (2, 150), (1, 300)], expect="refuse"),
     ZooCase("branch_on_length_allow_bounded", lambda: LengthBranch(), lambda b, t, g: (torch.randn(b, t, 4, generator=g),), ["x"],

@@ -150,7 +150,11 @@ def overhead_figures(folder: Path, repeats: int, threads: int) -> dict:
         raw = open_session(path, providers="cpu", threads=threads)
         raw_feeds = feeds_for(raw, 1, 1, np.random.default_rng(2))
         raw_floor = open_session(floor_path, providers="cpu", threads=threads)
+        checked = StreamingSession(Session(path, providers="cpu", threads=threads))  # the checked path: what every call took before
+        x64 = x.astype(np.float64)  # float64 is cast, so it never takes the pre-bound path
         ms = timed({"StreamingSession.feed": lambda st=stream, v=x[0]: st.feed(v), "Session.run": lambda se=session, v=x: se.run(v),
+                    "step (checked path)": lambda st=checked, v={"s": x64[0]}: st.step(v),
+                    "run_all (checked path)": lambda se=session, f={"x": x64}: se.run_all(f),
                     "onnxruntime run": lambda r=raw, f=raw_feeds: r.run(None, f), "floor Session.run": lambda fl=floor, v=x: fl.run(v),
                     "floor onnxruntime run": lambda r=raw_floor, f={"x": x}: r.run(None, f)}, repeats)
         us = {k: v * 1e3 for k, v in ms.items()}

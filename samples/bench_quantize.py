@@ -4,8 +4,10 @@
 
 Per cell (RNN, GRU, LSTM) at hidden 128 and 256, 8 input features, sequences of 8 steps (like
 digits) and 50 steps, batch 64 and 8, onnxruntime CPU, one thread. The float32 reference is the
-native lowering (standard ONNX ops); "int8" is what `quantize(mode="int8")` picks (Scan re-lowering
-for RNN/GRU, DynamicQuantizeLSTM for LSTM); for LSTM the other choice (Scan + int8) is timed too.
+native lowering (standard ONNX ops); "int8" is what `quantize(mode="int8")` picks with its defaults
+(forms measured at batch 1, see rnnedge.quantize_forms); "int8 compute" forces the int8-compute form
+(scan-int8 for RNN/GRU, lstm-int8 for LSTM), which is what `--for batch=B,seq=T` picks at large batches.
+All of issue 14's figures in one run: samples/bench_edge.py.
 Latencies are medians of interleaved repeats measured in the same run (`compare_models`).
 """
 
@@ -50,23 +52,19 @@ def main() -> None:
         for cell in ("rnn", "gru", "lstm"):
             for hidden in (128, 256):
                 model, ex = Model(cell, hidden), (torch.randn(3, 8, 8), torch.tensor([8, 5, 3]))
-                paths = {k: folder / f"{cell}{hidden}_{k}.onnx" for k in ("fp32", "scan", "int8", "fp16", "scan_int8")}
+                paths = {k: folder / f"{cell}{hidden}_{k}.onnx" for k in ("fp32", "int8", "fp16", "compute_int8")}
                 export(model, ex, paths["fp32"], input_names=["x", "lengths"], lowering="native", verify=False)
                 q = quantize(paths["fp32"], paths["int8"])
                 h = quantize(paths["fp32"], paths["fp16"], mode="fp16")
-                if cell == "lstm":
-                    export(model, ex, paths["scan"], input_names=["x", "lengths"], lowering="scan", verify=False)
-                    quantize(paths["scan"], paths["scan_int8"])
+                quantize(paths["fp32"], paths["compute_int8"], forms="lstm-int8" if cell == "lstm" else "scan-int8")
                 for steps in (8, 50):
                     for batch in (64, 8):
                         r = compare_models(paths["fp32"], paths["int8"], batch=batch, seq=steps, repeats=args.repeats)
-                        alt = ""
-                        if cell == "lstm":
-                            a = compare_models(paths["fp32"], paths["scan_int8"], batch=batch, seq=steps, repeats=args.repeats)
-                            alt = f"{a['quant_ms']:.2f} ({a['latency_ratio']:.2f})"
+                        a = compare_models(paths["fp32"], paths["compute_int8"], batch=batch, seq=steps, repeats=args.repeats)
+                        alt = f"{a['quant_ms']:.2f} ({a['latency_ratio']:.2f})"
                         rows.append((cell, hidden, steps, batch, q.size_ratio, h.size_ratio, r["float_ms"], r["quant_ms"],
-                                     r["latency_ratio"], r["max_abs_diff"], "scan" if q.relowered else "native", alt))
-    head = ("cell", "H", "T", "B", "int8 size", "fp16 size", "fp32 ms", "int8 ms", "int8/fp32", "max|diff|", "int8 form", "LSTM scan+int8 ms (ratio)")
+                                     r["latency_ratio"], r["max_abs_diff"], ",".join(sorted(set(q.forms.values()))) or "fp32 kept", alt))
+    head = ("cell", "H", "T", "B", "int8 size", "fp16 size", "fp32 ms", "int8 ms", "int8/fp32", "max|diff|", "int8 forms", "int8 compute ms (ratio)")
     print(" | ".join(head))
     print(" | ".join("---" for _ in head))
     for c, hd, t, b, qs, hs, fm, qm, lr, d, form, alt in rows:

@@ -151,24 +151,27 @@ def _params() -> list:
     return [pytest.param(c, id=c.name, marks=marks(c)) for c in zoo.CASES]
 
 
+def verdict(case, row) -> bool:
+    """Whether a row passes: exported and right; for expect="refuse" also refused with one line."""
+    if case.expect == "refuse" and row["status"] == "refused":
+        return "\n" not in row["detail"].strip()
+    return row["status"] == "ok"
+
+
 @pytest.mark.parametrize("case", _params())
 def test_zoo_module_exports_and_matches_torch(case, tmp_path):
     row = run_case(case, tmp_path)
-    if case.expect == "refuse":  # refused with one line, or a file that is right past the bound
-        assert row["status"] in ("refused", "ok"), f"{row['status']}: {row['detail']}\n{row.get('traceback', '')}"
-        if row["status"] == "refused":
-            assert "\n" not in row["detail"].strip(), row["detail"]
-        return
-    assert row["status"] == "ok", f"{row['status']}: {row['detail']}\n{row.get('traceback', '')}"
+    assert verdict(case, row), f"{row['status']}: {row['detail']}\n{row.get('traceback', '')}"
 
 
 def table(rows) -> str:
-    lines = ["| module | result | max error | shapes (batch, seq) | detail |", "|---|---|---|---|---|"]
-    for r in rows:
+    lines = ["| module | verdict | result | max error | shapes (batch, seq) | detail |", "|---|---|---|---|---|---|"]
+    for case, r in rows:
         err = f"{r['error']:.2g}" if r["status"] in ("ok", "wrong") else "-"
         shapes = " ".join(f"({b},{t})" for b, t in r["shapes"])
         detail = r["detail"].replace("|", "\\|").replace("\n", " ")[:300]
-        lines.append(f"| {r['name']} | {r['status']} | {err} | {shapes} | {detail} |")
+        expected = " (refusal acceptable)" if case.expect == "refuse" else ""
+        lines.append(f"| {r['name']} | {'pass' if verdict(case, r) else 'FAIL'}{expected} | {r['status']} | {err} | {shapes} | {detail} |")
     return "\n".join(lines)
 
 
@@ -185,7 +188,7 @@ if __name__ == "__main__":
             if wanted and case.name not in wanted:
                 continue
             row = run_case(case, Path(tmp))
-            rows.append(row)
+            rows.append((case, row))
             print(f"{row['name']}: {row['status']} {row['detail'][:400]}", file=sys.stderr)
             if row.get("traceback"):
                 print(row["traceback"], file=sys.stderr)

@@ -109,6 +109,7 @@ def run_case(case, tmp_dir: Path) -> dict:
     examples = case.inputs(*case.export_shape, gen)
     path = tmp_dir / f"{case.name}.onnx"
     modes = {name: sub.training for name, sub in module.named_modules()}
+    weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
     try:
         rnnedge.export(module, examples, path, input_names=case.input_names, output_names=case.output_names,
                        dynamic_axes=case.dynamic_axes, **case.kwargs)
@@ -126,6 +127,9 @@ def run_case(case, tmp_dir: Path) -> dict:
     if flipped:  # the README promises the module is left as it was; compare the file against eval torch anyway
         problems.append(f"export left the module in train mode ({', '.join(flipped[:3])}{', ...' if len(flipped) > 3 else ''})")
         module.eval()
+    changed = [k for k, v in module.state_dict().items() if not torch.equal(v, weights[k])]
+    if changed:
+        problems.append(f"export changed the module's weights ({', '.join(changed[:3])})")
     if case.expect == "bounded":
         problems += bounded_problems(case, model, path)
     opts = ort.SessionOptions()

@@ -516,6 +516,21 @@ class ReverseByLengths(nn.Module):
         return torch.cat([f, self.reverse(b, lengths)], dim=-1) * mask  # (B, T, 12)
 
 
+class PackedAnyLayer(nn.Module):
+    """Any layer fed a PackedSequence the module packed itself (options varied by the case), outputs and last state."""
+
+    def __init__(self, layer: nn.Module, batch_first: bool, total_length: bool):
+        super().__init__()
+        self.layer, self.batch_first, self.total_length = layer, batch_first, total_length
+
+    def forward(self, x, lengths, h0):
+        packed = pack_padded_sequence(x, lengths, batch_first=self.batch_first, enforce_sorted=False)
+        out, hn = self.layer(packed, h0)
+        total = x.size(1 if self.batch_first else 0) if self.total_length else None
+        out, _ = pad_packed_sequence(out, batch_first=self.batch_first, total_length=total)
+        return out, hn
+
+
 # ---- 11. a branch on sequence length (issue 12): must be refused or range-recorded ---------------------------
 class LengthBranch(nn.Module):
     def __init__(self):
@@ -687,6 +702,17 @@ CASES = [
                              uneven_lengths(b, t, g)),
             ["x", "h0", "c0", "lengths"], ["out", "hn", "cn"],
             {"x": {0: "batch", 1: "seq"}, "h0": {1: "batch"}, "c0": {1: "batch"}, "lengths": {0: "batch"}, "out": {0: "batch", 1: "seq"},
+             "hn": {1: "batch"}, "cn": {1: "batch"}}),
+    ZooCase("packed_relu_rnn_bi_int32_h0", lambda: PackedAnyLayer(nn.RNN(5, 8, 2, nonlinearity="relu", bidirectional=True,
+                                                                            batch_first=True), True, True),
+            lambda b, t, g: (torch.randn(b, t, 5, generator=g), uneven_lengths(b, t, g, torch.int32), torch.randn(4, b, 8, generator=g)),
+            ["x", "lengths", "h0"], ["out", "hn"],
+            {"x": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "h0": {1: "batch"}, "out": {0: "batch", 1: "seq"}, "hn": {1: "batch"}}),
+    ZooCase("packed_lstm_proj_bi_seq_major", lambda: PackedAnyLayer(nn.LSTM(5, 8, 2, proj_size=4, bidirectional=True), False, False),
+            lambda b, t, g: (torch.randn(t, b, 5, generator=g), uneven_lengths(b, t, g),
+                             (torch.randn(4, b, 4, generator=g), torch.randn(4, b, 8, generator=g))),
+            ["x", "lengths", "h0", "c0"], ["out", "hn", "cn"],
+            {"x": {0: "seq", 1: "batch"}, "lengths": {0: "batch"}, "h0": {1: "batch"}, "c0": {1: "batch"}, "out": {1: "batch"},
              "hn": {1: "batch"}, "cn": {1: "batch"}}),
     ZooCase("tagger_default_axes", lambda: Tagger(total_length=True), _tagger_inputs(torch.int64), ["tokens", "lengths"], ["emissions"],
             None, check_axes={"tokens": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "emissions": {0: "batch", 1: "seq"}}),

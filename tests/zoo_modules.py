@@ -531,6 +531,21 @@ class PackedAnyLayer(nn.Module):
         return out, hn
 
 
+class PaddingValueTagger(nn.Module):
+    """pad_packed_sequence(padding_value=-100) (an ignore_index for the loss), mask from lengths, masked mean."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(5, 8, batch_first=True, bidirectional=True)
+
+    def forward(self, x, lengths):
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, padding_value=-100.0, total_length=x.size(1))  # (B, T, 16)
+        keep = out.ne(-100.0).float()
+        return out, (out * keep).sum(1) / keep.sum(1).clamp(min=1)
+
+
 # ---- 11. a branch on sequence length (issue 12): must be refused or range-recorded ---------------------------
 class LengthBranch(nn.Module):
     def __init__(self):
@@ -714,6 +729,9 @@ CASES = [
             ["x", "lengths", "h0", "c0"], ["out", "hn", "cn"],
             {"x": {0: "seq", 1: "batch"}, "lengths": {0: "batch"}, "h0": {1: "batch"}, "c0": {1: "batch"}, "out": {1: "batch"},
              "hn": {1: "batch"}, "cn": {1: "batch"}}),
+    ZooCase("padding_value_minus_100", lambda: PaddingValueTagger(),
+            lambda b, t, g: (torch.randn(b, t, 5, generator=g), uneven_lengths(b, t, g)), ["x", "lengths"], ["out", "pooled"],
+            {"x": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "out": {0: "batch", 1: "seq"}, "pooled": {0: "batch"}}),
     ZooCase("tagger_default_axes", lambda: Tagger(total_length=True), _tagger_inputs(torch.int64), ["tokens", "lengths"], ["emissions"],
             None, check_axes={"tokens": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "emissions": {0: "batch", 1: "seq"}}),
     ZooCase("reverse_by_lengths_gather", lambda: ReverseByLengths(),

@@ -546,6 +546,29 @@ class PaddingValueTagger(nn.Module):
         return out, (out * keep).sum(1) / keep.sum(1).clamp(min=1)
 
 
+class ScriptedInside(nn.Module):
+    """A torch.jit.script-ed layer inside a plain module (older code scripted its RNN for speed)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.jit.script(nn.GRU(4, 8, batch_first=True))
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(self.rnn(x)[0])
+
+
+class DoubleBiLSTM(nn.Module):
+    """A float64 model (scientific code calls .double() on everything)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(4, 8, batch_first=True, bidirectional=True)
+
+    def forward(self, x):
+        return self.rnn(x)[0]
+
+
 # ---- 11. a branch on sequence length (issue 12): must be refused or range-recorded ---------------------------
 class LengthBranch(nn.Module):
     def __init__(self):
@@ -732,6 +755,11 @@ CASES = [
     ZooCase("padding_value_minus_100", lambda: PaddingValueTagger(),
             lambda b, t, g: (torch.randn(b, t, 5, generator=g), uneven_lengths(b, t, g)), ["x", "lengths"], ["out", "pooled"],
             {"x": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "out": {0: "batch", 1: "seq"}, "pooled": {0: "batch"}}),
+    ZooCase("scripted_gru_inside", lambda: ScriptedInside(), lambda b, t, g: (torch.randn(b, t, 4, generator=g),), ["x"], ["y"],
+            {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, expect="refuse"),
+    ZooCase("float64_bilstm", lambda: DoubleBiLSTM().double(),
+            lambda b, t, g: (torch.randn(b, t, 4, generator=g, dtype=torch.float64),), ["x"], ["y"],
+            {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}),
     ZooCase("tagger_default_axes", lambda: Tagger(total_length=True), _tagger_inputs(torch.int64), ["tokens", "lengths"], ["emissions"],
             None, check_axes={"tokens": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "emissions": {0: "batch", 1: "seq"}}),
     ZooCase("reverse_by_lengths_gather", lambda: ReverseByLengths(),

@@ -66,7 +66,7 @@ def files(tmp_path_factory):
         ckpt = made[key]
         path = root / f"{cell}-{int(bi)}-{layers}-{lowering}-{target}.onnx"
         if not path.exists():
-            rnnedge.export_checkpoint(ckpt, path, target=target, lowering=lowering, verify=False)
+            rnnedge.export_checkpoint(ckpt, path, target=target, lowering=lowering, verify=False, lengths=True)  # (B,) lengths input kept
             code, data = verify_cli(ckpt, path)
             assert code == 0, f"correct file failed: {data.get('results') if data else None}"
         return ckpt, path

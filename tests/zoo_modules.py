@@ -581,6 +581,33 @@ class LengthBranch(nn.Module):
         return self.lstm(x)[0]
 
 
+class OneStepFastPath(nn.Module):
+    """A streaming decoder's fast path for a single frame (`if x.size(1) == 1:`): torch.export assumes size != 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(4, 8, batch_first=True)
+
+    def forward(self, x):
+        if x.size(1) == 1:
+            return self.gru(x * 0.5)[0]  # stands for a cheaper single-step path that differs
+        return self.gru(x)[0]
+
+
+class SingleItemHack(nn.Module):
+    """`if x.size(0) == 1:` (single-sample inference special-cased after the layer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(4, 8, batch_first=True)
+
+    def forward(self, x):
+        y = self.gru(x)[0]
+        if x.size(0) == 1:
+            y = y + 1.0
+        return y
+
+
 # ---- the cases --------------------------------------------------------------------------------------------------
 @dataclass
 class ZooCase:
@@ -773,6 +800,12 @@ CASES = [
             {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, shapes=[(1, 1), (4, 13), (2, 300)], expect="refuse"),
     ZooCase("branch_on_length", lambda: LengthBranch(), lambda b, t, g: (torch.randn(b, t, 4, generator=g),), ["x"], ["y"],
             {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, shapes=[(1, 1), (2, 150), (1, 300)], expect="refuse"),
+    ZooCase("seq1_fast_path", lambda: OneStepFastPath(), lambda b, t, g: (torch.randn(b, t, 4, generator=g),), ["x"], ["y"],
+            {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, expect="refuse"),
+    ZooCase("seq1_fast_path_no_verify", lambda: OneStepFastPath(), lambda b, t, g: (torch.randn(b, t, 4, generator=g),), ["x"], ["y"],
+            {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, kwargs={"verify": False}, expect="refuse"),
+    ZooCase("batch1_hack_no_verify", lambda: SingleItemHack(), lambda b, t, g: (torch.randn(b, t, 4, generator=g),), ["x"], ["y"],
+            {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, kwargs={"verify": False}, expect="refuse"),
     ZooCase("branch_on_length_allow_bounded", lambda: LengthBranch(), lambda b, t, g: (torch.randn(b, t, 4, generator=g),), ["x"],
             ["y"], {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, shapes=[(1, 1), (3, 57), (2, 100)],
             kwargs={"allow_bounded": True}, expect="bounded"),

@@ -114,6 +114,7 @@ def flatten_inputs(module, examples: tuple):
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
+            self.training = inner.training  # export restores the wrapper's mode, and with it the user's module's
 
         def forward(self, *leaves):
             return self.inner(*_pytree.tree_unflatten(list(leaves), tree))

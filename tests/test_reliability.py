@@ -48,8 +48,8 @@ def good(seed_checkpoint, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("rel")
     onnx_path, stream = folder / "seed.onnx", folder / "stream.onnx"
-    export_checkpoint(seed_checkpoint[0], onnx_path, verify=False)
-    export_checkpoint(seed_checkpoint[0], stream, target="stream", verify=False)
+    export_checkpoint(seed_checkpoint[0], onnx_path, verify=False, lengths=True)  # the cases below feed lengths
+    export_checkpoint(seed_checkpoint[0], stream, target="stream", verify=False, lengths=True)
     tokens = folder / "tokens.onnx"
     tokens.write_bytes(rm.rnn_model(vocab=20).SerializeToString())
     x = folder / "x.npy"

@@ -246,7 +246,7 @@ def digits_models(tmp_path_factory, server):
     names = {}
     for lowering in ("auto", "native"):
         names[lowering] = f"digits-{lowering}.onnx"
-        export_checkpoint(ckpt, test_dir / names[lowering], lowering=lowering, verify=False)
+        export_checkpoint(ckpt, test_dir / names[lowering], lowering=lowering, verify=False, lengths=True)  # variable lengths below
     return names
 
 

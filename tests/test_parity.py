@@ -319,22 +319,26 @@ def test_integer_inputs_keep_their_declared_dtype_in_every_case():
         assert (feeds["lengths"] >= 1).all() and (feeds["lengths"] <= feeds["x"].shape[1]).all(), name
 
 
-class RefusesOneStep(torch.nn.Module):
-    def __init__(self, inner):
+class Refuses(torch.nn.Module):
+    def __init__(self, inner, up_to: int):
         super().__init__()
-        self.inner = inner
+        self.inner, self.up_to = inner, up_to
 
     def forward(self, *args):
-        if args[0].shape[1] == 1:
-            raise RuntimeError("this module refuses one step")
+        if args[0].shape[1] <= self.up_to:
+            raise RuntimeError(f"this module needs more than {self.up_to} steps")
         return self.inner(*args)
 
 
-def test_a_case_torch_refuses_in_the_quick_check_is_a_parity_error_naming_it(seed_checkpoint, seed_onnx):
+def test_a_shape_torch_itself_refuses_is_listed_not_compared_and_all_refused_is_a_parity_error(seed_checkpoint, seed_onnx):
     from rnnedge.errors import ParityError
     from rnnedge.parity import quick_check
 
     spec, meta = spec_of(seed_onnx)
-    with pytest.raises(ParityError, match=r"batch 1, seq 1.*refuses one step") as err:
-        quick_check(RefusesOneStep(torch_module_for(seed_checkpoint[0], meta)), seed_onnx, spec)
-    assert err.value.report is not None and err.value.report.failures[0].provider == "torch"
+    inner = torch_module_for(seed_checkpoint[0], meta)
+    report = quick_check(Refuses(inner, 1), seed_onnx, spec)  # a module with a minimum length: seq 1 is its own limit
+    assert report and [c.case for c in report.cases if c.skipped] == ["batch 1, seq 1"]
+    assert "torch itself refuses" in report.summary() and report.to_dict()["results"][0]["skipped"]
+    with pytest.raises(ParityError, match="every case") as err:
+        quick_check(Refuses(inner, 10_000), seed_onnx, spec)
+    assert err.value.report is not None and not err.value.report

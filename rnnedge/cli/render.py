@@ -55,6 +55,8 @@ def render_parity(console: Console, report) -> None:
     for case in report.cases:
         if case.error:
             table.add_row(case.case, case.provider, "-", "-", "-", "-", f"[red]{case.error}[/red]")
+        elif getattr(case, "skipped", "") or not case.outputs:
+            table.add_row(case.case, case.provider, "-", "-", "-", "-", f"[yellow]{case.skipped or 'ok'}[/yellow]")
         for o in case.outputs:
             mark = "[green]ok[/green]" if o.ok and not o.ill_conditioned else f"[red]FAIL[/red] {o.note}" if not o.ok else f"[yellow]allowed[/yellow] {o.note}"
             ratio = f"{o.noise_ratio:.1f}" if o.noise_ratio is not None else "-"

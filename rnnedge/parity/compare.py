@@ -69,13 +69,14 @@ class CaseResult:
     provider: str
     outputs: list[OutputDiff]
     error: str = ""  # the runner failed on this case (or the session did not open)
+    skipped: str = ""  # why this case was not compared (torch itself refuses the shape: the module's own limit)
 
     @property
     def ok(self) -> bool:
         return not self.error and all(o.ok for o in self.outputs)
 
     def to_dict(self) -> dict:
-        return {"case": self.case, "provider": self.provider, "ok": self.ok, "error": self.error,
+        return {"case": self.case, "provider": self.provider, "ok": self.ok, "error": self.error, "skipped": self.skipped,
                 "outputs": [o.to_dict() for o in self.outputs]}
 
 
@@ -130,6 +131,9 @@ class ParityReport:
         """One line per failed case and output (or one line saying all passed), ill-conditioned ones named."""
         ill = self.ill_conditioned
         ill_line = f"; {len(ill)} ill-conditioned output(s) not verifiable in float32 ({_names(ill)})" if ill else ""
+        skipped = [c.case for c in self.cases if c.skipped]
+        if skipped:
+            ill_line += f"; {len(skipped)} case(s) torch itself refuses, not compared ({'; '.join(skipped[:3])})"
         if self:
             worst, ratio = self.worst(), self.worst_ratio()
             err = f"max abs error {worst.max_abs:.2e}" if worst else "no output compared"

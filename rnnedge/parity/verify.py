@@ -67,17 +67,23 @@ def torch_module_for(model_or_ckpt, meta: dict):
 
 
 def reference(runner: TorchRunner, cases, report: ParityReport) -> list[tuple]:
-    """(name, feeds, torch32, torch64, None) per case, or (..., None, float32 noise estimate) where float64 cannot run;
-    a case torch refuses is a report row."""
+    """(name, feeds, torch32, torch64, None) per case, or (..., None, float32 noise estimate) where float64 cannot run.
+
+    A shape torch itself refuses (a module with a minimum length, a table of 200 positions) is a skipped row,
+    not compared; a user's check input torch refuses, or torch refusing every case, is a failure row."""
     refs = []
     for name, feeds in cases:
         try:
             ref = runner.infer(feeds)
-        except Exception as exc:  # torch refuses the case: report it, do not crash
-            report.cases.append(CaseResult(name, "torch", [], f"torch failed: {first_line(exc)}"))
+        except Exception as exc:  # torch refuses the shape: the module's own limit (a user's check input must run)
+            why = f"torch failed: {first_line(exc)}"
+            user = name.startswith("check input")
+            report.cases.append(CaseResult(name, "torch", [], why if user else "", "" if user else f"torch itself refuses this shape ({why})"))
             continue
         ref64 = runner.infer_float64(feeds)
         refs.append((name, feeds, ref, ref64, float32_noise(runner, feeds, ref) if ref64 is None else None))
+    if cases and not refs:
+        report.cases.append(CaseResult("every case", "torch", [], "torch refuses every generated case: nothing was compared"))
     if runner.float64_error and runner.float64_error not in report.notes:
         report.notes.append(runner.float64_error)
     return refs

@@ -375,3 +375,13 @@ def _load_factory(source):
     from rnnedge.usermodule import load_factory
 
     return load_factory(f"{source}:make").eval()
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_nested_inputs_leave_the_module_in_its_mode(training, tmp_path):
+    module = nn.Sequential(nn.LSTM(4, 6, num_layers=2, dropout=0.2)).train(training)[0]  # a bare layer called as lstm(x, (h0, c0))
+    args = (torch.randn(5, 3, 4), (torch.randn(2, 3, 6), torch.randn(2, 3, 6)))
+    rnnedge.export(module, args, tmp_path / "n.onnx", input_names=["x", "h0", "c0"], verify=False)
+    assert module.training == training
+    module.eval()
+    assert max_error_vs_torch(module, tmp_path / "n.onnx", (torch.randn(9, 2, 4), (torch.randn(2, 2, 6), torch.randn(2, 2, 6)))) < 1e-4

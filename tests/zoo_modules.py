@@ -608,6 +608,44 @@ class SingleItemHack(nn.Module):
         return y
 
 
+class CharWordTagger(nn.Module):
+    """Ma & Hovy style NER: a char CNN per word (max over the word), concatenated with word embeddings, packed biLSTM."""
+
+    def __init__(self, n_chars: int = 30, hidden: int = 10):
+        super().__init__()
+        self.char_embed = nn.Embedding(n_chars, 6, padding_idx=0)
+        self.char_cnn = nn.Conv1d(6, 8, kernel_size=3, padding=1)
+        self.word_embed = nn.Embedding(VOCAB, 10)
+        self.lstm = nn.LSTM(18, hidden, batch_first=True, bidirectional=True)
+        self.emit = nn.Linear(2 * hidden, TAGS)
+
+    def forward(self, words, chars, lengths):  # words (B, T), chars (B, T, W), lengths (B,)
+        b, t, w = chars.shape
+        c = self.char_embed(chars.view(b * t, w)).transpose(1, 2)  # (B*T, 6, W)
+        c = self.char_cnn(c).max(dim=2).values.view(b, t, -1)  # (B, T, 8)
+        x = torch.cat([self.word_embed(words), c], dim=2)  # (B, T, 18)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=t)
+        return self.emit(out)  # (B, T, tags)
+
+
+class EncoderWithMask(nn.Module):
+    """An encoder for attention: memory and the boolean mask a decoder will use (a bool output)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 8)
+        self.gru = nn.GRU(8, 6, batch_first=True, bidirectional=True)
+
+    def forward(self, tokens, lengths):
+        packed = pack_padded_sequence(self.embed(tokens), lengths, batch_first=True, enforce_sorted=False)
+        memory, h = self.gru(packed)
+        memory, _ = pad_packed_sequence(memory, batch_first=True, total_length=tokens.size(1))  # (B, S, 12)
+        mask = torch.arange(tokens.size(1))[None, :] < lengths[:, None]  # (B, S) bool
+        return memory, mask, torch.cat([h[0], h[1]], dim=1)  # + the decoder's initial state (B, 12)
+
+
 # ---- the cases --------------------------------------------------------------------------------------------------
 @dataclass
 class ZooCase:
@@ -787,6 +825,14 @@ CASES = [
     ZooCase("float64_bilstm", lambda: DoubleBiLSTM().double(),
             lambda b, t, g: (torch.randn(b, t, 4, generator=g, dtype=torch.float64),), ["x"], ["y"],
             {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}),
+    ZooCase("char_cnn_word_bilstm_ner", lambda: CharWordTagger(),
+            lambda b, t, g: (_tokens_bt(b, t, g), torch.randint(0, 30, (b, t, 3 + t % 5), generator=g), uneven_lengths(b, t, g)),
+            ["words", "chars", "lengths"], ["emissions"],
+            {"words": {0: "batch", 1: "seq"}, "chars": {0: "batch", 1: "seq", 2: "word_len"}, "lengths": {0: "batch"},
+             "emissions": {0: "batch", 1: "seq"}}),
+    ZooCase("encoder_memory_bool_mask", lambda: EncoderWithMask(), _tagger_inputs(torch.int64), ["tokens", "lengths"],
+            ["memory", "mask", "h_init"], {"tokens": {0: "batch", 1: "src"}, "lengths": {0: "batch"}, "memory": {0: "batch", 1: "src"},
+                                           "mask": {0: "batch", 1: "src"}, "h_init": {0: "batch"}}),
     ZooCase("tagger_default_axes", lambda: Tagger(total_length=True), _tagger_inputs(torch.int64), ["tokens", "lengths"], ["emissions"],
             None, check_axes={"tokens": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "emissions": {0: "batch", 1: "seq"}}),
     ZooCase("reverse_by_lengths_gather", lambda: ReverseByLengths(),

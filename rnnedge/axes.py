@@ -9,6 +9,7 @@ From the user's arguments (`input_names`, `dynamic_axes`, `tied_axes`, `fix_dims
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from .errors import BadInputError
 from .spec import IOSpec, TensorSpec, parse_tie
@@ -91,6 +92,36 @@ def default_axes(names, examples, batch_first) -> dict[str, dict[int, str]]:
         elif ex.dim() == 2 and not ex.is_floating_point():
             axes[name] = {b_ax: "batch", t_ax: "seq"}
     return axes
+
+
+@dataclass
+class Declared:
+    """The export's axes once ties, pinned sizes and check inputs are applied (see `declare`)."""
+
+    axes: dict  # {input: {axis: label}} of the axes that stay dynamic
+    examples: tuple  # example inputs resized so torch.export keeps those axes (ties holding)
+    dynamic_axes: dict | None  # the user's dynamic_axes without the pinned labels (outputs' too)
+    ties: dict  # {label: tie} in the spec's form
+    fixed: dict  # {label: size} pinned
+    checks: list  # [{label: size}] of the check inputs
+    feeds: list  # [{name: array}] the check inputs
+
+
+def declare(names, examples, axes, dynamic_axes, *, tied_axes=None, fix_dims=None, check_inputs=None) -> Declared:
+    """Apply the user's ties, pinned sizes and check inputs to the normalised axes and the examples."""
+    ties = parse_ties(tied_axes, axes)
+    checks, feeds = check_feeds(check_inputs, names, axes, examples)
+    examples = resize_to(examples, names, axes, fix_dims or {})
+    axes, fixed = pin_axes(axes, fix_dims)
+    return Declared(axes, resize_examples(examples, names, axes, ties), without_labels(dynamic_axes, fixed), ties, fixed, checks, feeds)
+
+
+def dynamic_shapes(module, names, axes, ties):
+    """torch.export's dynamic_shapes for the named inputs (None when nothing is dynamic)."""
+    if not any(axes.get(n) for n in names):
+        return None
+    dims = torch_dims(axes, ties)
+    return match_signature(module, [{ax: dims[label] for ax, label in axes.get(n, {}).items()} or None for n in names])
 
 
 def flatten_inputs(module, examples: tuple):

@@ -38,9 +38,7 @@ from . import __version__, fixups
 from . import axes as axes_
 from .axes import identifier as _identifier  # the axis helpers live in rnnedge/axes.py
 from .axes import make_spec as _make_spec
-from .axes import match_signature as _match_signature
 from .axes import normalise_axes as _normalise_axes
-from .axes import resize_examples as _resize_examples
 from .errors import BadInputError, ExportError, RnnEdgeError
 from .files import atomic_path, onnx_bytes
 from .spec import IOSpec
@@ -188,26 +186,20 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
             axes = recurrence.complete_axes(axes, names, examples)  # a step module's h, c follow x_t's batch
     else:
         axes = recurrence.default_axes(names, examples)
-    ties = axes_.parse_ties(tied_axes, axes)
-    checks, feeds = axes_.check_feeds(check_inputs, names, axes, examples)
-    examples = axes_.resize_to(examples, names, axes, fix_dims or {})
-    axes, fixed = axes_.pin_axes(axes, fix_dims)
-    dynamic_axes = axes_.without_labels(dynamic_axes, fixed)  # outputs' pinned axes are fixed too
-    examples = _resize_examples(examples, names, axes, ties)
+    declared = axes_.declare(names, examples, axes, dynamic_axes, tied_axes=tied_axes, fix_dims=fix_dims, check_inputs=check_inputs)
+    axes, examples, dynamic_axes, ties = declared.axes, declared.examples, declared.dynamic_axes, declared.ties
     chosen = _choose_lowering(lowering, target, layers) if layers else recurrence.choose_lowering(lowering, target)
     spec = _make_spec(module, names, examples, axes, output_names, ties)
-    spec.fixed, spec.checks, spec.check_feeds = fixed, checks, feeds
+    spec.fixed, spec.checks, spec.check_feeds = declared.fixed, declared.checks, declared.feeds
     if not layers:
         recurrence.adjust_spec(spec, module)
 
-    dims = axes_.torch_dims(axes, ties)
-    dynamic_shapes = _match_signature(module, [{ax: dims[label] for ax, label in axes.get(n, {}).items()} or None for n in names])
+    dynamic_shapes = axes_.dynamic_shapes(module, names, axes, ties)
     was_training = module.training
     module.eval()
     try:
         with ops.swapped_recurrent(module), ops.packing_as_lengths() as packing, torch.no_grad(), _quiet_torch(), guards.watch_guards() as seen:
-            program = _torch_onnx_export(module, examples, dynamic_shapes if any(axes.get(n) for n in names) else None,
-                                         names, output_names, opset)
+            program = _torch_onnx_export(module, examples, dynamic_shapes, names, output_names, opset)
     except Exception as exc:  # torch.export / onnx conversion failures: one readable line, saying whose it is
         raise _own_error(exc) or ExportError(f"torch.onnx could not export the module: {_first_line(exc)}{guards.failed_at(exc)}") from exc
     finally:

@@ -138,20 +138,38 @@ def flatten_inputs(module, examples: tuple):
     bad = [type(leaf).__name__ for leaf in leaves if not isinstance(leaf, torch.Tensor)]
     if bad:
         raise BadInputError(f"an example input holds a {bad[0]}: pass tensors (tuples and lists of tensors are fine)")
+    log.info("example inputs are nested: the file takes their %d tensors as separate inputs", len(leaves))
+    return _nested(module, _pytree.treespec_dumps(tree)), tuple(leaves)
+
+
+def nested_module(module, spec_json: str | None):
+    """`module` as verify must call it for a file whose spec says its flat inputs rebuild nested arguments."""
+    import json
+
+    nesting = json.loads(spec_json).get("nesting") if spec_json else None
+    if not nesting or getattr(module, "nesting", None) == nesting:
+        return module
+    return _nested(module, nesting)
+
+
+def _nested(module, nesting: str):
+    import torch
+    from torch.utils import _pytree
+
+    tree = _pytree.treespec_loads(nesting)
 
     class NestedInputs(torch.nn.Module):
         """forward(*leaves) -> the user's forward(*nested): the leaves are what the ONNX file takes."""
 
         def __init__(self, inner):
             super().__init__()
-            self.inner = inner
+            self.inner, self.nesting = inner, nesting
             self.training = inner.training  # export restores the wrapper's mode, and with it the user's module's
 
         def forward(self, *leaves):
             return self.inner(*_pytree.tree_unflatten(list(leaves), tree))
 
-    log.info("example inputs are nested: the file takes their %d tensors as separate inputs", len(leaves))
-    return NestedInputs(module), tuple(leaves)
+    return NestedInputs(module)
 
 
 def parse_ties(tied_axes, axes) -> dict:

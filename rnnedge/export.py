@@ -108,6 +108,7 @@ def export(
     model, spec, chosen = build_onnx(module, examples, dynamic_axes=dynamic_axes, target=target, lowering=lowering,
                                      input_names=input_names, output_names=output_names, opset=opset, allow_bounded=allow_bounded,
                                      tied_axes=tied_axes, fix_dims=fix_dims, check_inputs=check_inputs)
+    spec.nesting = getattr(module, "nesting", None)  # verify rebuilds the user's nested call from the flat inputs
     meta = {"rnnedge.version": __version__, "rnnedge.lowering": chosen, "rnnedge.target": target, "rnnedge.spec": spec.to_json()}
     meta.update(_range_metadata(spec))
     if spec.fixed:

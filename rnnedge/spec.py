@@ -85,6 +85,7 @@ class IOSpec:
     ties: dict = field(default_factory=dict)  # {axis: {"of": root, "scale": a, "offset": b} | {"sizes": [...]}} (docstring)
     fixed: dict = field(default_factory=dict)  # {axis: size} pinned in the file (--fix-dim)
     checks: list = field(default_factory=list)  # [{axis: size}] of the user's check inputs
+    nesting: str | None = None  # forward's nested arguments (torch pytree spec JSON) the flat inputs rebuild; None: flat
     check_feeds: list = field(default_factory=list, repr=False, compare=False)  # [{name: array}], never stored
 
     def make_inputs(self, sizes: dict[str, int], seed: int = 0, scale: float = 1.0) -> dict[str, np.ndarray]:
@@ -138,7 +139,7 @@ class IOSpec:
             for key, unset in (("seq_label", None), ("descending", False)):
                 if t.get(key) == unset:
                     t.pop(key)
-        for key in ("ties", "fixed", "checks"):  # files stay as they were when nothing relates the axes
+        for key in ("ties", "fixed", "checks", "nesting"):  # files stay as they were when nothing relates the axes
             if not data[key]:
                 data.pop(key)
         return json.dumps(data, sort_keys=True)

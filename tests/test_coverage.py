@@ -385,3 +385,4 @@ def test_nested_inputs_leave_the_module_in_its_mode(training, tmp_path):
     assert module.training == training
     module.eval()
     assert max_error_vs_torch(module, tmp_path / "n.onnx", (torch.randn(9, 2, 4), (torch.randn(2, 2, 6), torch.randn(2, 2, 6)))) < 1e-4
+    assert rnnedge.verify(module, tmp_path / "n.onnx")  # verify feeds the flat inputs to the user's nested call

@@ -63,7 +63,9 @@ def torch_module_for(model_or_ckpt, meta: dict):
         model = load_checkpoint(model_or_ckpt)
         target = meta.get("rnnedge.target", "dynamic")
         return contract(model, target, chunk=int(meta.get("rnnedge.chunk", 16))).module
-    return model_or_ckpt
+    from ..axes import nested_module
+
+    return nested_module(model_or_ckpt, meta.get("rnnedge.spec"))  # model(x, (h0, c0)): fed the file's flat inputs
 
 
 def reference(runner: TorchRunner, cases, report: ParityReport) -> list[tuple]:

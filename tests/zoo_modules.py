@@ -646,6 +646,39 @@ class EncoderWithMask(nn.Module):
         return memory, mask, torch.cat([h[0], h[1]], dim=1)  # + the decoder's initial state (B, 12)
 
 
+class PackedChain(nn.Module):
+    """Two separate layers chained on the PackedSequence itself (no unpacking between), pad_packed's lengths returned."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm1 = nn.LSTM(5, 8, batch_first=True, bidirectional=True)
+        self.lstm2 = nn.GRU(16, 6, batch_first=True)
+
+    def forward(self, x, lengths):
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        mid, _ = self.lstm1(packed)
+        out, h = self.lstm2(mid)
+        out, out_lengths = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        return out, out_lengths, h
+
+
+class DropoutOnPackedData(nn.Module):
+    """Dropout applied to a PackedSequence's .data between two layers, the PackedSequence rebuilt by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.l1 = nn.LSTM(5, 8, batch_first=True)
+        self.l2 = nn.LSTM(8, 8, batch_first=True)
+        self.drop = nn.Dropout(0.3)
+
+    def forward(self, x, lengths):
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        mid, _ = self.l1(packed)
+        mid = nn.utils.rnn.PackedSequence(self.drop(mid.data), mid.batch_sizes, mid.sorted_indices, mid.unsorted_indices)
+        out, _ = self.l2(mid)
+        return pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
+
+
 # ---- the cases --------------------------------------------------------------------------------------------------
 @dataclass
 class ZooCase:
@@ -833,6 +866,13 @@ CASES = [
     ZooCase("encoder_memory_bool_mask", lambda: EncoderWithMask(), _tagger_inputs(torch.int64), ["tokens", "lengths"],
             ["memory", "mask", "h_init"], {"tokens": {0: "batch", 1: "src"}, "lengths": {0: "batch"}, "memory": {0: "batch", 1: "src"},
                                            "mask": {0: "batch", 1: "src"}, "h_init": {0: "batch"}}),
+    ZooCase("packed_chain_two_layers_lengths_out", lambda: PackedChain(),
+            lambda b, t, g: (torch.randn(b, t, 5, generator=g), uneven_lengths(b, t, g)), ["x", "lengths"], ["out", "out_lengths", "h"],
+            {"x": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "out": {0: "batch", 1: "seq"}, "out_lengths": {0: "batch"},
+             "h": {1: "batch"}}),
+    ZooCase("dropout_on_packed_data", lambda: DropoutOnPackedData(),
+            lambda b, t, g: (torch.randn(b, t, 5, generator=g), uneven_lengths(b, t, g)), ["x", "lengths"], ["y"],
+            {"x": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "y": {0: "batch", 1: "seq"}}),
     ZooCase("tagger_default_axes", lambda: Tagger(total_length=True), _tagger_inputs(torch.int64), ["tokens", "lengths"], ["emissions"],
             None, check_axes={"tokens": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "emissions": {0: "batch", 1: "seq"}}),
     ZooCase("reverse_by_lengths_gather", lambda: ReverseByLengths(),

@@ -679,6 +679,41 @@ class DropoutOnPackedData(nn.Module):
         return pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
 
 
+class LengthsFromPadding(nn.Module):
+    """Lengths computed inside forward from the padding token, then packed (no lengths input at all)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 8, padding_idx=0)
+        self.lstm = nn.LSTM(8, 8, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, tokens):
+        lengths = (tokens != 0).sum(dim=1)  # (B,) int64
+        packed = pack_padded_sequence(self.embed(tokens), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)
+        return self.fc(torch.cat([h[-2], h[-1]], dim=1))
+
+
+class TrimToLongest(nn.Module):
+    """The padded batch trimmed to its longest row before the layer (`x[:, :lengths.max()]`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(5, 8, batch_first=True)
+
+    def forward(self, x, lengths):
+        x = x[:, : int(lengths.max())]
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        return self.gru(packed)[1][-1]  # (B, 8)
+
+
+def _padded_tokens(b, t, g):
+    """Tokens with 0 padding after each row's own length (uneven, unsorted)."""
+    tokens, lengths = _tokens_bt(b, t, g), uneven_lengths(b, t, g)
+    return (tokens * (torch.arange(t)[None, :] < lengths[:, None]),)
+
+
 # ---- the cases --------------------------------------------------------------------------------------------------
 @dataclass
 class ZooCase:
@@ -711,6 +746,10 @@ def _short_rows(b, t, g):
     if t > 2:
         lengths = (lengths - 1).clamp(min=1)
     return _tokens_bt(b, t, g), lengths
+
+
+def _short_rows_float(b, t, g):
+    return torch.randn(b, t, 5, generator=g), _short_rows(b, t, g)[1]
 
 
 def _lm_inputs(rnn_type):
@@ -878,6 +917,10 @@ CASES = [
             lambda b, t, g: (torch.randn(b, t, 5, generator=g), uneven_lengths(b, t, g), torch.randn(6, b, 8, generator=g)),
             ["x", "lengths", "h0"], ["out", "hn"],
             {"x": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "h0": {1: "batch"}, "out": {0: "batch"}, "hn": {1: "batch"}}),
+    ZooCase("lengths_from_padding_tokens", lambda: LengthsFromPadding(), _padded_tokens, ["tokens"], ["logits"],
+            {"tokens": {0: "batch", 1: "seq"}, "logits": {0: "batch"}}),
+    ZooCase("trim_to_longest_row", lambda: TrimToLongest(), _short_rows_float, ["x", "lengths"], ["h_last"],
+            {"x": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "h_last": {0: "batch"}}, expect="refuse"),
     ZooCase("tagger_default_axes", lambda: Tagger(total_length=True), _tagger_inputs(torch.int64), ["tokens", "lengths"], ["emissions"],
             None, check_axes={"tokens": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "emissions": {0: "batch", 1: "seq"}}),
     ZooCase("reverse_by_lengths_gather", lambda: ReverseByLengths(),

@@ -714,6 +714,47 @@ def _padded_tokens(b, t, g):
     return (tokens * (torch.arange(t)[None, :] < lengths[:, None]),)
 
 
+class RunCellTagger(nn.Module):
+    """The way out rnnedge names for a looped cell: rnnedge.run_cell over a standard cell (here an LSTMCell)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell, self.head = nn.LSTMCell(5, 8), nn.Linear(8, 3)
+
+    def forward(self, x):  # (B, T, 5)
+        from rnnedge import run_cell
+
+        y, (h, c) = run_cell(self.cell, x)
+        return self.head(y), h  # (B, T, 3), (B, 8)
+
+
+class RunCellHandwritten(nn.Module):
+    """rnnedge.run_cell over a hand-written cell (a light GRU step with layer norm): torch's scan at export."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = LightGRUStep(5, 10)
+
+    def forward(self, x):  # (T, B, 5)
+        from rnnedge import run_cell
+
+        y, h = run_cell(self.cell, x, x.new_zeros(x.size(1), 10), batch_first=False)
+        return y, h
+
+
+class RNNCellStep(nn.Module):
+    """One step of a relu nn.RNNCell with state in/out and a head (issue 12: batch 1, 4 and 16)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = nn.RNNCell(6, 12, nonlinearity="relu")
+        self.head = nn.Linear(12, 4)
+
+    def forward(self, x_t, h):
+        h = self.cell(x_t, h)
+        return self.head(h), h
+
+
 # ---- the cases --------------------------------------------------------------------------------------------------
 @dataclass
 class ZooCase:
@@ -921,6 +962,13 @@ CASES = [
             {"tokens": {0: "batch", 1: "seq"}, "logits": {0: "batch"}}),
     ZooCase("trim_to_longest_row", lambda: TrimToLongest(), _short_rows_float, ["x", "lengths"], ["h_last"],
             {"x": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "h_last": {0: "batch"}}, expect="refuse"),
+    ZooCase("run_cell_lstmcell_way_out", lambda: RunCellTagger(), lambda b, t, g: (torch.randn(b, t, 5, generator=g),), ["x"],
+            ["y", "h"], {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}, "h": {0: "batch"}}),
+    ZooCase("run_cell_handwritten_scan", lambda: RunCellHandwritten(), lambda b, t, g: (torch.randn(t, b, 5, generator=g),), ["x"],
+            ["y", "h"], {"x": {0: "seq", 1: "batch"}, "y": {0: "seq", 1: "batch"}, "h": {0: "batch"}}),
+    ZooCase("rnncell_relu_step", lambda: RNNCellStep(),
+            lambda b, t, g: (torch.randn(b, 6, generator=g), torch.randn(b, 12, generator=g)), ["x_t", "h"], ["logits", "h_new"],
+            {"x_t": {0: "batch"}, "h": {0: "batch"}, "logits": {0: "batch"}, "h_new": {0: "batch"}}, shapes=[(1, 1), (4, 1), (16, 1)]),
     ZooCase("tagger_default_axes", lambda: Tagger(total_length=True), _tagger_inputs(torch.int64), ["tokens", "lengths"], ["emissions"],
             None, check_axes={"tokens": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "emissions": {0: "batch", 1: "seq"}}),
     ZooCase("reverse_by_lengths_gather", lambda: ReverseByLengths(),

@@ -755,6 +755,41 @@ class RNNCellStep(nn.Module):
         return self.head(h), h
 
 
+class SequenceWise(nn.Module):
+    """Applies a module to (T*N, H) and views back to (T, N, H), as Deep Speech 2 code does for batch norm."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        t, n = x.size(0), x.size(1)
+        x = x.view(t * n, -1)
+        return self.module(x).view(t, n, -1)
+
+
+class DeepSpeechLike(nn.Module):
+    """Conv2d over (B, 1, F, T) with stride 2 in time, lengths from the conv arithmetic, sequence-wise BN, packed biGRU."""
+
+    def __init__(self, n_freq: int = 16, hidden: int = 8):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, 4, kernel_size=(5, 5), stride=(2, 2), padding=(2, 2)), nn.BatchNorm2d(4), nn.Hardtanh(0, 20))
+        self.bn = SequenceWise(nn.BatchNorm1d(4 * n_freq // 2))
+        self.rnn = nn.GRU(4 * n_freq // 2, hidden, bidirectional=True)
+        self.fc = nn.Linear(2 * hidden, 6)
+
+    def forward(self, spect, lengths):  # spect (B, 1, F, T), lengths (B,) int
+        lengths = (lengths + 2 * 2 - 5) // 2 + 1  # the conv's time arithmetic
+        x = self.conv(spect)  # (B, C, F/2, T')
+        b, c, f, t = x.size()
+        x = x.view(b, c * f, t).permute(2, 0, 1).contiguous()  # (T', B, C*F)
+        x = self.bn(x)
+        packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+        x, _ = self.rnn(packed)
+        x, _ = pad_packed_sequence(x, total_length=t)
+        return self.fc(x).log_softmax(-1).transpose(0, 1), lengths  # (B, T', 6), (B,)
+
+
 # ---- the cases --------------------------------------------------------------------------------------------------
 @dataclass
 class ZooCase:
@@ -969,6 +1004,10 @@ CASES = [
     ZooCase("rnncell_relu_step", lambda: RNNCellStep(),
             lambda b, t, g: (torch.randn(b, 6, generator=g), torch.randn(b, 12, generator=g)), ["x_t", "h"], ["logits", "h_new"],
             {"x_t": {0: "batch"}, "h": {0: "batch"}, "logits": {0: "batch"}, "h_new": {0: "batch"}}, shapes=[(1, 1), (4, 1), (16, 1)]),
+    ZooCase("deepspeech_conv_lengths_packed", lambda: DeepSpeechLike(),
+            lambda b, t, g: (torch.randn(b, 1, 16, t, generator=g), uneven_lengths(b, t, g, torch.int32)), ["spect", "lengths"],
+            ["log_probs", "out_lengths"], {"spect": {0: "batch", 3: "frames"}, "lengths": {0: "batch"}, "log_probs": {0: "batch"},
+                                           "out_lengths": {0: "batch"}}),
     ZooCase("tagger_default_axes", lambda: Tagger(total_length=True), _tagger_inputs(torch.int64), ["tokens", "lengths"], ["emissions"],
             None, check_axes={"tokens": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "emissions": {0: "batch", 1: "seq"}}),
     ZooCase("reverse_by_lengths_gather", lambda: ReverseByLengths(),

@@ -177,6 +177,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     for i, ex in enumerate(examples):
         if not isinstance(ex, torch.Tensor):
             raise BadInputError(f"example input {i} is a {type(ex).__name__}: pass tensors")
+    _refuse_float64(layers, examples)
     names = list(input_names or [f"input_{i}" for i in range(len(examples))])
     if len(names) != len(examples):
         raise BadInputError(f"{len(names)} input names for {len(examples)} example inputs")
@@ -399,6 +400,17 @@ def _range_metadata(spec) -> dict:
     from .guards import range_metadata
 
     return range_metadata(getattr(spec, "ranges", None) or {})
+
+
+def _refuse_float64(layers, examples) -> None:
+    """The lowerings write float32 recurrent weights (onnxruntime's RNN/GRU/LSTM kernels are float32): say so up front."""
+    import torch
+
+    wide = [name for name, layer in layers if any(p.dtype == torch.float64 for p in layer.parameters())]
+    if wide or (layers and any(ex.dtype == torch.float64 for ex in examples)):
+        where = f"layer '{wide[0]}'" if wide else "an example input"
+        raise ExportError(f"{where} is float64; rnnedge exports recurrent layers in float32 (onnxruntime's RNN/GRU/LSTM kernels): "
+                          "call module.float() and pass float32 inputs")
 
 
 def _own_error(exc: BaseException) -> RnnEdgeError | None:

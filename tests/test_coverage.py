@@ -386,3 +386,9 @@ def test_nested_inputs_leave_the_module_in_its_mode(training, tmp_path):
     module.eval()
     assert max_error_vs_torch(module, tmp_path / "n.onnx", (torch.randn(9, 2, 4), (torch.randn(2, 2, 6), torch.randn(2, 2, 6)))) < 1e-4
     assert rnnedge.verify(module, tmp_path / "n.onnx")  # verify feeds the flat inputs to the user's nested call
+
+
+def test_float64_module_is_refused_up_front_with_what_to_do(tmp_path):
+    module = nn.LSTM(4, 8, batch_first=True, bidirectional=True).double()
+    with pytest.raises(ExportError, match=r"float64.*module.float\(\)"):
+        rnnedge.export(module, (torch.randn(2, 9, 4, dtype=torch.float64),), tmp_path / "d.onnx", verify=False)

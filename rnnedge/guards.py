@@ -179,7 +179,8 @@ def _axis_verdict(ep, dim, seen: GuardLog, hints: dict):
         return None
     lo, hi = _bound(vr.lower), _bound(vr.upper)
     guards = seen.about(str(expr))
-    relations = [g for g in guards if _relation(g.expr) and _constrains(g.expr, str(expr), hints)]
+    same = _equal_sizes(seen)  # Eq(s2, s77): two names torch gave one size; judge the others with them unified
+    relations = [g for g in guards if _relation(g.expr) and _constrains(_unify(g.expr, same), same.get(str(expr), str(expr)), hints)]
     if relations:  # Eq(8*s27*s77, 160) from a reshape to a constant, Mod(s27, 2) from a split in halves, s27 > s77, ...
         return "tied", f"is constrained by torch.export to {relations[0].describe()}", None
     if hi is None and (lo is None or lo <= 1 or (lo == 2 and not guards)):
@@ -203,6 +204,28 @@ def _relation(expr: str) -> bool:
 
 
 PROBE_SIZES = (1, 2, 3, 5, 8, 13, 33, 100, 257, 513)
+
+
+def _equal_sizes(seen: GuardLog) -> dict[str, str]:
+    """{symbol: representative} from torch's plain equality guards (Eq(s2, s77)), so one size is one symbol."""
+    parent: dict[str, str] = {}
+
+    def root(s: str) -> str:
+        while parent.get(s, s) != s:
+            s = parent[s]
+        return s
+
+    for g in seen.guards:
+        m = re.fullmatch(r"Eq\(([su]\d+), ([su]\d+)\)", g.expr.strip())
+        if m:
+            a, b = sorted((root(m.group(1)), root(m.group(2))))
+            if a != b:
+                parent[b] = a
+    return {s: root(s) for s in parent}
+
+
+def _unify(expr: str, same: dict[str, str]) -> str:
+    return _SYMBOL.sub(lambda m: same.get(m.group(0), m.group(0)), expr) if same else expr
 
 
 def _constrains(expr: str, symbol: str, hints: dict) -> bool:

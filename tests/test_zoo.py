@@ -149,11 +149,25 @@ def run_case(case, tmp_dir: Path) -> dict:
     return row
 
 
+# Known bugs at the deadline (notes/zoo.md F4, F5, F7, F8); strict=False so a fix shows as XPASS
+XFAIL = {
+    "speech_pad_pairs_bilstm_int32": "F4: guards._relation takes a Ne(..Mod.., 1) guard for a relation (spurious refusal; the file is right)",
+    "squeeze_all_head": "F5: parity/compare.py crashes (TypeError) on torch's 0-d output at batch 1 instead of reporting the shape",
+    "seq1_fast_path_no_verify": "F7: an `if x.size(1) == 1:` branch (Ne guard) is ignored; verify=False writes a file wrong at seq 1",
+    "positional_table_200_allow_bounded": "F8: allow_bounded=True does not cover the bound Eq(s, Min(200, s)) (still refused)",
+    "batch1_hack_no_verify": "F7: an `if x.size(0) == 1:` branch (Ne guard) is ignored; verify=False writes a file wrong at batch 1",
+}
+
+
 def _params() -> list:
-    """Brief G's core modules by default, plus every non-core case whose crc32 falls in a 1-in-16 slice; the rest slow."""
+    """Brief G's core modules, the known bugs (xfail: a fix shows as XPASS) and every other case whose crc32 falls in a
+    1-in-16 slice run by default; the rest are slow."""
     def marks(case):
-        sampled = case.name in zoo.CORE or zlib.crc32(case.name.encode()) % 16 == 0
-        return () if sampled else (pytest.mark.slow,)
+        sampled = case.name in zoo.CORE or case.name in XFAIL or zlib.crc32(case.name.encode()) % 16 == 0
+        marks = () if sampled else (pytest.mark.slow,)
+        if case.name in XFAIL:
+            marks += (pytest.mark.xfail(strict=False, reason=XFAIL[case.name]),)
+        return marks
     return [pytest.param(c, id=c.name, marks=marks(c)) for c in zoo.CASES]
 
 

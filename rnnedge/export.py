@@ -119,10 +119,13 @@ def export(
     report = None
     with atomic_path(path) as tmp:  # an existing file is replaced only once the new one checks out
         tmp.write_bytes(data)
-        if verify:
+        probe = getattr(spec, "must_probe", None)
+        if verify or probe:
             from .parity import quick_check
 
-            report = quick_check(module, tmp, spec, examples=examples, only_checks=bool(spec.check_feeds))
+            if not verify:  # a branch on size 1 may make the file wrong there: never write it unchecked
+                log.warning("torch guarded %s against size 1: running the quick check despite verify=False", ", ".join(probe))
+            report = quick_check(module, tmp, spec, examples=examples, only_checks=verify and bool(spec.check_feeds))
     return ExportResult(Path(path), chosen, target, [t.name for t in spec.inputs], spec.outputs,
                         len(model.graph.node), len(data), time.perf_counter() - start, report, spec)
 
@@ -207,6 +210,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     finally:
         module.train(was_training)
     spec.ranges = guards.check_program(program, names, axes, seen, allow_bounded=allow_bounded, ties=ties)  # bounded/specialised axes
+    spec.must_probe = guards.size_one_guards(program, names, axes, seen)  # 'not 1' guards: probed even with verify=False
     axes_.mark_sorted_lengths(spec, packing.lengths_descending)  # enforce_sorted=True: checks feed lengths longest first
     model = program.model_proto
     fixups.repair(model, axes)  # torch.onnx quirks that are no-ops in torch (Squeeze of a non-1 axis, ...)

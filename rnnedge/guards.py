@@ -88,6 +88,22 @@ def check_program(program, names: list[str], axes: dict, seen: GuardLog, *, allo
     return ranges
 
 
+def size_one_guards(program, names: list[str], axes: dict, seen: GuardLog) -> list[str]:
+    """The declared axes torch guarded with a 'not equal' guard (Ne(s, 1): a broadcast, or a branch such as
+    `if x.size(1) == 1`). Such a file may be wrong at the excluded size, so export probes it even with verify=False."""
+    ep = getattr(program, "exported_program", program)
+    if ep is None:
+        return []
+    found = []
+    for name, shape in zip(names, _input_shapes(ep)):
+        for ax, label in sorted(axes.get(name, {}).items()):
+            if shape is None or ax >= len(shape):
+                continue
+            if any(g.expr.strip().startswith("Ne(") for g in _guards_for(shape[ax], seen)) and label not in found:
+                found.append(label)
+    return found
+
+
 def _merged_labels(names, shapes, axes, tied, seen: GuardLog) -> list[tuple[str, str]]:
     """Two labels the user declared independent that torch.export found to be one size (x + y with seq and seq2)."""
     import torch
@@ -196,10 +212,10 @@ def _relation(expr: str) -> bool:
     """A guard that ties a size to others or to a pattern (not a plain bound, which range_constraints already say)."""
     if re.fullmatch(r"Eq\(([su]\d+), ([su]\d+)\)", expr.strip()):
         return False  # two inputs sharing one size: what the shared label declared
+    if expr.startswith("Ne("):
+        return False  # "not 1" style guards (broadcasting, or a branch on size 1): probed by the quick check, see size_one_guards
     if any(f in expr for f in ("Mod(", "FloorDiv(", "CleanDiv(", "PythonMod(")):
         return True
-    if expr.startswith("Ne("):
-        return False  # "not 1" style guards (broadcasting): every size but one still works
     return expr.startswith("Eq(") or len(set(_SYMBOL.findall(expr))) > 1
 
 

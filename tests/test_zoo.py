@@ -149,13 +149,9 @@ def run_case(case, tmp_dir: Path) -> dict:
     return row
 
 
-# Known bugs at the deadline (notes/zoo.md F4, F5, F7, F8); strict=False so a fix shows as XPASS
+# Known bugs (notes/zoo.md F8; F4, F5, F7 fixed by the coordinator); strict=False so a fix shows as XPASS
 XFAIL = {
-    "speech_pad_pairs_bilstm_int32": "F4: guards._relation takes a Ne(..Mod.., 1) guard for a relation (spurious refusal; the file is right)",
-    "squeeze_all_head": "F5: parity/compare.py crashes (TypeError) on torch's 0-d output at batch 1 instead of reporting the shape",
-    "seq1_fast_path_no_verify": "F7: an `if x.size(1) == 1:` branch (Ne guard) is ignored; verify=False writes a file wrong at seq 1",
     "positional_table_200_allow_bounded": "F8: allow_bounded=True does not cover the bound Eq(s, Min(200, s)) (still refused)",
-    "batch1_hack_no_verify": "F7: an `if x.size(0) == 1:` branch (Ne guard) is ignored; verify=False writes a file wrong at batch 1",
 }
 
 

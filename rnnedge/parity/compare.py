@@ -189,6 +189,9 @@ def compare_output(name, ref32, got, ref64=None, e=None, atol=None, rtol=None, a
         return OutputDiff(name, float("inf"), float("inf"), float("inf"), (), False, f"shape {o.shape} != torch's {r32.shape}")
     if r32.size == 0:
         return OutputDiff(name, 0.0, 0.0, 0.0, (), True)
+    if r32.ndim == 0:  # a 0-d output (say torch's squeeze() at batch 1): compare it as one element
+        r32, o = r32.reshape(1), o.reshape(1)
+        ref64 = None if ref64 is None else np.asarray(ref64, dtype=np.float64).reshape(1)
     r = r32 if ref64 is None else np.asarray(ref64, dtype=np.float64)
     overflow = ~np.isfinite(r32) | (np.abs(r32) > OVERFLOW) | ~np.isfinite(r) | (np.abs(r) > OVERFLOW)  # torch itself (nearly) overflowed
     if e is None:

@@ -89,21 +89,18 @@ def deployment_feeds(model, meta: dict, shape: dict[str, int], seed: int = 0) ->
         return spec.make_inputs(spec.sizes_for(shape["batch"], shape["seq"]), seed=seed)
     import onnx
 
+    from .quantize_calibration import graph_inputs
+
     rng = np.random.default_rng(seed)
-    inits = {t.name for t in model.graph.initializer}
     feeds = {}
-    for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        t = vi.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    for name, (elem_type, dims) in graph_inputs(model).items():
         # a foreign file's layout is unknown: batch-major (B, T, ...) unless its name says time first
         size = [d or (shape["batch"] if i == 0 else shape["seq"] if i == 1 else 1) for i, d in enumerate(dims)]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(elem_type)
         if np.issubdtype(dtype, np.integer):
-            feeds[vi.name] = np.full(size, shape["seq"], dtype) if vi.name == "lengths" else rng.integers(0, 2, size).astype(dtype)
+            feeds[name] = np.full(size, shape["seq"], dtype) if name == "lengths" else rng.integers(0, 2, size).astype(dtype)
         else:
-            feeds[vi.name] = rng.standard_normal(size).astype(dtype)
+            feeds[name] = rng.standard_normal(size).astype(dtype)
     return feeds
 
 

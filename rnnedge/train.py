@@ -134,6 +134,17 @@ def evaluate_model(model: nn.Module, task: Task, split: str = "test", batch_size
 # -- the loop -----------------------------------------------------------------------------------
 
 
+def optimizer_step(loss, model, opt, sched, grad_clip: float) -> float:
+    """One step on `loss` (gradients cleared, clipped to grad_clip when > 0, schedule advanced); returns its value."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
 def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[np.ndarray]:
     """This rank's batches of one epoch: a seeded permutation, padded to a multiple of world, sharded."""
     perm = np.random.default_rng([seed, epoch]).permutation(n)
@@ -217,15 +228,9 @@ def train(
                 ix = torch.from_numpy(idx)
                 x, y = x_all[ix].to(dev), y_all[ix].to(dev)
                 lengths = None if len_all is None else len_all[ix]
-                loss = task.loss(net(x, lengths), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                opt.step()
-                sched.step()
-                total, count = total + loss.item(), count + 1
-                hook.step(epoch, loss.item())
+                value = optimizer_step(task.loss(net(x, lengths), y), model, opt, sched, grad_clip)
+                total, count = total + value, count + 1
+                hook.step(epoch, value)
             val = evaluate_model(model, task, "val")
             record = {"epoch": epoch, "train_loss": total / max(count, 1), "val": val,
                       "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t_epoch}

@@ -13,13 +13,12 @@ import time
 from typing import Any
 
 import torch
-from torch import nn
 
 from rnnedge.errors import BadInputError
 from rnnedge.seq2seq.config import Seq2SeqConfig
 from rnnedge.seq2seq.model import Seq2SeqModel
 from rnnedge.tasks import Task
-from rnnedge.train import LogProgress, TrainResult, _check_options, _epoch_batches, _Silent, dist_env, resolve_device
+from rnnedge.train import LogProgress, TrainResult, _check_options, _epoch_batches, _Silent, dist_env, optimizer_step, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +65,9 @@ def train_seq2seq(config: Seq2SeqConfig, task: Task, *, epochs: int | None = Non
                 ix = torch.from_numpy(idx)
                 width = int(lengths[ix].max())  # trim the batch's padding columns
                 loss = task.loss(model(src[ix, :width].to(dev), lengths[ix].to(dev), tgt[ix].to(dev)), tgt[ix].to(dev))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                opt.step()
-                sched.step()
-                total, count = total + loss.item(), count + 1
-                hook.step(epoch, loss.item())
+                value = optimizer_step(loss, model, opt, sched, grad_clip)
+                total, count = total + value, count + 1
+                hook.step(epoch, value)
             val = evaluate_seq2seq(model, task, "val")
             record = {"epoch": epoch, "train_loss": total / max(count, 1), "val": val, "lr": opt.param_groups[0]["lr"],
                       "seconds": time.perf_counter() - t_epoch}

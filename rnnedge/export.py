@@ -36,7 +36,6 @@ from pathlib import Path
 
 from . import __version__, fixups
 from . import axes as axes_
-from .axes import identifier as _identifier  # the axis helpers live in rnnedge/axes.py
 from .axes import make_spec as _make_spec
 from .axes import normalise_axes as _normalise_axes
 from .errors import BadInputError, ExportError, RnnEdgeError
@@ -217,7 +216,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     native.lower_torch_recurrent(model)
     model = _optimize(model)  # after lowering: onnxscript's optimizer cannot type the placeholder
     _apply_lowering(model, chosen)
-    _finish(model, axes, spec, dynamic_axes or {})
+    fixups.finish(model, axes, spec, dynamic_axes or {})
     fixups.restore_input_names(model, names)
     guards.check_frozen(model, axes, dynamic_axes or {})
     spec.outputs = [o.name for o in model.graph.output]
@@ -332,62 +331,6 @@ def _apply_lowering(model, lowering: str) -> None:
         left = unrolled.lower_to_unrolled(model)
         if left:  # a recurrent operator left in a mobile model would keep NNAPI/CoreML off it
             raise ExportError(f"the unrolled (mobile) lowering cannot rewrite {left[0]}")
-
-
-def _finish(model, axes, spec: IOSpec, user_axes) -> None:
-    """Labels on symbolic dims, no torch-internal metadata, checker and strict shape inference."""
-    import onnx
-
-    labels = {_identifier(lab): lab for spec_axes in axes.values() for lab in spec_axes.values()}
-    for vi in model.graph.input:  # whatever torch called the symbols ("s77"), inputs say which label each is
-        dims = vi.type.tensor_type.shape.dim
-        for ax, label in axes.get(vi.name, {}).items():
-            if ax < len(dims) and dims[ax].HasField("dim_param"):
-                labels[dims[ax].dim_param] = label
-
-    def relabel(value_info):
-        for dim in value_info.type.tensor_type.shape.dim:
-            if dim.HasField("dim_param") and dim.dim_param in labels:
-                dim.dim_param = labels[dim.dim_param]
-
-    for vi in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
-        relabel(vi)
-    for out in model.graph.output:
-        for ax, label in user_axes.get(out.name, {}).items() if isinstance(user_axes.get(out.name), dict) else []:
-            dims = out.type.tensor_type.shape.dim
-            if int(ax) < len(dims) and dims[int(ax)].HasField("dim_param"):
-                dims[int(ax)].dim_param = str(label)
-    if not spec.outputs:  # torch's own names ("getitem_1") say nothing: output_0, output_1, ...
-        for i, out in enumerate(model.graph.output):
-            _rename_value(model.graph, out.name, f"output_{i}")
-    for node in model.graph.node:
-        del node.metadata_props[:]
-        node.doc_string = ""
-    for vi in [*model.graph.input, *model.graph.output]:
-        del vi.metadata_props[:]
-    del model.graph.value_info[:]
-    model.producer_name, model.producer_version = "rnnedge", __version__
-    del model.metadata_props[:]
-    try:
-        onnx.checker.check_model(model)
-        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-    except Exception as exc:
-        raise ExportError(f"the exported graph failed onnx's checks: {_first_line(exc)}") from exc
-
-
-def _rename_value(graph, old: str, new: str) -> None:
-    if old == new:
-        return
-    for node in graph.node:
-        for i, name in enumerate(node.output):
-            if name == old:
-                node.output[i] = new
-        for i, name in enumerate(node.input):
-            if name == old:
-                node.input[i] = new
-    for vi in [*graph.output, *graph.input]:
-        if vi.name == old:
-            vi.name = new
 
 
 def set_metadata(model, meta: dict[str, str]) -> None:

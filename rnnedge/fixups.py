@@ -135,13 +135,13 @@ def restore_input_names(model, names: list[str]) -> list[str]:
         if vi.name == want or want in taken:
             continue
         notes.append(f"input '{vi.name}' renamed back to '{want}'")
-        _rename_everywhere(graph, vi.name, want)
+        rename_everywhere(graph, vi.name, want)
     for note in notes:
         log.info("repaired: %s", note)
     return notes
 
 
-def _rename_everywhere(graph, old: str, new: str) -> None:
+def rename_everywhere(graph, old: str, new: str) -> None:
     """Rename a value in a graph and in every subgraph that refers to it (Scan/Loop/If bodies see outer values)."""
     for vi in [*graph.input, *graph.output, *graph.value_info]:
         if vi.name == old:
@@ -151,4 +151,51 @@ def _rename_everywhere(graph, old: str, new: str) -> None:
         node.output[:] = [new if name == old else name for name in node.output]
         for attr in node.attribute:
             for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                _rename_everywhere(sub, old, new)
+                rename_everywhere(sub, old, new)
+
+
+def finish(model, axes: dict, spec, user_axes: dict) -> None:
+    """Labels on symbolic dims, no torch-internal metadata, checker and strict shape inference."""
+    import onnx
+
+    from . import __version__
+    from .axes import identifier
+
+    labels = {identifier(lab): lab for spec_axes in axes.values() for lab in spec_axes.values()}
+    for vi in model.graph.input:  # whatever torch called the symbols ("s77"), inputs say which label each is
+        dims = vi.type.tensor_type.shape.dim
+        for ax, label in axes.get(vi.name, {}).items():
+            if ax < len(dims) and dims[ax].HasField("dim_param"):
+                labels[dims[ax].dim_param] = label
+
+    def relabel(value_info):
+        for dim in value_info.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param in labels:
+                dim.dim_param = labels[dim.dim_param]
+
+    for vi in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        relabel(vi)
+    for out in model.graph.output:
+        for ax, label in user_axes.get(out.name, {}).items() if isinstance(user_axes.get(out.name), dict) else []:
+            dims = out.type.tensor_type.shape.dim
+            if int(ax) < len(dims) and dims[int(ax)].HasField("dim_param"):
+                dims[int(ax)].dim_param = str(label)
+    if not spec.outputs:  # torch's own names ("getitem_1") say nothing: output_0, output_1, ...
+        for i, out in enumerate(model.graph.output):
+            rename_everywhere(model.graph, out.name, f"output_{i}")
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    for vi in [*model.graph.input, *model.graph.output]:
+        del vi.metadata_props[:]
+    del model.graph.value_info[:]
+    model.producer_name, model.producer_version = "rnnedge", __version__
+    del model.metadata_props[:]
+    try:
+        onnx.checker.check_model(model)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except Exception as exc:
+        from .errors import ExportError
+        from .export import _first_line
+
+        raise ExportError(f"the exported graph failed onnx's checks: {_first_line(exc)}") from exc

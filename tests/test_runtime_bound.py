@@ -98,3 +98,29 @@ def test_run_fast_path_per_thread(stream_models):
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_a_kept_run_outlives_its_bound_call(tmp_path):
+    """`run` of a BoundCall kept after the BoundCall itself is dropped still reads live buffers (it used to crash:
+    the callable held the C binding, not the numpy buffers bound to it)."""
+    import gc
+
+    from onnx import TensorProto, helper
+
+    from rnnedge.runtime.bound import BoundCall
+    from rnnedge.runtime.sessions import open_session
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 512])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 512])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    runs = []
+    for k in range(4):
+        bound = BoundCall(open_session(model.SerializeToString(), providers="cpu", threads=1), {"x": np.full((64, 512), k - 1.5, np.float32)})
+        runs.append(bound.run)
+    del bound
+    gc.collect()
+    junk = [np.full((64, 512), 7.0, np.float32) for _ in range(64)]  # reuse freed memory, if any was freed
+    for run in runs:
+        for _ in range(50):
+            run()
+    assert len(junk) == 64

@@ -16,13 +16,14 @@ import onnxruntime as ort
 __all__ = ["BoundCall", "BoundStream"]
 
 
-def _runner(sess: ort.InferenceSession, binding: ort.IOBinding):
+def _runner(sess: ort.InferenceSession, binding: ort.IOBinding, owner):
     """A no-argument callable running `binding`: onnxruntime's C entry point where it is there (the public
-    wrapper re-checks graph-capture settings on every call), else the public method."""
+    wrapper re-checks graph-capture settings on every call), else the public method. The callable keeps
+    `owner` (what holds the bound buffers) alive: a kept `run` never reads freed memory."""
     c_sess, c_binding = getattr(sess, "_sess", None), getattr(binding, "_iobinding", None)
     if c_sess is not None and c_binding is not None and hasattr(c_sess, "run_with_iobinding"):
-        return lambda: c_sess.run_with_iobinding(c_binding, None)
-    return lambda: sess.run_with_iobinding(binding)
+        return lambda owner=owner: c_sess.run_with_iobinding(c_binding, None)
+    return lambda owner=owner: sess.run_with_iobinding(binding)
 
 
 class BoundCall:
@@ -46,7 +47,7 @@ class BoundCall:
         for n, a in self.outputs.items():
             self._values.append(ort.OrtValue.ortvalue_from_numpy(a))
             self._binding.bind_ortvalue_output(n, self._values[-1])
-        self.run = _runner(sess, self._binding)
+        self.run = _runner(sess, self._binding, self._values)
 
 
 class BoundStream:
@@ -74,7 +75,7 @@ class BoundStream:
             self._bind(binding.bind_ortvalue_output, main_out, self.output)
             for n, out in state_out.items():
                 self._bind(binding.bind_ortvalue_output, out, self.states[1 - k][n])
-            self._runs.append(_runner(sess, binding))
+            self._runs.append(_runner(sess, binding, self._values))
             self._values.append(binding)
 
     def _bind(self, bind, name: str, array: np.ndarray) -> None:

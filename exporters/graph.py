@@ -119,6 +119,24 @@ def drop_unused_initializers(graph: onnx.GraphProto) -> None:
     graph.initializer.extend(keep)
 
 
+def unname_unused_outputs(graph: onnx.GraphProto, ops: tuple[str, ...] = ("RNN", "GRU", "LSTM")) -> int:
+    """Blank the optional outputs of standard recurrent nodes that nothing reads (a classifier's per-step Y):
+    onnxruntime then neither allocates nor writes them. Graph outputs and subgraphs' reads count as reads."""
+    used = {o.name for g in all_graphs(graph) for o in g.output}
+    for node in all_nodes(graph):
+        used.update(node.input)
+    blanked = 0
+    for node in all_nodes(graph):
+        if node.op_type in ops and node.domain in ("", "ai.onnx"):
+            for i, out in enumerate(node.output):
+                if out and out not in used:
+                    node.output[i] = ""
+                    blanked += 1
+            while node.output and not node.output[-1]:
+                node.output.pop()
+    return blanked
+
+
 def tidy_opsets(model: onnx.ModelProto) -> None:
     """Drop opset imports of domains no node uses anymore (the rnnedge placeholder domain)."""
     domains = {node.domain or "" for node in all_nodes(model.graph)}

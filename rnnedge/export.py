@@ -165,6 +165,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     import torch
 
     from exporters import native, ops
+    from exporters.graph import unname_unused_outputs
 
     from . import guards, recurrence
 
@@ -216,6 +217,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     native.lower_torch_recurrent(model)
     model = _optimize(model)  # after lowering: onnxscript's optimizer cannot type the placeholder
     _apply_lowering(model, chosen)
+    unname_unused_outputs(model.graph)  # a classifier's per-step Y is neither allocated nor written
     fixups.finish(model, axes, spec, dynamic_axes or {})
     fixups.restore_input_names(model, names)
     guards.check_frozen(model, axes, dynamic_axes or {})

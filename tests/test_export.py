@@ -83,6 +83,25 @@ def test_source_rnn_is_a_handful_of_nodes_and_keeps_seq_dynamic(tmp_path):
     assert max_error(ref, out) < 1e-5
 
 
+def test_a_classifier_does_not_compute_the_per_step_output_it_never_reads(tmp_path):
+    class LastState(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm, self.head = nn.LSTM(6, 16, batch_first=True), nn.Linear(16, 3)
+
+        def forward(self, x):
+            _, (h, _) = self.lstm(x)
+            return self.head(h[-1])
+
+    torch.manual_seed(0)
+    module = LastState().eval()
+    rnnedge.export(module, (torch.randn(2, 9, 6),), tmp_path / "c.onnx", lowering="native")
+    (lstm,) = [n for n in onnx.load(tmp_path / "c.onnx").graph.node if n.op_type == "LSTM"]
+    assert lstm.output[0] == "" and lstm.output[1]  # Y blank (not allocated or written), Y_h kept
+    ref, out = run_both(module, tmp_path / "c.onnx", (torch.randn(5, 31, 6),), ["input_0"])
+    assert max_error(ref, out) < 1e-5
+
+
 def test_same_module_gives_byte_identical_files(tmp_path):
     torch.manual_seed(0)
     module = PackedLengths(nn.GRU, bidirectional=True)

@@ -181,6 +181,39 @@ def test_noise_policy_scales_with_torch_own_error():
     assert diff.torch_error == pytest.approx(3e-7) and diff.ok
 
 
+class ConvGruDetector(torch.nn.Module):
+    """A voice-activity detector's shape: conv front end, GRU, a per-frame probability that is ~1e-3 on silence."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Sequential(torch.nn.Conv1d(40, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv1d(64, 64, 3, padding=1), torch.nn.ReLU())
+        self.gru = torch.nn.GRU(64, 64, num_layers=2, batch_first=True)
+        self.head = torch.nn.Linear(64, 1)
+        with torch.no_grad():
+            self.head.bias.fill_(-7.0)  # a confident "no speech": sigmoid(-7) = 9e-4
+
+    def forward(self, x):
+        y, _ = self.gru(self.conv(x.transpose(1, 2)).transpose(1, 2))
+        return torch.sigmoid(self.head(y)).squeeze(-1)
+
+
+def test_small_probabilities_after_onnxruntime_sigmoid_are_no_false_alarm(tmp_path):
+    """onnxruntime's Sigmoid is an approximation with an absolute error (~1e-7): on a probability of ~1e-3 that is
+    tens of times torch's own float32 error there. A correct file must pass its own check (it failed before)."""
+    torch.manual_seed(3)
+    module = ConvGruDetector().eval()
+    result = rnnedge.export(module, (torch.randn(2, 50, 40),), tmp_path / "vad.onnx")  # quick check included
+    assert result.parity
+    report = rnnedge.verify(module, tmp_path / "vad.onnx", providers=["CPUExecutionProvider"])
+    assert report, report.summary()
+    assert report.worst_ratio() < NOISE_K / 4
+    model = onnx.load(str(tmp_path / "vad.onnx"))  # ... and a bug in the same file is still caught: the head's bias 1% off
+    bias = next(t for t in model.graph.initializer if t.name == "head.bias")
+    bias.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(bias) * np.float32(1.01), bias.name))
+    onnx.save(model, str(tmp_path / "broken.onnx"))
+    assert not rnnedge.verify(module, tmp_path / "broken.onnx", providers=["CPUExecutionProvider"])
+
+
 def test_ill_conditioned_outputs_are_listed_and_fail_unless_allowed():
     ref, ref64 = {"y": np.array([1.0, 2.0]), "h": np.ones(2)}, {"y": np.array([1.5, 2.0]), "h": np.ones(2)}
     report = compare(ref, {"y": ref["y"], "h": ref["h"]}, ref64=ref64, case="long")

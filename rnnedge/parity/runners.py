@@ -31,9 +31,12 @@ class TorchRunner:
     too; `float64_error` says why it could not run, in which case callers fall back to a float32-only noise floor.
     """
 
+    SPREAD_DRAWS = 2  # perturbed float64 copies whose outputs give the spread (the largest move counts)
+
     def __init__(self, module, spec: IOSpec):
         self.module, self.spec = module, spec
         self._double = None
+        self._nudged: list = []
         self.float64_error = ""
 
     def __enter__(self):
@@ -87,6 +90,57 @@ class TorchRunner:
             return None
         finally:
             torch.set_default_dtype(before)
+
+    def spread64(self, feeds: dict, ref64: dict | None) -> dict | None:
+        """Per output, how far the float64 answer moves when every float weight, buffer and input moves by one
+        float32 rounding (x * (1 +- eps32), random signs; the largest move of SPREAD_DRAWS draws).
+
+        Float32 arithmetic is the exact arithmetic of slightly moved operands, so this is the size of the error
+        any float32 evaluation order may make, measured on this module and these inputs. torch's own float32 run
+        is one sample of that error: on an output of a handful of elements (a sigmoid after a conv stack, batch 1
+        seq 1) it can land near zero by luck, and a correct file would then measure as many times "the noise"."""
+        if ref64 is None or self._double is None:
+            return None
+        torch = self._torch
+        before = torch.get_default_dtype()
+        try:
+            torch.set_default_dtype(torch.float64)
+            spread: dict[str, float] = {}
+            for draw in range(self.SPREAD_DRAWS):
+                if len(self._nudged) <= draw:
+                    self._nudged.append(_nudged_copy(self._double, seed=draw + 1))
+                rng = np.random.default_rng(100 + draw)
+                moved = {k: (np.asarray(v, np.float64) * (1 + EPS32 * rng.choice([-1.0, 1.0], size=np.shape(v)))
+                             if np.issubdtype(np.asarray(v).dtype, np.floating) else v) for k, v in feeds.items()}
+                out = self.infer(moved, self._nudged[draw], np.float64)
+                with np.errstate(invalid="ignore", over="ignore"):
+                    for k, v in ref64.items():
+                        if k in out and np.shape(out[k]) == np.shape(v):
+                            move = float(np.nan_to_num(np.abs(out[k] - v), nan=0.0, posinf=0.0).max(initial=0.0))
+                            spread[k] = max(spread.get(k, 0.0), move)
+            return spread
+        except Exception as exc:  # the spread only ever widens the bound: without it, torch's own error alone
+            log.debug("no float64 spread: %s", first_line(exc))
+            return None
+        finally:
+            torch.set_default_dtype(before)
+
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def _nudged_copy(module, seed: int):
+    """A copy of a float64 module with every float parameter and buffer moved by one float32 rounding, random signs."""
+    import torch
+
+    copied = copy.deepcopy(module)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in [*copied.parameters(), *copied.buffers()]:
+            if t.is_floating_point() and t.numel():
+                signs = torch.randint(0, 2, t.shape, generator=gen, dtype=torch.int64).to(t.dtype) * 2 - 1
+                t.mul_(1 + EPS32 * signs)
+    return copied
 
 
 def ort_session(path, providers=None, threads: int | None = None):

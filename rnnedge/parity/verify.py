@@ -83,7 +83,8 @@ def reference(runner: TorchRunner, cases, report: ParityReport) -> list[tuple]:
             report.cases.append(CaseResult(name, "torch", [], why if user else "", "" if user else f"torch itself refuses this shape ({why})"))
             continue
         ref64 = runner.infer_float64(feeds)
-        refs.append((name, feeds, ref, ref64, float32_noise(runner, feeds, ref) if ref64 is None else None))
+        noise = float32_noise(runner, feeds, ref) if ref64 is None else None
+        refs.append((name, feeds, ref, ref64, noise, runner.spread64(feeds, ref64)))
     if cases and not refs:
         report.cases.append(CaseResult("every case", "torch", [], "torch refuses every generated case: nothing was compared"))
     if runner.float64_error and runner.float64_error not in report.notes:
@@ -127,13 +128,13 @@ def run_provider(onnx_path, provider: str, refs, report: ParityReport, spec: IOS
         row = output_names_row(spec, runner.output_names, provider)
         if row is not None:
             report.cases.append(row)
-        for name, feeds, ref, ref64, noise in refs:
+        for name, feeds, ref, ref64, noise, spread in refs:
             try:
                 out = runner.infer(feeds)
             except Exception as exc:
                 report.cases.append(CaseResult(name, provider, [], f"onnxruntime failed: {first_line(exc)}"))
                 continue
-            report.extend(compare(ref, out, atol, rtol, name, provider, noise=noise, ref64=ref64, allow_ill_conditioned=allow))
+            report.extend(compare(ref, out, atol, rtol, name, provider, noise=noise, ref64=ref64, allow_ill_conditioned=allow, spread=spread))
         if stream and state_pairs(spec):
             try:
                 report.extend(check_streaming(torch_runner, runner, spec, report, provider))
@@ -213,6 +214,7 @@ def check_streaming(torch_runner, ort_runner, spec: IOSpec, report: ParityReport
         whole[lengths.name] = np.full_like(whole[lengths.name], whole[first.name].shape[1])
     ref, ref64 = torch_runner.infer(whole), torch_runner.infer_float64(whole)
     noise = float32_noise(torch_runner, whole, ref) if ref64 is None else None
+    spread = torch_runner.spread64(whole, ref64)
     pairs = state_pairs(spec)
     state = {i: whole[i] for _, i in pairs}
     pieces: dict[str, list] = {}
@@ -229,7 +231,7 @@ def check_streaming(torch_runner, ort_runner, spec: IOSpec, report: ParityReport
     joined = {name: (np.concatenate(parts, axis=1) if parts[0].ndim == 3 and name not in carried else parts[-1])
               for name, parts in pieces.items()}
     return compare(ref, joined, report.atol, report.rtol, f"stream: {chunks} chunks of {step} vs whole", provider,
-                   noise=noise, ref64=ref64, allow_ill_conditioned=report.allow_ill_conditioned)
+                   noise=noise, ref64=ref64, allow_ill_conditioned=report.allow_ill_conditioned, spread=spread)
 
 
 def example_length(spec: IOSpec, examples) -> int | None:

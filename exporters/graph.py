@@ -176,3 +176,76 @@ def compact_names(model: onnx.ModelProto) -> None:
             node.ClearField("doc_string")
             node.input[:] = [short(n) for n in node.input]
             node.output[:] = [short(n) for n in node.output]
+
+
+FOLDABLE = {"Identity", "Cast", "Slice", "Concat", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Split", "Gather", "Flatten",
+            "Expand", "Tile", "Mul", "Add", "Sub", "Div", "Neg", "Constant"}  # shape plumbing and arithmetic: deterministic
+MAX_CONE = 64  # nodes; a weight computed by a longer chain is left as it is
+
+
+def fold_constant_weights(model: onnx.ModelProto, weight_inputs: dict[str, tuple[int, ...]]) -> int:
+    """Weights that a graph computes from initializers alone (torch.onnx's dynamo exporter builds an RNN's W/R/B
+    with Slice/Concat/Unsqueeze at run time) become initializers, in place, every graph: the lowerings and int8
+    forms read weights as initializers. `weight_inputs`: {op_type: input indices holding weights}. Returns the count."""
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    total = 0
+    for graph in all_graphs(model.graph):
+        folded = 0
+        inits = {t.name for t in graph.initializer}
+        made = {o: n for n in graph.node for o in n.output if o}
+        for node in list(graph.node):
+            for i in weight_inputs.get(node.op_type, ()) if node.domain in ("", "ai.onnx") else ():
+                name = node.input[i] if i < len(node.input) else ""
+                cone = _constant_cone(name, graph, made, inits) if name and name not in inits else None
+                if not cone:
+                    continue
+                leaves = sorted({x for n in cone for x in n.input if x in inits})
+                sub = helper.make_graph(cone, "fold", [], [helper.make_tensor_value_info(name, onnx.TensorProto.UNDEFINED, None)],
+                                        [t for t in graph.initializer if t.name in leaves])
+                try:
+                    value = ReferenceEvaluator(helper.make_model(sub, opset_imports=model.opset_import, ir_version=model.ir_version)).run(None, {})[0]
+                except Exception:  # not evaluable here: leave the weight computed
+                    continue
+                folded_name = f"{name}/folded"
+                if folded_name not in inits:
+                    graph.initializer.append(numpy_helper.from_array(np.asarray(value), folded_name))
+                    inits.add(folded_name)
+                node.input[i] = folded_name
+                folded += 1
+        if folded:
+            drop_dead_nodes(graph)
+            drop_unused_initializers(graph)
+            total += folded
+    return total
+
+
+def _constant_cone(name: str, graph: onnx.GraphProto, made: dict, inits: set[str]) -> list[onnx.NodeProto] | None:
+    """The nodes computing `name` from initializers only, in graph order; None if it reads anything else."""
+    cone, todo, seen = {}, [name], set()
+    while todo:
+        value = todo.pop()
+        if value in seen or value in inits or not value:
+            continue
+        seen.add(value)
+        node = made.get(value)
+        if node is None or node.op_type not in FOLDABLE or node.domain not in ("", "ai.onnx") or len(cone) >= MAX_CONE:
+            return None  # a graph input, an outer-scope value, or an op that is not plain plumbing
+        cone[id(node)] = node
+        todo.extend(node.input)
+    order = {id(n): k for k, n in enumerate(graph.node)}
+    return sorted(cone.values(), key=lambda n: order.get(id(n), 0))
+
+
+def drop_dead_nodes(graph: onnx.GraphProto) -> None:
+    """Remove nodes none of whose outputs is read (by any node, subgraphs included) or a graph output, repeatedly."""
+    while True:
+        used = {o.name for o in graph.output}
+        for node in all_nodes(graph):
+            used.update(node.input)
+        keep = [n for n in graph.node if any(o in used for o in n.output if o)]
+        if len(keep) == len(graph.node):
+            return
+        del graph.node[:]
+        graph.node.extend(keep)

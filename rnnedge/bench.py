@@ -28,6 +28,7 @@ import numpy as np
 
 from .bench_flops import model_flops, peak_flops_per_call, peak_session
 from .errors import BadInputError
+from .files import model_bytes
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ def bench(model, *, against=None, threads: int = 1, batch: int = 1, seq: int | N
         times = time_interleaved(calls, repeats, warmup, block)
     peak = peak_rss_mb()
     stats = {name: latency_stats(t, batch) for name, t in times.items()}
-    report = BenchReport(str(path), threads, batch, seq, path.stat().st_size, session.providers, stats["onnx"],
+    report = BenchReport(str(path), threads, batch, seq, model_bytes(path), session.providers, stats["onnx"],
                          stats["floor"], stats.get("torch"),
                          {"rss_before_mb": rss_before, "peak_rss_mb": peak, "rss_growth_mb": max(0.0, peak - rss_before)})
     report.ratios["floor"] = stats["onnx"]["p50_ms"] / stats["floor"]["p50_ms"]  # "within Nx of the floor"

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from .errors import BadInputError
-from .files import check_readable, load_onnx, refuse_pickle
+from .files import check_readable, load_onnx, model_bytes, refuse_pickle
 
 
 def describe_file(path) -> dict:
@@ -58,7 +58,7 @@ def describe_onnx(path) -> dict:
     ops = Counter(f"{node.domain + '.' if node.domain else ''}{node.op_type}" for node in all_nodes(model.graph))
     initializer_names = {i.name for i in model.graph.initializer}
     return {
-        "file": str(p), "kind": "onnx", "bytes": p.stat().st_size,
+        "file": str(p), "kind": "onnx", "bytes": model_bytes(p),
         "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
         "inputs": io([i for i in model.graph.input if i.name not in initializer_names]), "outputs": io(model.graph.output),
         "nodes": len(model.graph.node), "operators": dict(sorted(ops.items())),

@@ -170,6 +170,25 @@ def _first_non_utf8(model) -> str | None:
     return None
 
 
+def model_bytes(path: str | os.PathLike) -> int:
+    """Bytes of an .onnx file and of the external data files it names (its whole weight, as loaded)."""
+    import onnx
+
+    p = Path(path)
+    total = p.stat().st_size
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception:  # not parseable: the file's own size (the caller reports the real problem)
+        return total
+    locations = {next((e.value for e in t.external_data if e.key == "location"), "") for t in _external_tensors(model)}
+    folder = p.resolve().parent
+    for location in sorted(locations - {""}):
+        target = (folder / location).resolve()
+        if folder in target.parents and target.is_file():
+            total += target.stat().st_size
+    return total
+
+
 def _external_tensors(model) -> Iterator:
     import onnx
 

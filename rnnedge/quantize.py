@@ -42,7 +42,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from exporters.graph import compact_names
+from exporters.graph import compact_names, fold_constant_weights
 
 from .errors import BadInputError
 from .files import load_onnx, save_onnx
@@ -136,13 +136,16 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
     _check_forms(forms)
     model = load_onnx(model_path)
     meta = {p.key: p.value for p in model.metadata_props}
-    result = QuantizeResult(Path(model_path), Path(out_path), mode, Path(model_path).stat().st_size, 0, 0.0,
-                            per_channel=bool(per_channel))
+    # float32 size: the model with its weights, external data files included (what the int8 file must beat)
+    result = QuantizeResult(Path(model_path), Path(out_path), mode, model.ByteSize(), 0, 0.0, per_channel=bool(per_channel))
     if not any(k.startswith("rnnedge.") for k in meta):
         result.warnings.append(f"{Path(model_path).name}: not an rnnedge export (no rnnedge metadata): quantizing as a foreign file")
     moved = constants_to_initializers(model)
     if moved:
         result.notes.append(f"{moved} Constant weight(s) (subgraphs included) turned into initializers so they can be int8")
+    folded = fold_constant_weights(model, {**WEIGHT_INPUTS, **{op: (1, 2, 3) for op in RECURRENT}})
+    if folded:
+        result.notes.append(f"{folded} weight(s) computed from constants in the graph (Slice/Concat/...) folded into initializers")
     name_nodes(model)
     new_meta = dict(meta, **{"rnnedge.quantization": mode})
     if mode == "fp16":
@@ -165,9 +168,7 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
     onnx.helper.set_model_props(out, dict(sorted(new_meta.items())))
     result.output_bytes = save_onnx(out, out_path)
     if mode == "int8" and result.output_bytes > result.input_bytes:  # int8 (with its record) does not pay: the file as it was
-        from .files import write_bytes_atomic
-
-        write_bytes_atomic(out_path, Path(model_path).read_bytes())
+        save_onnx(load_onnx(model_path), out_path)  # self-contained: external data of the input comes along
         result.kept_fp32 = result.kept_fp32 or (f"int8 does not pay for this model: the int8 file would be {result.output_bytes:,} bytes, "
                                                 f"float32 {result.input_bytes:,} (too few weights); float32 kept")
         result.output_bytes, result.forms, result.relowered, result.stayed_float = result.input_bytes, {}, False, []

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadInputError
-from .files import load_arrays, load_onnx
+from .files import load_arrays, load_onnx, model_bytes
 from .quantize_calibration import graph_inputs
 from .runtime.sessions import open_session
 
@@ -59,7 +59,7 @@ def compare_models(float_path, quant_path, task: str | None = None, threads: int
             if k >= 3:
                 times[name].append(time.perf_counter() - start)
     f_ms, q_ms = float(np.median(times["float"])) * 1e3, float(np.median(times["quant"])) * 1e3
-    f_bytes, q_bytes = Path(float_path).stat().st_size, Path(quant_path).stat().st_size
+    f_bytes, q_bytes = model_bytes(float_path), model_bytes(quant_path)
     result = {
         "float_bytes": f_bytes, "quant_bytes": q_bytes, "size_ratio": q_bytes / f_bytes,
         "float_ms": f_ms, "quant_ms": q_ms, "latency_ratio": q_ms / f_ms, "threads": threads, "batch": batch,

@@ -219,6 +219,72 @@ def test_constants_to_initializers_reaches_nested_graphs(tmp_path):
     assert all(len(g.initializer) == 3 and all(n.op_type != "Constant" for n in g.node) for g in branches)
 
 
+@pytest.fixture(scope="module")
+def dynamo_gru(tmp_path_factory):
+    """A 2-layer GRU tagger saved by torch.onnx's own (dynamo) exporter, which builds each layer's W/R/B at run
+    time from Slice/Concat/Unsqueeze of initializers (exported once: torch.onnx may freeze the axes of a second export)."""
+    torch = pytest.importorskip("torch")
+
+    class Tagger(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru, self.head = torch.nn.GRU(16, 64, num_layers=2, batch_first=True), torch.nn.Linear(64, 5)
+
+        def forward(self, x):
+            return self.head(self.gru(x)[0])
+
+    torch.manual_seed(0)
+    module = Tagger().eval()
+    path = tmp_path_factory.mktemp("dynamo") / "tagger.onnx"
+    dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")}
+    torch.onnx.export(module, (torch.randn(2, 9, 16),), dynamo=True, dynamic_shapes=(dims,), verbose=False).save(str(path), external_data=False)
+    shape = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    if any(d.HasField("dim_value") for d in shape[:2]):
+        pytest.skip("this torch.onnx kept no dynamic batch/seq axes")
+    return module, path
+
+
+@pytest.mark.parametrize("external", [False, True], ids=["inline", "external-data"])
+def test_weights_a_foreign_graph_computes_from_constants_are_folded_and_quantized(dynamo_gru, tmp_path, external):
+    module, exported = dynamo_gru
+    src = tmp_path / "tagger.onnx"
+    onnx.save_model(onnx.load(str(exported)), str(src), save_as_external_data=external, location="tagger.onnx.data", size_threshold=1024)
+    model = onnx.load(str(src), load_external_data=False)
+    inits = {t.name for t in model.graph.initializer}
+    assert any(n.op_type == "GRU" and n.input[1] not in inits for n in model.graph.node)  # the pattern this test is about
+    out = tmp_path / "elsewhere" / "q.onnx"
+    out.parent.mkdir()
+    result = quantize(src, out, forms=FLOOR)
+    assert any("folded into initializers" in n for n in result.notes) and result.kept_fp32 is None
+    float_bytes = sum(p.stat().st_size for p in tmp_path.iterdir() if p.is_file())  # .onnx (+ .data)
+    assert result.input_bytes == pytest.approx(float_bytes, rel=0.01) and result.size_ratio < 0.4  # 45k weights + graph
+    q = onnx.load(str(out))
+    grus = [n for n in q.graph.node if n.op_type == "GRU"]
+    int8 = {t.name for t in q.graph.initializer if t.data_type == TensorProto.INT8}
+    assert len(grus) == 2 and int8
+    x = np.random.default_rng(1).standard_normal((3, 40, 16)).astype(np.float32)
+    import torch
+
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    assert np.abs(_run(out, {"x": x})[0] - want).max() < INT8_ATOL
+
+
+def test_a_kept_float32_file_is_self_contained_where_the_input_had_external_data(tmp_path):
+    w = numpy_helper.from_array(np.arange(16, dtype=np.float32).reshape(4, 4) / 7, "w")  # too small for int8 to pay
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], [w])
+    src = tmp_path / "tiny.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src), save_as_external_data=True,
+                    location="tiny.onnx.data", size_threshold=0)
+    out = tmp_path / "other" / "q.onnx"
+    out.parent.mkdir()
+    result = quantize(src, out)
+    assert result.kept_fp32 and result.size_ratio == pytest.approx(1.0, abs=0.05)
+    x = {"x": np.ones((2, 4), np.float32)}
+    np.testing.assert_allclose(_run(out, x)[0], _run(src, x)[0], rtol=0, atol=1e-6)  # runs from its own folder: no .data there
+
+
 def test_quantizer_failure_on_a_valid_file_is_not_exit_2(models, tmp_path, monkeypatch):
     from rnnedge import quantize_forms
     from rnnedge.cli import cli

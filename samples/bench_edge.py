@@ -11,7 +11,9 @@
    LSTM(8 -> 128) streaming call and the seed RNN, against onnxruntime's own run and an Identity model
    (the floor, same call path). LiteRT is not measured here (samples need no second runtime).
 4. fp32 throughput at batch 8 x 50 x hidden 256: GFLOP/s and the fraction of onnxruntime's fp32 MatMul
-   peak (512^3, same thread count) timed in the same interleaved run.
+   peak (512^3, same thread count) timed in the same interleaved run; and the ceiling of any recurrent
+   form in onnxruntime there: the per-step recurrent products alone (50 chained (8 x 256) @ (256 x G*256)
+   MatMuls, nothing else), as a fraction of the same peak.
 
 Latencies: the 10th percentile of blocks of calls, candidates interleaved, so a shared,
 noisy machine hits them alike; what matters are the ratios. Prints a table and (with --json) writes JSON.
@@ -29,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rnnedge.bench_flops import config_flops, peak_flops_per_call, peak_session
+from rnnedge.bench_flops import GATES, config_flops, peak_flops_per_call, peak_session
 from rnnedge.checkpoint import save_checkpoint
 from rnnedge.export import export_checkpoint
 from rnnedge.models import ModelConfig, SequenceModel
@@ -77,6 +79,29 @@ def make(folder: Path, cell: str, hidden: int, features: int = FEATURES, classes
     return paths, model
 
 
+def product_chain(batch: int, seq: int, hidden: int, gates: int, threads: int):
+    """A session running only the recurrence's products: `seq` chained (batch x hidden) @ (hidden x gates*hidden)
+    MatMuls (a Slice back to hidden columns between them), and its feed and work (2 x multiply-adds)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.standard_normal((hidden, gates * hidden)) / np.sqrt(hidden)).astype(np.float32), "w")  # no under/overflow
+    cuts = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("zero", [0]), ("h", [hidden]), ("axis", [1]))]
+    nodes, cur = [], "h0"
+    for t in range(seq):
+        nodes.append(helper.make_node("MatMul", [cur, "w"], [f"g{t}"]))
+        cur = f"g{t}"
+        if gates > 1 and t < seq - 1:
+            nodes.append(helper.make_node("Slice", [cur, "zero", "h", "axis"], [f"s{t}"]))
+            cur = f"s{t}"
+    graph = helper.make_graph(nodes, "products", [helper.make_tensor_value_info("h0", onnx.TensorProto.FLOAT, [batch, hidden])],
+                              [helper.make_tensor_value_info(cur, onnx.TensorProto.FLOAT, None)], [w, *cuts])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    sess = open_session(model.SerializeToString(), providers="cpu", threads=threads)
+    return sess, {"h0": rng.standard_normal((batch, hidden)).astype(np.float32)}, 2.0 * batch * hidden * gates * hidden * seq
+
+
 def feeds_for(sess, batch: int, seq: int, rng) -> dict:
     out = {}
     for i in sess.get_inputs():
@@ -106,6 +131,8 @@ def shape_figures(cell: str, folder: Path, repeats: int, threads: int) -> dict:
         if hidden == 256:
             peak, peak_feed = peak_session(threads)
             calls["peak"] = lambda p=peak, f=peak_feed: p.run(None, f)
+            chain, chain_feed, chain_flops = product_chain(batch, seq, hidden, GATES[cell], threads)
+            calls["products"] = lambda c=chain, f=chain_feed: c.run(None, f)
         with torch.inference_mode():
             ms = timed(calls, repeats)
         row = {"fp32_ms": ms["fp32"], "int8_ms": ms["int8"], "torch_ms": ms["torch"], "int8/fp32": ms["int8"] / ms["fp32"],
@@ -118,6 +145,7 @@ def shape_figures(cell: str, folder: Path, repeats: int, threads: int) -> dict:
             row["fp32_gflops"] = flops / ms["fp32"] / 1e6
             row["peak_gflops"] = peak_flops_per_call() / ms["peak"] / 1e6
             row["fp32_peak_fraction"] = row["fp32_gflops"] / row["peak_gflops"]
+            row["products_peak_fraction"] = chain_flops / ms["products"] / 1e6 / row["peak_gflops"]
         rows[label] = row
     return rows
 
@@ -191,7 +219,7 @@ def print_report(r: dict) -> None:
             forms = "fp32 kept" if row["kept_fp32"] else ", ".join(sorted(set(row["forms"].values())))
             forms += " | " + (", ".join(sorted(set(row["forms --for"].values()))) or "fp32 kept")
             peak = f"  fp32 {row['fp32_gflops']:.1f} GFLOP/s = {row['fp32_peak_fraction']:.0%} of peak {row['peak_gflops']:.0f}" \
-                if "fp32_peak_fraction" in row else ""
+                f" (the step products alone: {row['products_peak_fraction']:.0%})" if "fp32_peak_fraction" in row else ""
             print(f"{cell:5} {label:11} {row['int8/fp32']:9.2f} {row['int8 --for/fp32']:6.2f} {row['fp32/torch']:10.2f} "
                   f"{row['size_ratio']:6.3f}  {forms}{peak}")
     s = r["seed"]

@@ -15,6 +15,11 @@ def describe_file(path) -> dict:
     p = Path(path)
     if not p.exists():
         raise BadInputError(f"{p}: no such file")
+    if p.is_dir():  # a seq2seq folder (encoder.onnx + decoder.onnx), or any folder of models: each file
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".onnx", ".ort") and f.is_file())
+        if not files:
+            raise BadInputError(f"{p}: a folder with no .onnx/.ort file")
+        return {"file": str(p), "kind": "folder", "parts": {f.name: describe_onnx(f) for f in files}}
     return describe_onnx(p) if p.suffix.lower() in (".onnx", ".ort") else describe_checkpoint(p)
 
 

@@ -75,6 +75,23 @@ def test_verify_cli_passes_and_reports_files_and_decode(tiny, runner):
     assert cases["decode greedy, 240 strings"]["ok"] and cases["decode beam 3, 240 strings"]["ok"]
 
 
+def test_inspect_a_folder_describes_each_file(tiny, runner, tmp_path):
+    from rnnedge.cli import cli
+
+    _, _, folder = tiny
+    out = runner.invoke(cli, ["inspect", str(folder), "--json"])
+    assert out.exit_code == 0, out.output
+    info = json.loads(out.output)
+    assert info["kind"] == "folder" and set(info["parts"]) == {"decoder.onnx", "encoder.onnx"}
+    assert all(p["kind"] == "onnx" and p["inputs"] for p in info["parts"].values())
+    human = runner.invoke(cli, ["inspect", str(folder)])
+    assert human.exit_code == 0 and "encoder.onnx" in human.output and "decoder.onnx" in human.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = runner.invoke(cli, ["inspect", str(empty)])
+    assert bad.exit_code == 2 and "no .onnx" in bad.output
+
+
 def test_verify_fails_when_a_weight_changed(tiny, tmp_path, runner):
     import torch
 

@@ -73,10 +73,10 @@ def evaluate(model, task_name, split, batch_size, as_json):
 
 
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @json_option
 def inspect(file, as_json):
-    """Describe a checkpoint (config, parameters, metrics) or an .onnx file."""
+    """Describe a checkpoint (config, parameters, metrics), an .onnx file, or a folder of them (seq2seq)."""
     from rnnedge.describe import describe_file
 
     emit(describe_file(file), as_json, render.render_description)

@@ -38,6 +38,11 @@ class RichProgress:
 
 
 def render_description(console: Console, d: dict[str, Any]) -> None:
+    if d.get("kind") == "folder":
+        console.print(f"{d['file']}: {len(d['parts'])} model file(s)")
+        for part in d["parts"].values():
+            render_description(console, part)
+        return
     flat = {k: v for k, v in d.items() if k not in ("config", "metrics", "labels")}
     render_mapping(console, flat, title=str(d.get("file", "")))
     if d.get("config"):

@@ -196,7 +196,16 @@ def _axis_verdict(ep, dim, seen: GuardLog, hints: dict):
     lo, hi = _bound(vr.lower), _bound(vr.upper)
     guards = seen.about(str(expr))
     same = _equal_sizes(seen)  # Eq(s2, s77): two names torch gave one size; judge the others with them unified
-    relations = [g for g in guards if _relation(g.expr) and _constrains(_unify(g.expr, same), same.get(str(expr), str(expr)), hints)]
+    symbol = same.get(str(expr), str(expr))
+    relations = []
+    for g in guards:
+        if not (_relation(g.expr) and _constrains(_unify(g.expr, same), symbol, hints)):
+            continue
+        span = _as_bound(_unify(g.expr, same), symbol)  # Eq(s27, Min(200, s27)) from x[:, :200] is s27 <= 200
+        if span is None:
+            relations.append(g)
+        else:
+            lo, hi = max(lo or 1, span[0]), _min_hi(hi, span[1])
     if relations:  # Eq(8*s27*s77, 160) from a reshape to a constant, Mod(s27, 2) from a split in halves, s27 > s77, ...
         return "tied", f"is constrained by torch.export to {relations[0].describe()}", None
     if hi is None and (lo is None or lo <= 1 or (lo == 2 and not guards)):
@@ -271,6 +280,36 @@ def _constrains(expr: str, symbol: str, hints: dict) -> bool:
         return False
     except Exception:
         return True
+
+
+BOUND_PROBE = 4096  # a one-size guard is read as a range when it holds on one run of sizes 1..BOUND_PROBE
+
+
+def _as_bound(expr: str, symbol: str) -> list | None:
+    """[lo, hi] (hi None: no upper bound) when a guard in `symbol` alone, made of comparisons, Min/Max and
+    arithmetic (no Mod/FloorDiv patterns), holds on exactly one run of sizes; else None (a relation)."""
+    import sympy
+
+    try:
+        formula = _parse(expr)
+    except Exception:
+        return None
+    if {str(x) for x in formula.free_symbols} != {symbol}:
+        return None
+    allowed = (sympy.Symbol, sympy.Integer, sympy.Add, sympy.Mul, sympy.Min, sympy.Max, sympy.Eq, sympy.Ne, sympy.Le, sympy.Lt,
+               sympy.Ge, sympy.Gt, sympy.And, sympy.Or, sympy.Not, sympy.logic.boolalg.BooleanAtom)
+    if any(not isinstance(node, allowed) and not node.is_Number for node in sympy.preorder_traversal(formula)):
+        return None
+    (target,) = formula.free_symbols
+    try:
+        check = sympy.lambdify(target, formula, modules=[{"Min": min, "Max": max}, "math"])
+        holds = [bool(check(n)) for n in range(1, BOUND_PROBE + 1)]
+    except Exception:
+        return None
+    true = [n for n, ok in enumerate(holds, start=1) if ok]
+    if not true or true[-1] - true[0] + 1 != len(true):
+        return None
+    return [true[0], None if true[-1] == BOUND_PROBE else true[-1]]
 
 
 def _example_sizes(shapes) -> dict[str, int]:

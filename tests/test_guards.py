@@ -285,3 +285,13 @@ def test_a_torch_export_failure_names_the_users_line(tmp_path):
     with pytest.raises(ExportError, match="data-dependent") as err:
         rnnedge.export(BranchOnValues().eval(), _x(), tmp_path / "m.onnx", input_names=["x"])
     assert "test_guards.py" in str(err.value) and "if x.sum() > 0:" in str(err.value)
+
+
+def test_one_size_guards_that_are_plain_bounds_are_read_as_ranges():
+    from rnnedge.guards import _as_bound
+
+    assert _as_bound("Eq(s27, Min(200, s27))", "s27") == [1, 200]  # x[:, :200] on a longer table: s27 <= 200
+    assert _as_bound("s27 <= 100", "s27") == [1, 100] and _as_bound("s27 > 5", "s27") == [6, None]
+    assert _as_bound("Eq(Mod(s27, 2), 0)", "s27") is None  # a pattern, not a range
+    assert _as_bound("Eq(s27, 10)", "s27") == [10, 10] and _as_bound("(s27 < 3) | (s27 > 9)", "s27") is None
+    assert _as_bound("s27 <= s30", "s27") is None  # two sizes: a relation

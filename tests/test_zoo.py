@@ -149,10 +149,8 @@ def run_case(case, tmp_dir: Path) -> dict:
     return row
 
 
-# Known bugs (notes/zoo.md F8; F4, F5, F7 fixed by the coordinator); strict=False so a fix shows as XPASS
-XFAIL = {
-    "positional_table_200_allow_bounded": "F8: allow_bounded=True does not cover the bound Eq(s, Min(200, s)) (still refused)",
-}
+# Known bugs (notes/zoo.md; F4, F5, F7, F8 fixed); strict=False so a fix shows as XPASS
+XFAIL: dict[str, str] = {}  # none left: F8 (a 200-row table's Eq(s, Min(200, s)) under allow_bounded) is read as s <= 200
 
 
 def _params() -> list:

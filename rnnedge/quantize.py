@@ -47,10 +47,10 @@ from exporters.graph import compact_names, fold_constant_weights
 from .errors import BadInputError
 from .files import load_onnx, save_onnx
 from .quantize_eval import compare_models, drift  # noqa: F401  (public here too)
-from .quantize_forms import DEFAULT_OP_TYPES, FLOOR, FORMS, RECURRENT, WEIGHT_INPUTS, build, constants_to_initializers, find_units, name_nodes
+from .quantize_forms import DEFAULT_OP_TYPES, FLOOR, FORMS, FP32, RECURRENT, WEIGHT_INPUTS, build, constants_to_initializers, find_units, name_nodes
 from .quantize_forms import quiet_ort as _quiet_ort
 from .quantize_forms import subgraphs as _subgraphs
-from .quantize_select import CANDIDATE_DRIFT, MARGIN  # noqa: F401  (CANDIDATE_DRIFT: public here too)
+from .quantize_select import CANDIDATE_DRIFT, MARGIN
 
 log = logging.getLogger(__name__)
 
@@ -216,11 +216,25 @@ def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeRe
             raise BadInputError(f"--form: no unit named {sorted(set(forms) - set(chosen))[0]!r}; units: {sorted(chosen)}")
     else:
         feeds = deployment_feeds(model, meta, result.deploy)
-        timer = Timer(model, feeds, ops, bool(result.per_channel), threads, result.notes)
-        chosen, result.measured = choose_forms(units, timer)
+        timer = Timer(model, feeds, ops, bool(result.per_channel), threads, result.notes, long_feeds=_long_feeds(model, meta, result.deploy))
+        chosen, result.measured = choose_forms(units, timer, accurate=timer.accurate)
+        for name, why in timer.drift.items():
+            if chosen.get(name) == FP32:
+                result.warnings.append(f"{name} keeps float32 weights: its int8 weights move the outputs too far ({why}; "
+                                       f"the limit is {CANDIDATE_DRIFT:.0%} of the range)")
+        if not all(f == FP32 for f in chosen.values()) and not timer.accurate(chosen):  # each alone fine, together not
+            result.warnings.append(f"int8 forms {chosen} together move the outputs by more than {CANDIDATE_DRIFT:.0%} of their range: "
+                                   "float32 kept for every unit")
+            chosen = {u.name: FP32 for u in units}
+        if all(f == FP32 for f in chosen.values()):
+            result.kept_fp32 = "int8 moves this model's outputs too far (see the warnings); float32 kept"
+            result.forms = {}
+            plain = load_onnx(result.input_path)
+            compact_names(plain)
+            return plain
     out = _build(model, chosen, ops, bool(result.per_channel))
     if forms is None:
-        floor = {u.name: FLOOR for u in units}
+        floor = {u.name: (FP32 if chosen[u.name] == FP32 else FLOOR) for u in units}
         result.fp32_ms, result.int8_ms, floor_ms, confirmed = timer.final(out, None if chosen == floor else _build(model, floor, ops, False))
         if not confirmed:  # the greedy steps did not hold up in a second, separate run: the floor
             result.notes.append(f"forms {chosen} measured {result.int8_ms:.3f} ms against the floor's {floor_ms:.3f} "
@@ -245,6 +259,19 @@ def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeRe
         result.forms, result.relowered = {}, False
         return plain
     return out
+
+
+def _long_feeds(model, meta: dict, deploy: dict) -> dict | None:
+    """Deployment inputs over CHECK_SEQ steps (drift grows with length in an unstable recurrence); None where the
+    file fixes its sequence (a mobile chunk) or the deployment is already that long."""
+    from .quantize_select import CHECK_SEQ, _fixed_seq, deployment_feeds
+
+    if deploy["seq"] >= CHECK_SEQ or meta.get("rnnedge.chunk") or _fixed_seq(model):
+        return None
+    try:
+        return deployment_feeds(model, meta, {"batch": min(deploy["batch"], 8), "seq": CHECK_SEQ}, seed=1)
+    except Exception:  # a file that takes no other length: the deployment inputs alone
+        return None
 
 
 def _build(model, forms: dict, ops, per_channel: bool):

@@ -103,8 +103,8 @@ def drift(float_path, quant_path, *, inputs=None, task: str | None = None, batch
     """Per output of `quant_path` against `float_path`: max abs, p99 abs, both relative to the float output's range.
 
     `inputs`: an .npz path (or a dict) keyed by the model's input names, rows first; `task`: a task's test
-    split; neither: the declared spec's random inputs (batch x seq). Classifier-like outputs (float, last
-    axis > 1) also get `label_agreement`: the fraction of rows (positions) whose argmax is the same.
+    split; neither: the declared spec's random inputs (batch x seq). Classifier-like outputs (a fixed last axis > 1,
+    not a recurrent state) also get `label_agreement`: the fraction of rows (positions) whose argmax is the same.
     `worst_relative` is the largest relative max over outputs: what `--max-drift` is compared with.
     """
     ref = open_session(float_path, providers="cpu", fallback=False)
@@ -118,9 +118,10 @@ def drift(float_path, quant_path, *, inputs=None, task: str | None = None, batch
             want[n].append(np.asarray(a, np.float64).reshape(-1, *np.shape(a)[1:]) if np.ndim(a) else np.asarray(a, np.float64).reshape(1))
             got[n].append(np.asarray(b, np.float64).reshape(-1, *np.shape(b)[1:]) if np.ndim(b) else np.asarray(b, np.float64).reshape(1))
     outputs = {}
+    shapes = {o.name: o.shape for o in ref.get_outputs()}
     for n in names:
         a, b = np.concatenate(want[n]), np.concatenate(got[n])
-        outputs[n] = output_drift(a, b)
+        outputs[n] = output_drift(a, b, classes=_class_scores(n, shapes.get(n)))
     worst = max((o["relative_max"] for o in outputs.values()), default=0.0)
     source = "task " + task if task else ("inputs " + str(inputs) if inputs is not None and not isinstance(inputs, dict) else
                                           "given inputs" if inputs is not None else f"random inputs (batch {batch}, {seq} steps)")
@@ -128,8 +129,18 @@ def drift(float_path, quant_path, *, inputs=None, task: str | None = None, batch
             "worst_relative": worst}
 
 
-def output_drift(ref: np.ndarray, got: np.ndarray) -> dict:
-    """Drift of one output (float arrays of one shape, rows first); see `drift`."""
+STATE_NAMES = ("hn", "cn", "h", "c", "state", "new_state", "hidden", "memory")
+
+
+def _class_scores(name: str, shape) -> bool:
+    """Whether an output looks like class scores: a last axis of fixed size > 1 (a symbolic one is time: a per-frame
+    probability over `seq` has no argmax to agree on) and not a recurrent state."""
+    last = shape[-1] if shape else None
+    return isinstance(last, int) and last > 1 and name.lower() not in STATE_NAMES and not name.lower().startswith(("hn", "cn", "state"))
+
+
+def output_drift(ref: np.ndarray, got: np.ndarray, classes: bool = True) -> dict:
+    """Drift of one output (float arrays of one shape, rows first); see `drift`. `classes`: report label agreement."""
     if ref.shape != got.shape:
         raise BadInputError(f"the quantized model's output has shape {list(got.shape)}, the float model's {list(ref.shape)}")
     diff = np.abs(got - ref).ravel()
@@ -138,7 +149,7 @@ def output_drift(ref: np.ndarray, got: np.ndarray) -> dict:
            "range": span}
     out["relative_max"] = out["max_abs"] / span if span > 0 else out["max_abs"]
     out["relative_p99"] = out["p99_abs"] / span if span > 0 else out["p99_abs"]
-    if ref.ndim >= 2 and ref.shape[-1] > 1:
+    if classes and ref.ndim >= 2 and ref.shape[-1] > 1:
         out["label_agreement"] = float(np.mean(ref.argmax(-1) == got.argmax(-1)))
     return out
 

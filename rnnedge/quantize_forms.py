@@ -12,6 +12,8 @@ nodes outside any loop (a classifier head). Each unit gets one form:
                    inside the body too (RNN/GRU/LSTM nodes are lowered first; Scan units as they are).
     scan-nbits8    the same Scan with weight-only int8 MatMulNBits (blocks of 32, fp32 activations).
     matmul-int8    (REST only) dynamic int8 MatMul/Gemm outside the loop (MatMulInteger).
+    float32        the unit's weights stay float32: never a speed candidate, the fallback where even the
+                   floor's int8 weights move the outputs too far (an unstable ReLU recurrence, say).
 
 `build(model, forms, ...)` returns a new ModelProto with every unit in its form; the weights that
 no form turned into int8 (and that belong to an op type being quantized) get `weights-int8` storage,
@@ -34,7 +36,8 @@ log = logging.getLogger(__name__)
 RECURRENT = ("RNN", "GRU", "LSTM")
 REST = "(outside loops)"  # the unit name of the MatMul/Gemm nodes outside any loop
 FLOOR = "weights-int8"
-FORMS = ("weights-int8", "lstm-int8", "scan-int8", "scan-nbits8", "matmul-int8")
+FORMS = ("weights-int8", "lstm-int8", "scan-int8", "scan-nbits8", "matmul-int8", "float32")
+FP32 = "float32"  # a unit that keeps float32 weights (applies to every unit; chosen only when int8 drifts)
 DEFAULT_OP_TYPES = ("MatMul", "Gemm", "RNN", "GRU", "LSTM", "Gather")  # Conv: only when asked (accuracy, see quantize.py)
 # which input of a node holds a weight that `weights-int8` stores as int8, per op type
 WEIGHT_INPUTS = {"MatMul": (1,), "Gemm": (1,), "RNN": (1, 2), "GRU": (1, 2), "LSTM": (1, 2), "Conv": (1,), "Gather": (0,)}
@@ -137,10 +140,13 @@ def build(model, forms: dict[str, str], *, op_types=DEFAULT_OP_TYPES, per_channe
     out = onnx.ModelProto()
     out.CopyFrom(model)
     units = {u.name: u for u in find_units(out)}
-    dynamic, nbits = [], []  # node names for onnxruntime's dynamic quantizer and for MatMulNBits
+    dynamic, nbits, floats = [], [], set()  # node names for onnxruntime's dynamic quantizer, for MatMulNBits, kept float32
     for name, form in forms.items():
         unit = units.get(name)
         if unit is None or form == FLOOR:
+            continue
+        if form == FP32:
+            floats.update(_unit_nodes(out, unit))
             continue
         if form not in unit.forms:
             raise ValueError(f"form {form!r} does not apply to {unit.op} unit {name!r}")
@@ -156,8 +162,31 @@ def build(model, forms: dict[str, str], *, op_types=DEFAULT_OP_TYPES, per_channe
             out = _dynamic(out, Path(tmp), dynamic, op_types, per_channel)
         if nbits:
             out = _nbits(out, nbits)
-    store_weights_int8(out, op_types)
+    store_weights_int8(out, op_types, skip=floats)
     return out
+
+
+def _unit_nodes(model, unit: Unit) -> set[str]:
+    """Names of the nodes whose weights belong to `unit` (a Scan's body nodes, all levels, included)."""
+    if unit.op == "REST":
+        return set(_rest_matmuls(model, {}))
+    names = {unit.name}
+    for node in model.graph.node:
+        if node.name == unit.name:
+            for graph in subgraphs_of(node):
+                names.update(n.name for n in graph.node)
+                names.update(n.name for g in subgraphs(graph) for n in g.node)
+    return names
+
+
+def subgraphs_of(node):
+    import onnx
+
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            yield attr.g
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            yield from attr.graphs
 
 
 def _rest_matmuls(model, units: dict) -> list[str]:
@@ -248,10 +277,9 @@ def quantize_array(w: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np
     return q, scale
 
 
-def store_weights_int8(model, op_types=DEFAULT_OP_TYPES) -> list[str]:
-    """Every float32 weight (rank >= 2) of a node of `op_types`, in every graph: int8 + Cast + Mul(scale), in place.
-
-    Returns the names of the weights stored so. onnxruntime folds Cast/Mul of constants at load.
+def store_weights_int8(model, op_types=DEFAULT_OP_TYPES, skip: set[str] = frozenset()) -> list[str]:
+    """Every float32 weight (rank >= 2) of a node of `op_types` (not named in `skip`), in every graph: int8 + Cast +
+    Mul(scale), in place. Returns the names of the weights stored so. onnxruntime folds Cast/Mul of constants at load.
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -261,7 +289,7 @@ def store_weights_int8(model, op_types=DEFAULT_OP_TYPES) -> list[str]:
         inits = {t.name: t for t in graph.initializer}
         picks: dict[str, tuple] = {}
         for node in graph.node:
-            for idx in WEIGHT_INPUTS.get(node.op_type, ()) if node.op_type in op_types else ():
+            for idx in WEIGHT_INPUTS.get(node.op_type, ()) if node.op_type in op_types and node.name not in skip else ():
                 name = node.input[idx] if idx < len(node.input) else ""
                 t = inits.get(name)
                 if t is not None and t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 2 and name not in picks:

@@ -4,7 +4,10 @@
     feeds = deployment_feeds(model, shape)
     forms, figures = choose_forms(units, timer)           # timer(list of {unit: form}) -> ms each
 
-Greedy and measured: every unit starts in the floor form (`weights-int8`: fp32 speed, int8 size);
+Accuracy first: a unit whose floor form alone (every other unit float32) moves the outputs by more than
+CANDIDATE_DRIFT of their range, on the deployment inputs or on a longer sequence (drift grows with length
+in an unstable recurrence), keeps float32 weights (form `float32`) and is said so.
+Greedy and measured: every other unit starts in the floor form (`weights-int8`: fp32 speed, int8 size);
 then, unit by unit, its other forms are timed against the current choice in one interleaved run
 (the machine is shared and noisy: candidates see the same noise) and a form replaces the current
 one only when it is at least MARGIN faster; the final choice must beat the all-floor model by MARGIN
@@ -22,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .errors import BadInputError
-from .quantize_forms import FLOOR, Unit, build
+from .quantize_forms import FLOOR, FP32, Unit, build
 from .runtime.sessions import open_session
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,7 @@ CANDIDATE_DRIFT = 0.05  # a form whose outputs move by more than this fraction o
 MARGIN = 0.08  # a form must beat the current choice by this fraction to replace it (noise on a shared machine: +-5%)
 DEFAULT_BATCH = 1  # the edge case: one stream, one sequence at a time
 DEFAULT_SEQ = 16  # a streaming-ish chunk, when the file fixes none (stream targets: 1 step)
+CHECK_SEQ = 128  # drift is also checked at this many steps where the file's sequence axis is free
 BUDGET_S = 0.6  # seconds of timing per comparison (all candidates together), after warm-up
 MIN_REPEATS = 5  # timed blocks per candidate at least
 QUANTILE = 10  # percentile of the block times reported: other processes' bursts only ever add time
@@ -72,11 +76,16 @@ def default_shape(meta: dict, model, given: dict | None) -> dict[str, int]:
 
 
 def _fixed_seq(model) -> int | None:
+    """The sequence length of a file whose data input is fixed but for its batch (a mobile chunk); None otherwise.
+    (A (B, 1, 32, W) image fixes axis 1 but not W: its sequence is free.)"""
     inits = {t.name for t in model.graph.initializer}
     for vi in model.graph.input:
         dims = vi.type.tensor_type.shape.dim
-        if vi.name not in inits and len(dims) >= 2 and dims[1].HasField("dim_value"):
+        if vi.name in inits or len(dims) < 2:
+            continue
+        if all(d.HasField("dim_value") for d in dims[1:]):
             return int(dims[1].dim_value)
+        return None  # the first data input has a free axis past the batch: no fixed sequence
     return None
 
 
@@ -128,12 +137,19 @@ def time_sessions(sessions: list, feeds: dict, budget_s: float = BUDGET_S) -> li
     return [float(np.percentile(t, QUANTILE)) * 1e3 for t in times]
 
 
-def choose_forms(units: list[Unit], timer: Callable[[list[dict]], list[float | None]],
-                 margin: float = MARGIN) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
-    """Greedy per unit (see the module docstring). `timer(assignments)` -> ms of each (None: that one failed)."""
+def choose_forms(units: list[Unit], timer: Callable[[list[dict]], list[float | None]], margin: float = MARGIN,
+                 accurate: Callable[[dict], bool] | None = None) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
+    """Greedy per unit (see the module docstring). `timer(assignments)` -> ms of each (None: that one failed);
+    `accurate(assignment)` -> whether its outputs stay within CANDIDATE_DRIFT (None: not checked)."""
     forms = {u.name: FLOOR for u in units}
+    if accurate is not None and not accurate(forms):  # someone's int8 weights alone move the outputs too far: who?
+        for unit in units:
+            if not accurate({u.name: (FLOOR if u is unit else FP32) for u in units}):
+                forms[unit.name] = FP32
     figures: dict[str, dict[str, float]] = {}
     for unit in units:
+        if forms[unit.name] == FP32:
+            continue
         others = [f for f in unit.forms if f != forms[unit.name]]
         if not others:
             continue
@@ -154,10 +170,13 @@ def choose_forms(units: list[Unit], timer: Callable[[list[dict]], list[float | N
 class Timer:
     """timer(assignments) -> ms each, for quantize_select.choose_forms; candidates that fail or drift get None."""
 
-    def __init__(self, model, feeds: dict, ops, per_channel: bool, threads: int, notes: list[str]):
+    def __init__(self, model, feeds: dict, ops, per_channel: bool, threads: int, notes: list[str], long_feeds: dict | None = None):
         self.model, self.feeds, self.ops, self.per_channel, self.threads, self.notes = model, feeds, ops, per_channel, threads, notes
         self.ref = self._session(model)
         self.ref_out = self.ref.run(None, self.feeds)
+        self.long_feeds = long_feeds  # a longer sequence, for the drift check only
+        self.long_out = self.ref.run(None, long_feeds) if long_feeds is not None else None
+        self.drift: dict[str, str] = {}  # why a unit kept float32, by unit name (filled by `accurate`)
 
     def _session(self, model):
         return open_session(model.SerializeToString(), providers="cpu", threads=self.threads, fallback=False)
@@ -165,17 +184,39 @@ class Timer:
     def _candidate(self, forms: dict):
         try:
             sess = self._session(build(self.model, forms, op_types=self.ops, per_channel=self.per_channel))
-            outs = sess.run(None, self.feeds)
+            why = self._drift(sess)
         except Exception as exc:  # a form onnxruntime cannot build or run here: not chosen, and said so
             self.notes.append(f"form {forms} not usable: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}")
             return None
-        for ref, got in zip(self.ref_out, outs):
-            ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
-            span = float(ref.max() - ref.min()) if ref.size else 0.0
-            if ref.size and np.abs(ref - got).max() > CANDIDATE_DRIFT * max(span, 1e-6):
-                self.notes.append(f"form {forms} not chosen: outputs drift {np.abs(ref - got).max():.3g} (range {span:.3g})")
-                return None
+        if why:
+            self.notes.append(f"form {forms} not chosen: {why}")
+            return None
         return sess
+
+    def _drift(self, sess) -> str:
+        """'' when every output stays within CANDIDATE_DRIFT of its range (deployment and long feeds), else why not."""
+        checks = [(self.feeds, self.ref_out)] + ([(self.long_feeds, self.long_out)] if self.long_feeds is not None else [])
+        for feeds, want in checks:
+            outs = sess.run(None, feeds)
+            for ref, got in zip(want, outs):
+                ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+                span = float(ref.max() - ref.min()) if ref.size else 0.0
+                if ref.size and np.abs(ref - got).max() > CANDIDATE_DRIFT * max(span, 1e-6):
+                    steps = next(iter(feeds.values())).shape[1] if next(iter(feeds.values())).ndim > 1 else 1
+                    return f"outputs drift {np.abs(ref - got).max():.3g} (range {span:.3g}, {steps} steps)"
+        return ""
+
+    def accurate(self, forms: dict) -> bool:
+        """Whether `forms` keeps every output within CANDIDATE_DRIFT of its range. When one unit alone is int8 (the
+        others float32), why it is not is kept in `drift[unit]`: the reason that unit keeps float32."""
+        try:
+            why = self._drift(self._session(build(self.model, forms, op_types=self.ops, per_channel=self.per_channel)))
+        except Exception:  # not buildable or runnable: the timing pass reports it
+            return True
+        alone = [name for name, f in forms.items() if f != FP32]
+        if why and len(alone) == 1:
+            self.drift[alone[0]] = why
+        return not why
 
     def __call__(self, assignments: list[dict]) -> list[float | None]:
         sessions = [self._candidate(a) for a in assignments]

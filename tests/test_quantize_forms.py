@@ -313,3 +313,53 @@ def test_cli_eval_on_own_inputs_reports_drift_and_max_drift_exits_1(models, tmp_
     assert tight.exit_code == 1 and json.loads(tight.stdout)["drift_ok"] is False
     bad = CliRunner().invoke(cli, [*args[:-3], "--eval", "nonsense"])
     assert bad.exit_code == 2
+
+
+def test_a_unit_whose_int8_weights_drift_keeps_float32_and_says_so(tmp_path):
+    """A ReLU recurrence near marginal stability amplifies any change of W_hh (15% of the output range at 300 steps
+    with int8 weights): that unit keeps float32 weights, with a warning; the rest is still int8. (It was written
+    int8 with exit 0 and no warning before.)"""
+    torch = pytest.importorskip("torch")
+    import rnnedge
+
+    class Relu(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.fc = torch.nn.RNN(8, 64, nonlinearity="relu", bias=False, batch_first=True), torch.nn.Linear(64, 3)
+
+        def forward(self, x):
+            return self.fc(self.rnn(x)[0][:, -1])
+
+    torch.manual_seed(0)
+    module = Relu().eval()
+    with torch.no_grad():
+        module.rnn.weight_hh_l0.copy_(torch.eye(64) * 0.95 + torch.randn(64, 64) * 0.02)
+    src, out = tmp_path / "relu.onnx", tmp_path / "q.onnx"
+    rnnedge.export(module, (torch.randn(2, 10, 8),), src, input_names=["x"], dynamic_axes={"x": {0: "batch", 1: "seq"}})
+    result = quantize(src, out)
+    recurrent = [name for name in result.forms if name != "(outside loops)"]
+    assert recurrent and all(result.forms[n] == "float32" for n in recurrent), result.forms
+    assert any("keeps float32 weights" in w and "drift" in w for w in result.warnings)
+    x = {"x": np.random.default_rng(3).standard_normal((4, 300, 8)).astype(np.float32)}
+    want, got = _run(src, x)[0], _run(out, x)[0]
+    assert np.abs(want - got).max() < 0.05 * (want.max() - want.min())
+
+
+def test_default_deployment_shape_reads_a_free_width_as_the_sequence():
+    from rnnedge.quantize_select import DEFAULT_SEQ
+
+    def model(dims):
+        x = helper.make_tensor_value_info("image", TensorProto.FLOAT, dims)
+        return helper.make_model(helper.make_graph([], "g", [x], [x]))
+
+    assert default_shape({}, model(["batch", 1, 32, "width"]), None) == {"batch": 1, "seq": DEFAULT_SEQ}  # not the channel axis
+    assert default_shape({}, model(["batch", 16, 8]), None) == {"batch": 1, "seq": 16}  # a fixed chunk is the sequence
+    assert default_shape({}, model(["batch", "seq", 8]), {"batch": 4}) == {"batch": 4, "seq": DEFAULT_SEQ}
+
+
+def test_label_agreement_only_for_class_scores():
+    from rnnedge.quantize_eval import _class_scores
+
+    assert _class_scores("logits", ["batch", 10]) and _class_scores("tags", ["batch", "seq", 5])
+    assert not _class_scores("prob", ["batch", "seq"])  # a per-frame probability: its last axis is time
+    assert not _class_scores("hn", [1, "batch", 64]) and not _class_scores("state", ["batch", 16])

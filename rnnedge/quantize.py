@@ -264,12 +264,12 @@ def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeRe
 def _long_feeds(model, meta: dict, deploy: dict) -> dict | None:
     """Deployment inputs over CHECK_SEQ steps (drift grows with length in an unstable recurrence); None where the
     file fixes its sequence (a mobile chunk) or the deployment is already that long."""
-    from .quantize_select import CHECK_SEQ, _fixed_seq, deployment_feeds
+    from .quantize_select import CHECK_BATCH, CHECK_SEQ, _fixed_seq, deployment_feeds
 
     if deploy["seq"] >= CHECK_SEQ or meta.get("rnnedge.chunk") or _fixed_seq(model):
         return None
     try:
-        return deployment_feeds(model, meta, {"batch": min(deploy["batch"], 8), "seq": CHECK_SEQ}, seed=1)
+        return deployment_feeds(model, meta, {"batch": max(CHECK_BATCH, min(deploy["batch"], 8)), "seq": CHECK_SEQ}, seed=1)
     except Exception:  # a file that takes no other length: the deployment inputs alone
         return None
 

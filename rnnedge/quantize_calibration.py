@@ -56,6 +56,26 @@ def graph_inputs(model) -> dict[str, tuple[int, list]]:
     return out
 
 
+def check_user_arrays(arrays: dict, where: str) -> None:
+    """The user's own arrays (calibration, --eval inputs), one BadInputError line for what onnxruntime would choke on or
+    silently take: a non-numeric dtype, an empty axis, NaN/Inf, lengths that are not integers in 1..seq."""
+    seq = next((np.shape(a)[1] for n, a in arrays.items() if n != "lengths" and np.ndim(a) >= 2), None)
+    for name, arr in arrays.items():
+        arr = np.asarray(arr)
+        if arr.dtype.kind not in "fiub":
+            raise BadInputError(f"{where}: '{name}' is {arr.dtype}; expected numbers (float or integer)")
+        if arr.ndim and 0 in arr.shape:
+            raise BadInputError(f"{where}: '{name}' has an empty axis, shape {list(arr.shape)}")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise BadInputError(f"{where}: '{name}' holds NaN or Inf")
+    if "lengths" in arrays:
+        lengths = np.asarray(arrays["lengths"])
+        if lengths.dtype.kind not in "iu":
+            raise BadInputError(f"{where}: 'lengths' is {lengths.dtype}; expected integers")
+        if (lengths < 1).any() or (seq is not None and (lengths > seq).any()):
+            raise BadInputError(f"{where}: 'lengths' must be in 1..{seq if seq is not None else 'seq'}, got {lengths.min()}..{lengths.max()}")
+
+
 def _array_batches(arrays: dict, inputs: dict, where: str) -> list[dict]:
     import onnx
 
@@ -63,6 +83,7 @@ def _array_batches(arrays: dict, inputs: dict, where: str) -> list[dict]:
     missing = sorted(set(inputs) - set(arrays) - {"lengths"})
     if unknown or missing:
         raise BadInputError(f"{where}: calibration arrays {sorted(arrays)} do not match the model inputs {sorted(inputs)}")
+    check_user_arrays(arrays, where)
     rows = None
     for name, arr in arrays.items():
         elem, shape = inputs[name]

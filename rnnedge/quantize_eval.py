@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import BadInputError
 from .files import load_arrays, load_onnx, model_bytes
-from .quantize_calibration import graph_inputs
+from .quantize_calibration import check_user_arrays, graph_inputs
 from .runtime.sessions import open_session
 
 
@@ -169,7 +169,15 @@ def _eval_batches(float_path, sess, inputs, task, batch: int, seq: int) -> list[
         if unknown or missing:
             raise BadInputError(f"{inputs if not isinstance(inputs, dict) else 'inputs'}: arrays {sorted(arrays)} do not match "
                                 f"the model inputs {sorted(wanted)}")
-        feeds = {k: np.asarray(v) for k, v in arrays.items()}
+        where = inputs if not isinstance(inputs, dict) else "inputs"
+        check_user_arrays(arrays, str(where))
+        from .runtime import Session
+        from .runtime.inputs import check_feeds
+
+        try:  # rnnedge.runtime's own checks: ranks, fixed axes, dtypes, lengths, declared ranges (one line each)
+            feeds = check_feeds(Session(float_path, providers="cpu"), {k: np.asarray(v) for k, v in arrays.items()})
+        except BadInputError as exc:
+            raise BadInputError(f"{where}: {exc}") from None
     else:
         model = load_onnx(float_path, load_weights=False)
         meta = {p.key: p.value for p in model.metadata_props}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -209,12 +210,25 @@ def quantize(model: Path, output: Path, mode: str, calibration: str | None, cali
     from rnnedge.quantize import quantize as run_quantize
     from rnnedge.quantize_eval import evaluate
 
-    result = run_quantize(model, output, mode=mode, calibration=calibration, calibration_method=calibration_method,
-                          per_channel=per_channel, deploy=deploy, forms=form, op_types=op_types, quantize_conv=quantize_conv)
-    data = result.to_dict()
-    data.update(evaluate(model, output, eval_task, max_drift))
+    checked = (eval_task is not None or max_drift is not None) and not Path(model).is_dir()
+    # with --eval/--max-drift the file is judged before it takes the output's place: a failed check or bad --eval
+    # inputs leave an existing output untouched
+    target = output.with_name(f".{output.name}.{os.getpid()}.unchecked.onnx") if checked else output
+    try:
+        result = run_quantize(model, target, mode=mode, calibration=calibration, calibration_method=calibration_method,
+                              per_channel=per_channel, deploy=deploy, forms=form, op_types=op_types, quantize_conv=quantize_conv)
+        data = result.to_dict()
+        data.update(evaluate(model, target, eval_task, max_drift))
+        passed = data.get("drift_ok") is not False
+        if checked and passed:
+            os.replace(target, output)
+        if checked:
+            data["output_path"] = str(output) if passed else f"{output} (not written: the drift check failed)"
+    finally:
+        if checked and target.exists():
+            target.unlink()
     emit(data, as_json, render.render_quantize)
-    if data.get("drift_ok") is False:
+    if not passed:
         raise ParityError(f"int8 drift {data['drift']['worst_relative']:.4g} of an output's range exceeds --max-drift {max_drift}")
 
 

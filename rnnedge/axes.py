@@ -367,6 +367,10 @@ def check_feeds(check_inputs, names, axes, examples) -> tuple[list[dict], list[d
             t = torch.as_tensor(t)
             if t.dim() != ex.dim() or t.dtype != ex.dtype:
                 raise BadInputError(f"check input {k}, '{n}': {t.dtype} rank {t.dim()}, the example is {ex.dtype} rank {ex.dim()}")
+            if 0 in t.shape:
+                raise BadInputError(f"check input {k}, '{n}': an empty axis, shape {list(t.shape)}")
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise BadInputError(f"check input {k}, '{n}': holds NaN or Inf")
             for a, (s, e) in enumerate(zip(t.shape, ex.shape)):
                 label = axes.get(n, {}).get(a)
                 if label is None and s != e:

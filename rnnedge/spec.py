@@ -146,9 +146,15 @@ class IOSpec:
 
     @classmethod
     def from_json(cls, text: str) -> IOSpec:
-        data = json.loads(text)
-        data["inputs"] = [TensorSpec(**{k: v for k, v in t.items() if k in _TENSOR_KEYS}) for t in data["inputs"]]
-        return cls(**{k: v for k, v in data.items() if k in _SPEC_KEYS})
+        """The spec stored as `rnnedge.spec`; BadInputError (a ValueError) when the metadata is not one."""
+        try:
+            data = json.loads(text)
+            data["inputs"] = [TensorSpec(**{k: v for k, v in t.items() if k in _TENSOR_KEYS}) for t in data["inputs"]]
+            return cls(**{k: v for k, v in data.items() if k in _SPEC_KEYS})
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            from .errors import BadInputError
+
+            raise BadInputError(f"malformed rnnedge.spec metadata ({type(exc).__name__}: {str(exc)[:80]})") from None
 
     def input(self, role: str) -> TensorSpec | None:
         return next((t for t in self.inputs if t.role == role), None)

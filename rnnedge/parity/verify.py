@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ParityError
+from ..errors import BadInputError, ParityError
 from ..spec import IOSpec, TensorSpec
 from .cases import case_sizes, check_cases, generate_cases, time_axis
 from .compare import EPS32, FP16_ATOL, FP16_RTOL, CaseResult, ParityReport, compare
@@ -31,7 +31,10 @@ def spec_of(onnx_path) -> tuple[IOSpec, dict]:
     session = ort_session(onnx_path)
     meta = dict(session.get_modelmeta().custom_metadata_map)
     if "rnnedge.spec" in meta:
-        spec = IOSpec.from_json(meta["rnnedge.spec"])
+        try:
+            spec = IOSpec.from_json(meta["rnnedge.spec"])
+        except BadInputError as exc:
+            raise BadInputError(f"{onnx_path}: {exc}") from None
         if not spec.outputs:  # a spec that never named its outputs: the file's own
             spec.outputs = [o.name for o in session.get_outputs()]
         return spec, meta
@@ -59,8 +62,12 @@ def torch_module_for(model_or_ckpt, meta: dict):
     if isinstance(model_or_ckpt, (str, Path)):
         from ..checkpoint import load_checkpoint
         from ..contract import contract
+        from ..seq2seq.config import Seq2SeqConfig
 
         model = load_checkpoint(model_or_ckpt)
+        if isinstance(getattr(model, "config", None), Seq2SeqConfig):
+            raise BadInputError(f"{model_or_ckpt} is a sequence-to-sequence checkpoint: verify it against its exported folder "
+                                "(encoder.onnx + decoder.onnx), not one .onnx file")
         target = meta.get("rnnedge.target", "dynamic")
         return contract(model, target, chunk=int(meta.get("rnnedge.chunk", 16))).module
     from ..axes import nested_module

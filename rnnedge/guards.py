@@ -88,19 +88,28 @@ def check_program(program, names: list[str], axes: dict, seen: GuardLog, *, allo
     return ranges
 
 
-def size_one_guards(program, names: list[str], axes: dict, seen: GuardLog) -> list[str]:
-    """The declared axes torch guarded with a 'not equal' guard (Ne(s, 1): a broadcast, or a branch such as
-    `if x.size(1) == 1`). Such a file may be wrong at the excluded size, so export probes it even with verify=False."""
+MAX_PROBED = 16  # a 'not equal' guard excluding at most this many sizes has them probed; more (T % 16) is refused
+
+
+def size_one_guards(program, names: list[str], axes: dict, seen: GuardLog) -> dict[str, list[int]]:
+    """{label: sizes} of the declared axes torch guarded with a 'not equal' guard (Ne(s, 1): a broadcast; `if
+    x.size(1) == 64:` a branch) and the few sizes it excludes. The file may be wrong exactly there, so export's quick
+    check runs at those sizes even with verify=False (a guard excluding more sizes is refused by check_program)."""
     ep = getattr(program, "exported_program", program)
     if ep is None:
-        return []
-    found = []
-    for name, shape in zip(names, _input_shapes(ep)):
+        return {}
+    shapes = _input_shapes(ep)
+    hints, same = _example_sizes(shapes), _equal_sizes(seen)
+    found: dict[str, list[int]] = {}
+    for name, shape in zip(names, shapes):
         for ax, label in sorted(axes.get(name, {}).items()):
             if shape is None or ax >= len(shape):
                 continue
-            if any(g.expr.strip().startswith("Ne(") for g in _guards_for(shape[ax], seen)) and label not in found:
-                found.append(label)
+            symbol = str(shape[ax].node.expr) if hasattr(shape[ax], "node") else ""
+            for g in _guards_for(shape[ax], seen):
+                if g.expr.strip().startswith("Ne("):
+                    excluded = _excluded_sizes(_unify(g.expr, same), same.get(symbol, symbol), hints) or [1]
+                    found[label] = sorted({*found.get(label, []), *excluded[:MAX_PROBED]})
     return found
 
 
@@ -199,10 +208,21 @@ def _axis_verdict(ep, dim, seen: GuardLog, hints: dict):
     symbol = same.get(str(expr), str(expr))
     relations = []
     for g in guards:
-        if not (_relation(g.expr) and _constrains(_unify(g.expr, same), symbol, hints)):
+        text = _unify(g.expr, same)
+        if g.expr.strip().startswith("Ne("):  # a branch on a size: probed where it excludes a few sizes, else refused
+            excluded = _excluded_sizes(text, symbol, hints)
+            if excluded is None or len(excluded) <= MAX_PROBED:
+                continue  # 'not 1' (a broadcast), `if T == 64:`: size_one_guards has export's quick check try them
+            span = _as_bound(text, symbol, hints)  # Ne(s*((s - 3)//4), 0): a conv front end needs s >= 7
+            if span is None or span[0] == span[1]:  # `if T % 16:` / `if T == 64:`: another path where the file is wrong
+                relations.append(g)
+            else:
+                lo, hi = max(lo or 1, span[0]), _min_hi(hi, span[1])
             continue
-        span = _as_bound(_unify(g.expr, same), symbol)  # Eq(s27, Min(200, s27)) from x[:, :200] is s27 <= 200
-        if span is None:
+        if not (_relation(g.expr) and _constrains(text, symbol, hints)):
+            continue
+        span = _as_bound(text, symbol, hints)  # Eq(s27, Min(200, s27)) from x[:, :200] is s27 <= 200
+        if span is None or span[0] == span[1]:  # one valid size (a reshape to a constant) is no dynamic axis: refused as such
             relations.append(g)
         else:
             lo, hi = max(lo or 1, span[0]), _min_hi(hi, span[1])
@@ -282,34 +302,62 @@ def _constrains(expr: str, symbol: str, hints: dict) -> bool:
         return True
 
 
-BOUND_PROBE = 4096  # a one-size guard is read as a range when it holds on one run of sizes 1..BOUND_PROBE
+BOUND_PROBE = 4096  # a guard's truth is read over sizes 1..BOUND_PROBE of the axis
+OTHER_SIZES = (1, 2, 3, 8, 33, 100)  # sizes tried for the other sizes a guard names (with their example's)
+_PYTHON_FNS = {"FloorDiv": lambda a, b: a // b, "CleanDiv": lambda a, b: a // b, "IntTrueDiv": lambda a, b: a / b,
+               "CeilDiv": lambda a, b: -(-a // b), "Mod": lambda a, b: a % b, "PythonMod": lambda a, b: a % b,
+               "ModularIndexing": lambda a, b, c: (a // b) % c, "Min": min, "Max": max, "TruncToInt": int, "FloorToInt": int}
 
 
-def _as_bound(expr: str, symbol: str) -> list | None:
-    """[lo, hi] (hi None: no upper bound) when a guard in `symbol` alone, made of comparisons, Min/Max and
-    arithmetic (no Mod/FloorDiv patterns), holds on exactly one run of sizes; else None (a relation)."""
+def _truth_sets(expr: str, symbol: str, hints: dict) -> list[tuple[bool, ...]] | None:
+    """Where a guard holds, as the axis `symbol` runs over 1..BOUND_PROBE: one tuple per trial of the other sizes it
+    names (each at its example size and at OTHER_SIZES, where the guard holds at `symbol`'s example size); None when it
+    cannot be evaluated here."""
+    import itertools
+    import random
+
     import sympy
 
     try:
         formula = _parse(expr)
     except Exception:
         return None
-    if {str(x) for x in formula.free_symbols} != {symbol}:
+    target = next((x for x in formula.free_symbols if str(x) == symbol), None)
+    if target is None:
         return None
-    allowed = (sympy.Symbol, sympy.Integer, sympy.Add, sympy.Mul, sympy.Min, sympy.Max, sympy.Eq, sympy.Ne, sympy.Le, sympy.Lt,
-               sympy.Ge, sympy.Gt, sympy.And, sympy.Or, sympy.Not, sympy.logic.boolalg.BooleanAtom)
-    if any(not isinstance(node, allowed) and not node.is_Number for node in sympy.preorder_traversal(formula)):
-        return None
-    (target,) = formula.free_symbols
+    others = sorted((x for x in formula.free_symbols if x != target), key=str)
+    choices = [sorted({*OTHER_SIZES, *([hints[str(o)]] if hints.get(str(o)) else [])}) for o in others]
+    trials = list(itertools.product(*choices))
+    if len(trials) > 64:
+        trials = random.Random(0).sample(trials, 64)
     try:
-        check = sympy.lambdify(target, formula, modules=[{"Min": min, "Max": max}, "math"])
-        holds = [bool(check(n)) for n in range(1, BOUND_PROBE + 1)]
+        check = sympy.lambdify([target, *others], formula, modules=[_PYTHON_FNS, "math"])
+        example = hints.get(symbol)
+        if example:  # only trials where the export example itself is valid: others at sizes torch could have seen
+            trials = [values for values in trials if check(example, *values)]
+        return [tuple(bool(check(n, *values)) for n in range(1, BOUND_PROBE + 1)) for values in trials] or None
     except Exception:
         return None
-    true = [n for n, ok in enumerate(holds, start=1) if ok]
+
+
+def _as_bound(expr: str, symbol: str, hints: dict | None = None) -> list | None:
+    """[lo, hi] (hi None: no upper bound) when a guard holds on one and the same run of sizes of `symbol` whatever the
+    other sizes it names (`s77*((s27 // 32) - 1) > -1` from unfold(1, 64, 32): s27 >= 32); else None (a relation)."""
+    sets = _truth_sets(expr, symbol, hints or {})
+    if not sets or any(t != sets[0] for t in sets):
+        return None
+    true = [n for n, ok in enumerate(sets[0], start=1) if ok]
     if not true or true[-1] - true[0] + 1 != len(true):
         return None
     return [true[0], None if true[-1] == BOUND_PROBE else true[-1]]
+
+
+def _excluded_sizes(expr: str, symbol: str, hints: dict) -> list[int] | None:
+    """Sizes of `symbol` (up to BOUND_PROBE) where a guard fails for some trial of the other sizes; None: unknown."""
+    sets = _truth_sets(expr, symbol, hints)
+    if sets is None:
+        return None
+    return [n for n in range(1, BOUND_PROBE + 1) if not all(t[n - 1] for t in sets)]
 
 
 def _example_sizes(shapes) -> dict[str, int]:

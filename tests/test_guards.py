@@ -18,7 +18,7 @@ from torch import nn
 
 import rnnedge
 from rnnedge import guards
-from rnnedge.errors import BadInputError, ExportError
+from rnnedge.errors import BadInputError, ExportError, ParityError
 
 
 class BranchOnLength(nn.Module):
@@ -295,3 +295,45 @@ def test_one_size_guards_that_are_plain_bounds_are_read_as_ranges():
     assert _as_bound("Eq(Mod(s27, 2), 0)", "s27") is None  # a pattern, not a range
     assert _as_bound("Eq(s27, 10)", "s27") == [10, 10] and _as_bound("(s27 < 3) | (s27 > 9)", "s27") is None
     assert _as_bound("s27 <= s30", "s27") is None  # two sizes: a relation
+
+
+class PadToMultiple(nn.Module):
+    """Pads the time axis to a multiple of 16 only when needed: torch.export keeps `Ne(Mod(T, 16), 0)`."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(4, 8, batch_first=True, bidirectional=True)
+
+    def forward(self, x):
+        if x.size(1) % 16 != 0:
+            x = nn.functional.pad(x, (0, 0, 0, 16 - x.size(1) % 16))
+        return self.gru(x)[0].mean(1)
+
+
+class FastPathAt64(nn.Module):
+    """A different path at exactly one length: torch.export keeps `Ne(T, 64)`."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(4, 8, batch_first=True)
+
+    def forward(self, x):
+        if x.size(1) == 64:
+            return self.gru(x.flip(1))[0]
+        return self.gru(x)[0]
+
+
+def test_a_branch_excluding_many_sizes_is_refused(tmp_path):
+    """The file would be wrong at every multiple of 16 (it was written, 'parity ok', wrong at T = 16, 32, 320)."""
+    with pytest.raises(ExportError, match=r"Ne\(Mod\(s\d+, 16\), 0\)") as err:
+        rnnedge.export(PadToMultiple().eval(), (torch.randn(2, 20, 4),), tmp_path / "m.onnx", input_names=["x"],
+                       dynamic_axes={"x": {0: "batch", 1: "time"}})
+    assert "x.size(1) % 16" in str(err.value) and not (tmp_path / "m.onnx").exists()
+
+
+def test_a_branch_at_one_size_is_probed_there(tmp_path):
+    """The quick check runs at the excluded size (64), even with verify=False, so the wrong file is never written."""
+    with pytest.raises(ParityError, match="time 64"):
+        rnnedge.export(FastPathAt64().eval(), (torch.randn(2, 20, 4),), tmp_path / "m.onnx", input_names=["x"],
+                       dynamic_axes={"x": {0: "batch", 1: "time"}}, verify=False)
+    assert not (tmp_path / "m.onnx").exists()

@@ -60,6 +60,28 @@ def _shape_cases(spec: IOSpec, shapes, seed: int) -> list[tuple[str, dict]]:
     return cases
 
 
+def _guarded_cases(spec: IOSpec, seed: int) -> list[tuple[str, dict]]:
+    """The sizes a 'not equal' guard excluded (`if T == 64:` in forward), per axis, at export: the file may take the
+    other path's answer there (spec.must_probe, set by export from guards.size_one_guards)."""
+    probes = getattr(spec, "must_probe", None)
+    if not isinstance(probes, dict):
+        return []
+    cases = []
+    base = case_sizes(spec, 2, 5)
+    for label, sizes in probes.items():
+        for k, n in enumerate(sizes):
+            if label not in base or not _in_range(spec, label, n):
+                continue
+            chosen = spec.resolve({**base, label: n}) if hasattr(spec, "resolve") else {**base, label: n}
+            cases.append((f"guarded size, {_label(chosen)}", spec.make_inputs(chosen, seed=seed + 100 + k)))
+    return cases
+
+
+def _in_range(spec: IOSpec, label: str, n: int) -> bool:
+    lo, hi = (getattr(spec, "ranges", None) or {}).get(label, (None, None))
+    return (lo is None or n >= lo) and (hi is None or n <= hi)
+
+
 def probe_lengths(example_seq: int | None, quick: bool) -> list[tuple[int, int, float, str]]:
     """(batch, seq, input scale, tag) probes: 1, small, example +-1, past 256 (and 512 for verify)."""
     shapes = [(1, 1, 1.0, ""), (3, 2, 1.0, ""), (2, 3, 1.0, "")]
@@ -81,7 +103,7 @@ def generate_cases(spec: IOSpec, extra: int = 0, seed: int = 0, *, quick: bool =
         if not quick:
             cases.append(("saturated (x10)", spec.make_inputs({}, seed=seed + 1, scale=10.0)))
     else:
-        cases = _shape_cases(spec, probe_lengths(example_seq, quick), seed)
+        cases = _shape_cases(spec, probe_lengths(example_seq, quick), seed) + _guarded_cases(spec, seed)
     if not quick:
         cases += _value_cases(spec, fixed, seed)
     cases += check_cases(spec)

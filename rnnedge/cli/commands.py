@@ -12,6 +12,28 @@ from rnnedge.errors import ParityError
 from . import render
 from .app import cli, emit, err_console, json_option, model_argument, model_or_folder_argument, output_option, render_mapping
 
+MAX_CHUNK = 4096  # --target mobile unrolls this many steps at most (a huge chunk would take hours to build)
+
+
+class FiniteFloat(click.ParamType):
+    """A finite float >= 0 (click's FloatRange lets nan and inf through)."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or number < 0:
+            self.fail(f"{value!r} must be a finite number >= 0", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
+
 # -- train ----------------------------------------------------------------------------------------
 
 TASK_CHOICE = click.Choice(["seed", "digits", "fillblank", "charlm", "dates"])
@@ -92,7 +114,8 @@ def inspect(file, as_json):
 @click.option("--target", type=click.Choice(["dynamic", "stream", "mobile"]), default="dynamic", show_default=True,
               help="dynamic: symbolic batch/seq; stream: h0/c0 in, hn/cn out; mobile: fixed chunk, plain operators.")
 @click.option("--lowering", type=click.Choice(["auto", "native", "scan", "unrolled"]), default="auto", show_default=True)
-@click.option("--chunk", type=click.IntRange(min=1), default=16, show_default=True, help="Steps per call for --target mobile.")
+@click.option("--chunk", type=click.IntRange(1, MAX_CHUNK), default=16, show_default=True,
+              help=f"Steps per call for --target mobile (1..{MAX_CHUNK}: the steps are unrolled into the file).")
 @click.option("--opset", type=click.IntRange(14, 23), default=18, show_default=True)
 @click.option("--example", "examples", multiple=True, help="FILE.py:FACTORY only: an example input, e.g. 'float32[1,10,5]' (repeat for more).")
 @click.option("--input-name", "input_names", multiple=True, help="FILE.py:FACTORY only: input names, in order.")
@@ -143,9 +166,9 @@ def export(source, output, target, lowering, chunk, opset, examples, input_names
 @cli.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
 @model_or_folder_argument
-@click.option("--atol", type=click.FloatRange(min=0), default=None,
+@click.option("--atol", type=FINITE, default=None,
               help="Fixed absolute tolerance instead of the noise policy (default: 16x torch's own float32 noise; fp16 files 2e-2).")
-@click.option("--rtol", type=click.FloatRange(min=0), default=None, help="Fixed relative tolerance (with --atol; fp16 files 2e-2).")
+@click.option("--rtol", type=FINITE, default=None, help="Fixed relative tolerance (with --atol; fp16 files 2e-2).")
 @click.option("--allow-ill-conditioned", is_flag=True,
               help="Pass although some outputs cannot be verified in float32 (torch float32 itself off float64); they stay listed.")
 @click.option("--cases", type=click.IntRange(min=0), default=0, show_default=True, help="Random cases beyond the fixed set.")
@@ -199,7 +222,7 @@ def _eval_source(ctx, param, value):
 @click.option("--quantize-conv", is_flag=True, default=False, help="int8: quantize Conv too (off by default: int8 Conv can hurt accuracy).")
 @click.option("--eval", "eval_task", default=None, metavar="TASK|INPUTS.npz", callback=_eval_source,
               help="Also report drift per output against float32 on a task's test split or your own inputs (.npz by input name).")
-@click.option("--max-drift", type=click.FloatRange(min=0), default=None,
+@click.option("--max-drift", type=FINITE, default=None,
               help="Exit 1 if an output moves by more than this fraction of its range (on --eval's inputs, else random ones).")
 @json_option
 def quantize(model: Path, output: Path, mode: str, calibration: str | None, calibration_method: str, per_channel: bool | None,

@@ -181,6 +181,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
         if not isinstance(ex, torch.Tensor):
             raise BadInputError(f"example input {i} is a {type(ex).__name__}: pass tensors")
     _refuse_float64(layers, examples)
+    eager_failure = _run_eagerly(module, examples)  # raised below, unless rnnedge's own checks say more
     names = list(input_names or [f"input_{i}" for i in range(len(examples))])
     if len(names) != len(examples):
         raise BadInputError(f"{len(names)} input names for {len(examples)} example inputs")
@@ -206,12 +207,16 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
         with ops.swapped_recurrent(module), ops.packing_as_lengths() as packing, torch.no_grad(), _quiet_torch(), guards.watch_guards() as seen:
             program = _torch_onnx_export(module, examples, dynamic_shapes, names, output_names, opset)
     except Exception as exc:  # torch.export / onnx conversion failures: one readable line, saying whose it is
+        if _own_error(exc) is None and eager_failure is not None:  # torch chokes on examples the module cannot take
+            raise eager_failure from exc
         raise _own_error(exc) or ExportError(f"torch.onnx could not export the module: {_first_line(exc)}{guards.failed_at(exc)}") from exc
     finally:
         module.train(was_training)
     spec.ranges = guards.check_program(program, names, axes, seen, allow_bounded=allow_bounded, ties=ties)  # bounded/specialised axes
     spec.must_probe = guards.size_one_guards(program, names, axes, seen)  # 'not 1' guards: probed even with verify=False
     axes_.mark_sorted_lengths(spec, packing.lengths_descending)  # enforce_sorted=True: checks feed lengths longest first
+    if eager_failure is not None:  # torch.export got through, but the module cannot run on the user's own examples
+        raise eager_failure
     model = program.model_proto
     fixups.repair(model, axes)  # torch.onnx quirks that are no-ops in torch (Squeeze of a non-1 axis, ...)
     native.lower_torch_recurrent(model)
@@ -225,13 +230,52 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     return model, spec, chosen
 
 
+def _run_eagerly(module, examples) -> BadInputError | None:
+    """Run the module once on the examples (eval mode, no grad) before torch.export. Examples it cannot take
+    (wrong rank, wrong feature size) are the user's input error: the one line to raise, unless rnnedge's own
+    refusals (a guard tying two declared axes, say) explain more; None when the module runs."""
+    import torch
+
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(*examples)
+    except RnnEdgeError:
+        raise
+    except Exception as exc:
+        said = _first_line(exc)
+        what = type(exc).__name__ + (f": {said}" if said != type(exc).__name__ else "")
+        failure = BadInputError(f"the module fails on the example inputs: {what}")
+        failure.__cause__ = exc
+        return failure
+    finally:
+        module.train(was_training)
+    return None
+
+
+# torch.onnx/torch.export log through loggers under 'torch' with their own stderr handlers (propagate=False), at
+# levels up to ERROR ("failed while attempting to run meta ...", with a traceback): none of it is for the user.
+_QUIET = ("torch", "onnxscript")
+
+
+def _noisy_loggers() -> list[logging.Logger]:
+    """'torch', 'onnxscript' and every logger under them that has a level of its own (the rest inherit it)."""
+    from .guardlog import GUARD_LOGGER  # watch_guards manages this one (it collects torch's guards from it)
+
+    names = [n for n in list(logging.root.manager.loggerDict) if n != GUARD_LOGGER and any(n == q or n.startswith(q + ".") for q in _QUIET)]
+    loggers = [logging.getLogger(n) for n in names]
+    return [lg for lg in loggers if lg.name in _QUIET or lg.level != logging.NOTSET]
+
+
 @contextlib.contextmanager
 def _quiet_torch():
-    """torch.onnx logs and warns a lot (torchvision missing, deprecations); keep the user's terminal clean."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "torch.fx", "onnxscript")]
+    """torch.onnx logs and warns a lot (torchvision missing, deprecations, fake-tensor tracebacks at ERROR when a
+    shape does not fit); keep the user's terminal clean. Loggers created during the export inherit 'torch''s level."""
+    loggers = list({lg.name: lg for lg in [logging.getLogger(n) for n in _QUIET] + _noisy_loggers()}.values())
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.ERROR)
+        lg.setLevel(logging.CRITICAL)
     caught: list = []
     try:
         with warnings.catch_warnings(record=True) as caught:

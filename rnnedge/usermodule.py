@@ -6,6 +6,8 @@ checkpoint). torch is imported inside the functions that need it.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
 from pathlib import Path
 
@@ -28,9 +30,15 @@ def parse_example(text: str):
         raise BadInputError(f"--example '{text}': expected DTYPE[d0,d1,...] with DTYPE float32 or int64, e.g. 'float32[1,10,5]'")
     shape = [int(d) for d in m.group(2).split(",")]
     gen = torch.Generator().manual_seed(0)
-    if m.group(1) in ("int64", "long"):
-        return torch.randint(0, 2, shape, generator=gen)
-    return torch.randn(shape, generator=gen)
+    try:
+        if m.group(1) in ("int64", "long"):
+            return torch.randint(0, 2, shape, generator=gen)
+        return torch.randn(shape, generator=gen)
+    except (RuntimeError, MemoryError) as exc:  # torch's allocator says "can't allocate memory" as a RuntimeError
+        if isinstance(exc, MemoryError) or "allocate" in str(exc):
+            size = math.prod(shape) * (8 if m.group(1) in ("int64", "long") else 4)
+            raise MemoryError(f"--example '{text}' needs {size / 2**30:,.0f} GiB") from exc
+        raise
 
 
 def load_factory(ref: str):
@@ -44,12 +52,35 @@ def load_factory(ref: str):
     if not path.is_file():
         raise BadInputError(f"{path}: no such file")
     spec = importlib.util.spec_from_file_location(f"rnnedge_user_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise BadInputError(f"{path}: cannot be loaded as a Python file")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with _user_code(path, "importing it"):
+        spec.loader.exec_module(module)
     factory = getattr(module, name, None)
     if not callable(factory):
         raise BadInputError(f"{path} has no callable '{name}'")
-    return factory()
+    with _user_code(path, f"{name}()"):
+        return factory()
+
+
+@contextlib.contextmanager
+def _user_code(path: Path, what: str):
+    """Failures of the user's own code (a SyntaxError, a missing import, a raising factory, even SystemExit):
+    the user's error, one line naming the file (exit 2), not a bug in rnnedge. Ctrl-C stays an interrupt."""
+    try:
+        yield
+    except (Exception, SystemExit) as exc:
+        if isinstance(exc, BadInputError):  # rnnedge's own refusal, raised from code the user called
+            raise
+        raise BadInputError(f"{path}: {what} raised {_describe(exc)}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r})"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def export_factory(ref: str, examples: list[str], output, **options):

@@ -32,6 +32,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (click.exceptions.Abort, 130),  # click's own Ctrl-C
     (ParityError, 1),  # a check failed: parity, a drift or accuracy threshold
     (RnnEdgeError, 2),  # bad input: missing, corrupt or unsafe file, wrong shapes, a module that cannot export
+    (MemoryError, 2),  # sizes asked for that do not fit in memory (numpy's _ArrayMemoryError is one): bad input, not a bug
     (click.ClickException, 2),  # bad usage: unknown option, bad value, missing argument
 )
 INTERNAL_ERROR = 3
@@ -81,6 +82,9 @@ def error_message(exc: BaseException, code: int) -> str:
     if isinstance(exc, click.ClickException):  # usage errors, bad option values, missing files
         ctx = getattr(exc, "ctx", None)
         return exc.format_message() + (f" (see '{ctx.command_path} --help')" if ctx is not None else "")
+    if isinstance(exc, MemoryError):
+        said = " ".join(str(exc).split())
+        return f"not enough memory{': ' + said if said else ''} (are the sizes asked for too large?)"
     if code == INTERNAL_ERROR:
         return f"internal error (a bug in rnnedge): {type(exc).__name__}: {exc}; run with --debug for the traceback"
     return str(exc) or type(exc).__name__

@@ -1,0 +1,165 @@
+"""`rnnedge export FILE.py:FACTORY`: the user's code failing (raising, SyntaxError, a missing import, SystemExit),
+examples the module cannot take, and sizes that do not fit in memory are the user's errors: exit 2 and one line."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from rnnedge.cli import cli
+
+MODULE = """
+import torch
+
+
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.GRU(5, 8, batch_first=True)
+        self.fc = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.fc(y[:, -1])
+
+
+def make_model():
+    return M()
+
+
+def boom():
+    raise RuntimeError("boom")
+
+
+def needs(size):
+    return M()
+
+
+def leave():
+    raise SystemExit(0)
+"""
+
+
+def _one_error_line(result, *parts: str) -> str:
+    """stderr is exactly one 'error:' line containing `parts`, and nothing reached stdout."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in result.output + result.stderr, result.stderr
+    assert "internal error" not in lines[0] and not result.stdout.strip()
+    for part in parts:
+        assert part in lines[0], lines[0]
+    return lines[0]
+
+
+def _write(folder, name: str, text: str) -> str:
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def _export(runner, ref: str, out, example: str = "float32[1,10,5]"):
+    return runner.invoke(cli, ["export", ref, "--example", example, "-o", str(out)])
+
+
+@pytest.mark.parametrize("factory, said", [
+    ("boom", "boom() raised RuntimeError: boom"),
+    ("needs", "needs() raised TypeError: needs() missing 1 required positional argument: 'size'"),
+    ("leave", "leave() raised SystemExit(0)"),
+])
+def test_factory_failures_are_the_users(runner, tmp_path, factory, said):
+    file = _write(tmp_path, "m.py", MODULE)
+    out = tmp_path / "out.onnx"
+    result = _export(runner, f"{file}:{factory}", out)
+    assert result.exit_code == 2, result.output
+    _one_error_line(result, file, said)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("source, said", [
+    ("def make_model(:\n", "importing it raised SyntaxError"),
+    ("import nonexistent_pkg\n\ndef make_model():\n    pass\n", "importing it raised ModuleNotFoundError: No module named 'nonexistent_pkg'"),
+    ("raise SystemExit(3)\n", "importing it raised SystemExit(3)"),
+    ("raise SystemExit('bye')\n", "importing it raised SystemExit('bye')"),
+])
+def test_import_failures_are_the_users(runner, tmp_path, source, said):
+    file = _write(tmp_path, "m.py", source)
+    result = _export(runner, f"{file}:make_model", tmp_path / "out.onnx")
+    assert result.exit_code == 2, result.output
+    _one_error_line(result, file, said)
+
+
+def test_keyboard_interrupt_in_user_code_stays_an_interrupt(runner, tmp_path):
+    file = _write(tmp_path, "m.py", "def make_model():\n    raise KeyboardInterrupt\n")
+    result = _export(runner, f"{file}:make_model", tmp_path / "out.onnx")
+    assert result.exit_code == 130
+    assert [line for line in result.stderr.splitlines() if line.strip()] == ["error: interrupted"]
+
+
+@pytest.mark.parametrize("example, said", [
+    ("float32[1,10,6]", "Expected 5, got 6"),  # wrong feature size: torch refuses it eagerly
+    ("float32[1,10]", "RuntimeError"),  # wrong rank: no torch log lines before the error
+])
+def test_examples_the_module_cannot_take(runner, tmp_path, example, said):
+    file = _write(tmp_path, "m.py", MODULE)
+    out = tmp_path / "out.onnx"
+    result = _export(runner, f"{file}:make_model", out, example)
+    assert result.exit_code == 2, result.output
+    _one_error_line(result, "the module fails on the example inputs", said)
+    assert not out.exists()
+
+
+def test_module_left_in_training_mode_after_the_eager_check():
+    import torch
+
+    from rnnedge.errors import BadInputError
+    from rnnedge.export import export
+
+    module = torch.nn.GRU(5, 4, batch_first=True)
+    with pytest.raises(BadInputError, match="fails on the example inputs"):
+        export(module, (torch.randn(1, 3, 6),), "unused.onnx")
+    assert module.training
+
+
+def test_torch_logging_is_quiet_during_the_export():
+    import logging
+
+    from rnnedge.export import _quiet_torch
+
+    noisy = logging.getLogger("torch._subclasses.fake_tensor")
+    before = noisy.getEffectiveLevel(), logging.getLogger("torch").level
+    with _quiet_torch():
+        assert not noisy.isEnabledFor(logging.ERROR)
+        assert not logging.getLogger("torch.export._trace").isEnabledFor(logging.ERROR)
+    assert (noisy.getEffectiveLevel(), logging.getLogger("torch").level) == before
+
+
+def test_huge_example_is_not_enough_memory(runner, tmp_path):
+    file = _write(tmp_path, "m.py", MODULE)
+    result = _export(runner, f"{file}:make_model", tmp_path / "out.onnx", "float32[100000000,100000,5]")
+    assert result.exit_code == 2, result.output
+    _one_error_line(result, "not enough memory", "are the sizes asked for too large?")
+
+
+def test_memory_error_maps_to_2_with_one_line():
+    import numpy as np
+
+    from rnnedge.cli import exit_code
+    from rnnedge.cli.app import error_message
+
+    try:
+        np.empty((99999999, 99999999, 5))
+    except MemoryError as exc:  # numpy's _ArrayMemoryError
+        caught = exc
+    else:  # pragma: no cover - a machine with 355 PiB
+        pytest.skip("the allocation succeeded")
+    assert exit_code(caught) == 2 and exit_code(MemoryError()) == 2
+    said = error_message(caught, 2)
+    assert said.startswith("not enough memory: Unable to allocate") and "too large" in said and "\n" not in said
+    assert error_message(MemoryError(), 2) == "not enough memory (are the sizes asked for too large?)"
+
+
+def test_quantize_huge_sizes_is_not_enough_memory(runner, tmp_path, seed_onnx):
+    result = runner.invoke(cli, ["quantize", str(seed_onnx), "-o", str(tmp_path / "q.onnx"), "--for", "batch=99999999,seq=99999999"])
+    assert result.exit_code == 2, result.output
+    _one_error_line(result, "not enough memory", "are the sizes asked for too large?")

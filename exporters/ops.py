@@ -189,8 +189,15 @@ class RecurrentExport(nn.Module):
         self.proj_size = getattr(layer, "proj_size", 0)
         self.has_bias = layer.bias
         self._weight_names = list(layer._flat_weights_names)
+        for name, extra in [*layer.named_parameters(recurse=False), *layer.named_buffers(recurse=False)]:
+            if name not in self._weight_names:  # AWD-LSTM's weight_hh_l0_raw: read by the wrapper that sets the weight
+                (self.register_parameter if isinstance(extra, nn.Parameter) else self.register_buffer)(name, extra)
         for name in self._weight_names:
-            self.register_parameter(name, getattr(layer, name))
+            value = getattr(layer, name, None)
+            if isinstance(value, nn.Parameter):
+                self.register_parameter(name, value)
+            else:  # a computed weight (parametrizations.weight_norm, AWD-LSTM's WeightDrop): its value now, settable
+                self.register_buffer(name, None if value is None else value.detach(), persistent=False)
 
     def flatten_parameters(self) -> None:
         """No-op: user code often calls rnn.flatten_parameters() (a cuDNN memory layout hint) in forward."""

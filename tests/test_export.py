@@ -261,3 +261,27 @@ def test_state_inputs_left_out_of_dynamic_axes_follow_the_batch(tmp_path):
     assert dims["h0"] == [2, "batch", 16] and dims["c0"] == [2, "batch", 16]
     ref, out = run_both(module.eval(), path, make(5, 9), names)
     assert max_error(ref, out) < 1e-4
+
+
+def test_subclassed_and_parametrized_recurrent_layers_export(tmp_path):
+    """`class BLSTM(nn.LSTM): pass` (a KeyError before) and parametrizations.weight_norm on a GRU's weight_hh
+    (refused before: the computed weight is no Parameter) export and match torch at an unseen shape."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    class BLSTM(nn.LSTM):
+        pass
+
+    class Both(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = BLSTM(6, 8, batch_first=True, bidirectional=True)
+            self.gru = weight_norm(nn.GRU(16, 8, batch_first=True), name="weight_hh_l0")
+
+        def forward(self, x):
+            return self.gru(self.lstm(x)[0])[0]
+
+    torch.manual_seed(0)
+    module = Both().eval()
+    rnnedge.export(module, (torch.randn(2, 9, 6),), tmp_path / "m.onnx", input_names=["x"], dynamic_axes={"x": {0: "batch", 1: "time"}})
+    ref, out = run_both(module, tmp_path / "m.onnx", (torch.randn(3, 41, 6),), ["x"])
+    assert max_error(ref, out) < 1e-5

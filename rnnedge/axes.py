@@ -9,6 +9,7 @@ From the user's arguments (`input_names`, `dynamic_axes`, `tied_axes`, `fix_dims
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from .errors import BadInputError
@@ -37,12 +38,19 @@ def identifier(label: str) -> str:
     return ident if ident and not ident[0].isdigit() else f"d_{ident}"
 
 
-def normalise_axes(dynamic_axes, names, examples, batch_first, target) -> dict[str, dict[int, str]]:
-    """{"name": {axis: label}} (a list of axes gets default labels); defaults when None."""
+def normalise_axes(dynamic_axes, names, examples, batch_first, target, output_names=None) -> dict[str, dict[int, str]]:
+    """{"name": {axis: label}} (a list of axes gets default labels); defaults when None. A name that is neither an
+    input nor an output (output_names, or output_0, output_1, ... when none are given) is refused: a typo would
+    otherwise leave the axis it meant fixed."""
     if target == "mobile":
         return {}
     if dynamic_axes is None:
         return default_axes(names, examples, batch_first)
+    outputs = set(output_names or [])
+    unknown = [n for n in dynamic_axes if n not in names and n not in outputs and not (not output_names and re.fullmatch(r"output_\d+", str(n)))]
+    if unknown:
+        raise BadInputError(f"dynamic_axes names {unknown[0]!r}, which is no input ({', '.join(names)})"
+                            + (f" nor output ({', '.join(output_names)})" if output_names else ""))
     axes = {}
     for name, spec in dynamic_axes.items():
         if isinstance(spec, (list, tuple)):

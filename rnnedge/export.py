@@ -187,7 +187,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
         raise BadInputError(f"{len(names)} input names for {len(examples)} example inputs")
     batch_first = all(layer.batch_first for _, layer in layers)
     if layers or dynamic_axes is not None or target == "mobile":
-        axes = _normalise_axes(dynamic_axes, names, examples, batch_first, target)
+        axes = _normalise_axes(dynamic_axes, names, examples, batch_first, target, output_names)
         if not layers:
             axes = recurrence.complete_axes(axes, names, examples)  # a step module's h, c follow x_t's batch
     else:

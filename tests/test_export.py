@@ -285,3 +285,11 @@ def test_subclassed_and_parametrized_recurrent_layers_export(tmp_path):
     rnnedge.export(module, (torch.randn(2, 9, 6),), tmp_path / "m.onnx", input_names=["x"], dynamic_axes={"x": {0: "batch", 1: "time"}})
     ref, out = run_both(module, tmp_path / "m.onnx", (torch.randn(3, 41, 6),), ["x"])
     assert max_error(ref, out) < 1e-5
+
+
+def test_dynamic_axes_naming_no_input_or_output_is_refused(tmp_path):
+    """A typo in dynamic_axes (or the CLI's --axis) would leave the axis it meant fixed: refused, naming the inputs."""
+    with pytest.raises(BadInputError, match=r"names 'inputs', which is no input \(x\)"):
+        rnnedge.export(nn.GRU(5, 8, batch_first=True), (torch.randn(2, 6, 5),), tmp_path / "m.onnx", input_names=["x"],
+                       dynamic_axes={"inputs": {0: "batch", 1: "seq"}})
+    assert not (tmp_path / "m.onnx").exists()

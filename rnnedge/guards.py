@@ -237,10 +237,25 @@ def _axis_verdict(ep, dim, seen: GuardLog, hints: dict):
 _SYMBOL = re.compile(r"\b[su]\d+\b")
 
 
+_SAME = r"Eq\(([su]\d+), ([su]\d+)\)"
+
+
+def _conjuncts(expr: str) -> list[str]:
+    """'Eq(s56, s21) & Eq(s98, s15)' (torch logs one guard for a bmm's two shared sizes) -> its parts."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(expr):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "&" and depth == 0:
+            parts.append(expr[start:i].strip())
+            start = i + 1
+    return [*parts, expr[start:].strip()]
+
+
 def _relation(expr: str) -> bool:
     """A guard that ties a size to others or to a pattern (not a plain bound, which range_constraints already say)."""
-    if re.fullmatch(r"Eq\(([su]\d+), ([su]\d+)\)", expr.strip()):
-        return False  # two inputs sharing one size: what the shared label declared
+    if all(re.fullmatch(_SAME, part) for part in _conjuncts(expr.strip())):
+        return False  # inputs sharing sizes: what the shared labels declared
     if expr.startswith("Ne("):
         return False  # "not 1" style guards (broadcasting, or a branch on size 1): probed by the quick check, see size_one_guards
     if any(f in expr for f in ("Mod(", "FloorDiv(", "CleanDiv(", "PythonMod(")):
@@ -261,11 +276,12 @@ def _equal_sizes(seen: GuardLog) -> dict[str, str]:
         return s
 
     for g in seen.guards:
-        m = re.fullmatch(r"Eq\(([su]\d+), ([su]\d+)\)", g.expr.strip())
-        if m:
-            a, b = sorted((root(m.group(1)), root(m.group(2))))
-            if a != b:
-                parent[b] = a
+        for part in _conjuncts(g.expr.strip()):
+            m = re.fullmatch(_SAME, part)
+            if m:
+                a, b = sorted((root(m.group(1)), root(m.group(2))))
+                if a != b:
+                    parent[b] = a
     return {s: root(s) for s in parent}
 
 

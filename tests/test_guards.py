@@ -337,3 +337,28 @@ def test_a_branch_at_one_size_is_probed_there(tmp_path):
         rnnedge.export(FastPathAt64().eval(), (torch.randn(2, 20, 4),), tmp_path / "m.onnx", input_names=["x"],
                        dynamic_axes={"x": {0: "batch", 1: "time"}}, verify=False)
     assert not (tmp_path / "m.onnx").exists()
+
+
+class AttentionStep(nn.Module):
+    """An attention decoder's step: bmm over memory whose length and batch two inputs share (one label each)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = nn.GRUCell(8, 8)
+
+    def forward(self, w, memory, h):
+        return self.cell(torch.bmm(w.unsqueeze(1), memory).squeeze(1), h)
+
+
+def test_sizes_shared_through_one_conjunction_guard_export(tmp_path):
+    """torch logs `Eq(a, b) & Eq(c, d)` for a bmm's two shared sizes: what the shared labels declared (refused before)."""
+    ex = (torch.softmax(torch.randn(2, 9), 1), torch.randn(2, 9, 8), torch.randn(2, 8))
+    axes = {"w": {0: "batch", 1: "mem"}, "memory": {0: "batch", 1: "mem"}, "h": {0: "batch"}}
+    module = AttentionStep().eval()
+    rnnedge.export(module, ex, tmp_path / "m.onnx", input_names=["w", "memory", "h"], output_names=["hn"], dynamic_axes=axes)
+    import onnxruntime as ort
+
+    w, memory, h = torch.softmax(torch.randn(3, 31), 1), torch.randn(3, 31, 8), torch.randn(3, 8)
+    got = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"w": w.numpy(), "memory": memory.numpy(), "h": h.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, module(w, memory, h).numpy(), rtol=0, atol=1e-5)

@@ -177,6 +177,7 @@ class RecurrentExport(nn.Module):
     def __init__(self, layer: nn.RNNBase):
         super().__init__()
         self.mode = _mode(layer)
+        self._stands_in_for = type(layer)
         # the layer's public attributes, for forward() code that reads them (self.rnn.hidden_size, ...)
         self.input_size = layer.input_size
         self.bias = layer.bias
@@ -198,6 +199,12 @@ class RecurrentExport(nn.Module):
                 self.register_parameter(name, value)
             else:  # a computed weight (parametrizations.weight_norm, AWD-LSTM's WeightDrop): its value now, settable
                 self.register_buffer(name, None if value is None else value.detach(), persistent=False)
+
+    @property
+    def __class__(self):  # noqa: D105
+        """The class of the layer it stands in for: `isinstance(self.rnn, nn.LSTM)` in the user's forward (OpenNMT-style
+        bridges) still holds during export (type(self) stays RecurrentExport for torch's own machinery)."""
+        return self._stands_in_for
 
     def flatten_parameters(self) -> None:
         """No-op: user code often calls rnn.flatten_parameters() (a cuDNN memory layout hint) in forward."""

@@ -293,3 +293,26 @@ def test_dynamic_axes_naming_no_input_or_output_is_refused(tmp_path):
         rnnedge.export(nn.GRU(5, 8, batch_first=True), (torch.randn(2, 6, 5),), tmp_path / "m.onnx", input_names=["x"],
                        dynamic_axes={"inputs": {0: "batch", 1: "seq"}})
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_forward_code_asking_isinstance_of_its_layer_keeps_its_branch(tmp_path):
+    """OpenNMT-style bridges branch on `isinstance(self.rnn, nn.LSTM)`: export's stand-in answers as the layer it
+    replaces (the branch took the other path before: an ExportError or a ParityError)."""
+
+    class Bridge(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.LSTM(10, 16, batch_first=True, bidirectional=True)
+
+        def forward(self, x):
+            out, h = self.rnn(x)
+            if isinstance(self.rnn, nn.LSTM):
+                h = h[0]
+            return out, torch.cat([h[0::2], h[1::2]], 2)
+
+    torch.manual_seed(0)
+    module = Bridge().eval()
+    rnnedge.export(module, (torch.randn(2, 20, 10),), tmp_path / "m.onnx", input_names=["x"], output_names=["out", "h"],
+                   dynamic_axes={"x": {0: "batch", 1: "time"}})
+    ref, out = run_both(module, tmp_path / "m.onnx", (torch.randn(3, 33, 10),), ["x"])
+    assert max_error(ref, out) < 1e-5

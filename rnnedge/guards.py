@@ -206,28 +206,26 @@ def _axis_verdict(ep, dim, seen: GuardLog, hints: dict):
     guards = seen.about(str(expr))
     same = _equal_sizes(seen)  # Eq(s2, s77): two names torch gave one size; judge the others with them unified
     symbol = same.get(str(expr), str(expr))
-    relations = []
+    relations, spans = [], []  # spans: the guard texts read as ranges (for reading them with the relations, below)
     for g in guards:
         text = _unify(g.expr, same)
         if g.expr.strip().startswith("Ne("):  # a branch on a size: probed where it excludes a few sizes, else refused
             excluded = _excluded_sizes(text, symbol, hints)
             if excluded is None or len(excluded) <= MAX_PROBED:
                 continue  # 'not 1' (a broadcast), `if T == 64:`: size_one_guards has export's quick check try them
-            span = _as_bound(text, symbol, hints)  # Ne(s*((s - 3)//4), 0): a conv front end needs s >= 7
-            if span is None or span[0] == span[1]:  # `if T % 16:` / `if T == 64:`: another path where the file is wrong
-                relations.append(g)
-            else:
-                lo, hi = max(lo or 1, span[0]), _min_hi(hi, span[1])
+        elif not (_relation(g.expr) and _constrains(text, symbol, hints)):
             continue
-        if not (_relation(g.expr) and _constrains(text, symbol, hints)):
-            continue
-        span = _as_bound(text, symbol, hints)  # Eq(s27, Min(200, s27)) from x[:, :200] is s27 <= 200
-        if span is None or span[0] == span[1]:  # one valid size (a reshape to a constant) is no dynamic axis: refused as such
-            relations.append(g)
+        span = _as_bound(text, symbol, hints)  # Eq(s27, Min(200, s27)) from x[:, :200] is s27 <= 200; Ne(s*((s-3)//4), 0): s >= 7
+        if span is None or span[0] == span[1]:  # `if T % 16:`, a reshape to a constant: another path, or no dynamic axis
+            relations.append((g, text))
         else:
+            spans.append(text)
             lo, hi = max(lo or 1, span[0]), _min_hi(hi, span[1])
-    if relations:  # Eq(8*s27*s77, 160) from a reshape to a constant, Mod(s27, 2) from a split in halves, s27 > s77, ...
-        return "tied", f"is constrained by torch.export to {relations[0].describe()}", None
+    if relations:  # read together, the guards may still be one range: unfold(1, 64, 32) gives T >= 32 and T not in 32..63
+        joint = _joint_bound([t for _, t in relations] + spans, symbol, hints)
+        if joint is None or joint[0] == joint[1]:  # Eq(8*s27*s77, 160), Mod(s27, 2) from a split in halves, s27 > s77, ...
+            return "tied", f"is constrained by torch.export to {relations[0][0].describe()}", None
+        lo, hi = max(lo or 1, joint[0]), _min_hi(hi, joint[1])
     if hi is None and (lo is None or lo <= 1 or (lo == 2 and not guards)):
         return None
     rng = [max(lo or 1, 1), hi]
@@ -363,6 +361,20 @@ def _as_bound(expr: str, symbol: str, hints: dict | None = None) -> list | None:
     if not sets or any(t != sets[0] for t in sets):
         return None
     true = [n for n, ok in enumerate(sets[0], start=1) if ok]
+    if not true or true[-1] - true[0] + 1 != len(true):
+        return None
+    return [true[0], None if true[-1] == BOUND_PROBE else true[-1]]
+
+
+def _joint_bound(exprs: list[str], symbol: str, hints: dict) -> list | None:
+    """[lo, hi] where guards that are no range alone are one together (each must not depend on the other sizes)."""
+    joint = None
+    for expr in exprs:
+        sets = _truth_sets(expr, symbol, hints)
+        if not sets or any(t != sets[0] for t in sets):
+            return None
+        joint = sets[0] if joint is None else tuple(a and b for a, b in zip(joint, sets[0]))
+    true = [n for n, ok in enumerate(joint or (), start=1) if ok]
     if not true or true[-1] - true[0] + 1 != len(true):
         return None
     return [true[0], None if true[-1] == BOUND_PROBE else true[-1]]

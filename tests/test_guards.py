@@ -362,3 +362,30 @@ def test_sizes_shared_through_one_conjunction_guard_export(tmp_path):
     got = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"w": w.numpy(), "memory": memory.numpy(), "h": h.numpy()})[0]
     with torch.no_grad():
         np.testing.assert_allclose(got, module(w, memory, h).numpy(), rtol=0, atol=1e-5)
+
+
+class Framing(nn.Module):
+    """Audio framing with Tensor.unfold (frames of 64 samples, hop 32), a Linear, then a GRU."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj, self.gru = nn.Linear(64, 16), nn.GRU(16, 8, batch_first=True)
+
+    def forward(self, x):  # x (B, samples)
+        return self.gru(torch.relu(self.proj(x.unfold(1, 64, 32))))[0]
+
+
+def test_guards_that_are_one_range_together_are_read_as_one(tmp_path):
+    """unfold's guards (T >= 32; T not in 32..63; frames != 1) are no range alone, one together: with allow_bounded
+    the range is recorded and the file matches torch inside it (refused outright before)."""
+    import onnxruntime as ort
+
+    module = Framing().eval()
+    result = rnnedge.export(module, (torch.randn(2, 640),), tmp_path / "m.onnx", input_names=["x"],
+                            dynamic_axes={"x": {0: "batch", 1: "samples"}}, allow_bounded=True)
+    lo, hi = result.spec.ranges["samples"]
+    assert 64 <= lo <= 96 and hi is None
+    x = torch.randn(3, 1001)
+    with torch.no_grad():
+        np.testing.assert_allclose(ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x.numpy()})[0], module(x).numpy(),
+                                   rtol=0, atol=1e-5)

@@ -296,7 +296,8 @@ def make_spec(module, names, examples, axes, output_names, ties=None) -> IOSpec:
         order += [d for d in shape if isinstance(d, str) and d not in order]
         dtype = str(ex.dtype).removeprefix("torch.")
         if ex.is_floating_point():
-            role = "state" if n in ("h0", "c0") or (ex.dim() == 3 and shape[0] != "batch" and shape[1] == "batch") else "features"
+            # a state is (layers x directions, batch, hidden): a fixed first axis; a seq-first input has a symbolic one
+            role = "state" if n in ("h0", "c0") or (ex.dim() == 3 and isinstance(shape[0], int) and shape[1] == "batch") else "features"
         elif ex.dim() == 1:
             role = "lengths"
         else:

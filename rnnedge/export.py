@@ -109,6 +109,8 @@ def export(
                                      tied_axes=tied_axes, fix_dims=fix_dims, check_inputs=check_inputs)
     spec.nesting = getattr(module, "nesting", None)  # verify rebuilds the user's nested call from the flat inputs
     meta = {"rnnedge.version": __version__, "rnnedge.lowering": chosen, "rnnedge.target": target, "rnnedge.spec": spec.to_json()}
+    if getattr(spec, "bidirectional", False):  # a mobile chunk of a bidirectional layer is one whole sequence: never chained
+        meta["rnnedge.bidirectional"] = "1"
     meta.update(_range_metadata(spec))
     if spec.fixed:
         meta["rnnedge.fixed_dims"] = json.dumps(spec.fixed, sort_keys=True)
@@ -177,6 +179,9 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     layers = ops.find_recurrent(module)
     if not layers:  # cells, hand-written recurrences, step modules: plain torch.onnx, same checks (rnnedge.recurrence)
         recurrence.refuse_stream(target)
+    if target == "stream" and any(layer.bidirectional for _, layer in layers):
+        raise BadInputError("a bidirectional layer cannot stream (--target stream): its backward direction needs the whole "
+                            "sequence, so chunks fed one after another would give other answers; export --target dynamic")
     for i, ex in enumerate(examples):
         if not isinstance(ex, torch.Tensor):
             raise BadInputError(f"example input {i} is a {type(ex).__name__}: pass tensors")
@@ -196,6 +201,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     axes, examples, dynamic_axes, ties = declared.axes, declared.examples, declared.dynamic_axes, declared.ties
     chosen = _choose_lowering(lowering, target, layers) if layers else recurrence.choose_lowering(lowering, target)
     spec = _make_spec(module, names, examples, axes, output_names, ties)
+    spec.bidirectional = any(layer.bidirectional for _, layer in layers)
     spec.fixed, spec.checks, spec.check_feeds = declared.fixed, declared.checks, declared.feeds
     if not layers:
         recurrence.adjust_spec(spec, module)

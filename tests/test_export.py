@@ -316,3 +316,19 @@ def test_forward_code_asking_isinstance_of_its_layer_keeps_its_branch(tmp_path):
                    dynamic_axes={"x": {0: "batch", 1: "time"}})
     ref, out = run_both(module, tmp_path / "m.onnx", (torch.randn(3, 33, 10),), ["x"])
     assert max_error(ref, out) < 1e-5
+
+
+def test_a_bidirectional_user_module_cannot_stream(tmp_path):
+    """Its backward direction needs the whole sequence: chunks chained gave other answers (0.083 off) with no error."""
+
+    class BiState(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(5, 12, batch_first=True, bidirectional=True)
+
+        def forward(self, x, h0):
+            return self.gru(x, h0)
+
+    with pytest.raises(BadInputError, match="bidirectional layer cannot stream"):
+        rnnedge.export(BiState().eval(), (torch.randn(2, 7, 5), torch.zeros(2, 2, 12)), tmp_path / "m.onnx", input_names=["x", "h0"],
+                       output_names=["y", "hn"], dynamic_axes={"x": {0: "batch", 1: "seq"}, "h0": {1: "batch"}}, target="stream")

@@ -576,3 +576,40 @@ def test_streaming_soak_100k_steps(sessions):
     _soak(sessions["lstm_stream"], 100_000, 25)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert after - before < 200 * 1024, (before, after)  # KiB on Linux: under 200 MB
+
+
+def test_sequence_first_models_are_fed_in_their_own_layout(tmp_path):
+    """A (seq, batch, features) model: run_all takes its layout with a state (it read the batch from axis 0 before and
+    refused), a list of sequences is stacked along axis 1 (it ran them as a batch of time steps, silently wrong), and
+    StreamingSession refuses it with a reason."""
+    torch = pytest.importorskip("torch")
+    import rnnedge
+    from rnnedge.errors import BadInputError
+    from rnnedge.runtime import Session, StreamingSession
+
+    class SeqFirst(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru, self.head = torch.nn.GRU(5, 12), torch.nn.Linear(12, 4)
+
+        def forward(self, x, h0):
+            y, h = self.gru(x, h0)
+            return self.head(y), h
+
+    torch.manual_seed(0)
+    module = SeqFirst().eval()
+    path = tmp_path / "sf.onnx"
+    rnnedge.export(module, (torch.randn(6, 2, 5), torch.zeros(1, 2, 12)), path, input_names=["x", "h0"], output_names=["y", "hn"],
+                   dynamic_axes={"x": {0: "seq", 1: "batch"}, "h0": {1: "batch"}})
+    session = Session(path, providers="cpu")
+    x, h0 = torch.randn(7, 3, 5), torch.randn(1, 3, 12)
+    with torch.no_grad():
+        want = module(x, h0)[0].numpy()
+    np.testing.assert_allclose(session.run_all({"x": x.numpy(), "h0": h0.numpy()})["y"], want, rtol=0, atol=1e-5)
+    a, b = torch.randn(6, 5), torch.randn(6, 5)
+    with torch.no_grad():
+        want_a = module(a[:, None], torch.zeros(1, 1, 12))[0][:, 0].numpy()
+    got = session.run([a.numpy(), b.numpy()])
+    np.testing.assert_allclose(got[:, 0], want_a, rtol=0, atol=1e-5)  # (seq, batch, classes): sequence 0 is column 0
+    with pytest.raises(BadInputError, match="seq, batch"):
+        StreamingSession(path)

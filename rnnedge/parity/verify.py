@@ -168,6 +168,7 @@ def verify(model_or_ckpt, onnx_path, *, atol: float | None = None, rtol: float |
     spec = spec or stored_spec
     atol, rtol = tolerances(meta, atol, rtol)
     module = torch_module_for(model_or_ckpt, meta)
+    stream = stream and meta.get("rnnedge.bidirectional") != "1"  # a bidirectional chunk is a whole sequence: never chained
     report = ParityReport(atol=atol, rtol=rtol, allow_ill_conditioned=allow_ill_conditioned)
     with TorchRunner(module, spec) as torch_runner:
         refs = reference(torch_runner, generate_cases(spec, extra=cases, example_seq=example_seq), report)

@@ -19,8 +19,14 @@ _TOKEN_KINDS = {np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64,
                                       np.uint8, np.uint16, np.uint32)}
 
 
+def batch_axis(sess) -> int:
+    """Where the main input's batch is: 1 for a sequence-first model whose axes say (seq, batch, ...), else 0."""
+    shape = list(sess._main.shape)
+    return 1 if len(shape) >= 3 and shape[1] == "batch" and shape[0] != "batch" else 0
+
+
 def batch_sequences(sess, x, lengths):
-    """A list of variable-length sequences -> (padded batch, lengths); arrays pass through."""
+    """A list of variable-length sequences -> (padded batch, lengths), in the model's layout; arrays pass through."""
     if not isinstance(x, (list, tuple)):
         return x, lengths
     if lengths is not None:
@@ -41,6 +47,8 @@ def batch_sequences(sess, x, lengths):
     out = np.zeros((len(rows), int(lens.max()), *rows[0].shape[1:]), dtype=rows[0].dtype)
     for i, r in enumerate(rows):
         out[i, : len(r)] = r
+    if batch_axis(sess) == 1:  # a sequence-first model takes (seq, batch, ...)
+        out = np.ascontiguousarray(np.swapaxes(out, 0, 1))
     return out, lens
 
 
@@ -75,15 +83,17 @@ def check_feeds(sess, feeds: dict) -> dict[str, np.ndarray]:
     if x.ndim != len(main.shape):
         raise BadInputError(f"input {main.name!r} has rank {x.ndim} {x.shape}; expected rank "
                             f"{len(main.shape)} {main.shape}")
-    if x.ndim >= 1 and x.shape[0] == 0:
+    b_ax = batch_axis(sess)
+    t_ax = 1 - b_ax
+    if x.ndim >= 1 and x.shape[b_ax if x.ndim > b_ax else 0] == 0:
         raise BadInputError(f"empty batch: input {main.name!r} has shape {x.shape}")
-    if x.ndim >= 2 and x.shape[1] == 0:
+    if x.ndim >= 2 and x.shape[t_ax] == 0:
         raise BadInputError(f"zero-length sequence: input {main.name!r} has shape {x.shape}")
     _check_static(sess, x, main)
     _check_values(sess, x, main.name)
     feeds[main.name] = x
-    batch = x.shape[0] if x.ndim else 1
-    seq = x.shape[1] if x.ndim >= 2 else None
+    batch = x.shape[b_ax] if x.ndim > b_ax else 1
+    seq = x.shape[t_ax] if x.ndim >= 2 else None
     _check_lengths(sess, feeds, batch, seq)
     for s in sess.inputs:
         if s.name == main.name or s.name == "lengths":

@@ -40,7 +40,12 @@ class StreamingSession:
             path_or_session, providers=providers, threads=threads)
         if not s.is_streaming:
             raise BadInputError(f"{s.path} has no 'h0' input: export it with --target stream to stream")
-        if (s.config or {}).get("bidirectional"):
+        from .inputs import batch_axis
+
+        if batch_axis(s) == 1:
+            raise BadInputError(f"{s.path} takes (seq, batch, ...) inputs; StreamingSession streams batch-first models: "
+                                "export with batch_first=True layers, or call Session.run_all with your own state")
+        if (s.config or {}).get("bidirectional") or s.metadata.get("rnnedge.bidirectional") == "1":
             raise BadInputError(f"{s.path} is bidirectional; bidirectional models cannot stream")
         self.session = s
         self._state_specs = {n: s._by_name[n] for n in s.state_names}

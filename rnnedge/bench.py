@@ -150,14 +150,23 @@ def identity_model(example: np.ndarray):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
 
 
-def _torch_call(checkpoint, threads: int, x: np.ndarray) -> Callable[[], Any]:
-    """torch eager on `x` (all rows full length, so no packing), with `threads` intra-op threads."""
+MATCHED = ("cell", "hidden", "layers", "bidirectional", "input_size", "num_outputs", "input_kind", "head")
+
+
+def _torch_call(checkpoint, threads: int, x: np.ndarray, file_config: dict | None = None) -> Callable[[], Any]:
+    """torch eager on `x` (all rows full length, so no packing), with `threads` intra-op threads. The checkpoint must be
+    the file's model: its config agrees with the file's `rnnedge.config` and it runs on the file's inputs (exit 2 else)."""
     import torch
 
     from .checkpoint import load_checkpoint
 
     model = load_checkpoint(checkpoint)
     model.eval()
+    mine = model.config.to_dict() if hasattr(model.config, "to_dict") else dict(vars(model.config))
+    differ = [k for k in MATCHED if file_config and k in file_config and k in mine and file_config[k] != mine[k]]
+    if differ:
+        k = differ[0]
+        raise BadInputError(f"--against {checkpoint} is not this file's model: {k} {mine[k]!r} in the checkpoint, {file_config[k]!r} in the file")
     torch.set_num_threads(threads)
     xt = torch.from_numpy(np.ascontiguousarray(x))
 
@@ -165,6 +174,11 @@ def _torch_call(checkpoint, threads: int, x: np.ndarray) -> Callable[[], Any]:
         with torch.inference_mode():
             return model(xt)
 
+    try:
+        call()
+    except Exception as exc:  # a checkpoint of another task or shape: the user's mismatch, not a bug
+        raise BadInputError(f"--against {checkpoint} cannot run on this file's inputs {list(x.shape)}: "
+                            f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}") from None
     return call
 
 
@@ -229,7 +243,7 @@ def bench(model, *, against=None, threads: int = 1, batch: int = 1, seq: int | N
         floor = Session(floor_path, providers="cpu", threads=threads)
         calls["floor"] = lambda: floor.run(x)
         if against is not None:
-            calls["torch"] = _torch_call(against, threads, x)
+            calls["torch"] = _torch_call(against, threads, x, session.config)
         peak_sess, peak_feed = peak_session(threads)
         calls["peak"] = lambda: peak_sess.run(None, peak_feed)
         times = time_interleaved(calls, repeats, warmup, block)
@@ -263,7 +277,7 @@ def bench_many(models: dict, *, against=None, threads: int = 1, batch: int = 1, 
     x, lengths = make_inputs(first, batch, seq)
     calls = {name: (lambda s=s, x=x, lengths=lengths: s.run(x, lengths)) for name, s in sessions.items()}
     if against is not None:
-        calls["torch"] = _torch_call(against, threads, x)
+        calls["torch"] = _torch_call(against, threads, x, first.config)
     stats = {name: latency_stats(t, x.shape[0]) for name, t in time_interleaved(calls, repeats, warmup, block).items()}
     ratios = {name: stats[name]["p50_ms"] / stats["torch"]["p50_ms"] for name in sessions} if against is not None else {}
     return {"threads": threads, "batch": int(x.shape[0]), "seq": int(x.shape[1]), "latency": stats, "ratios": ratios}
@@ -328,7 +342,7 @@ def latency_by_seq(model, *, against=None, threads: int = 1, batch: int = 1, seq
             x, lengths = make_inputs(sessions["onnx fp32"], batch, seq)
             calls = {name: (lambda s=s, x=x, lengths=lengths: s.run(x, lengths)) for name, s in sessions.items()}
             if against is not None:
-                calls = {"torch eager": _torch_call(against, threads, x), **calls}
+                calls = {"torch eager": _torch_call(against, threads, x, sessions["onnx fp32"].config), **calls}
             for name, t in time_interleaved(calls, repeats, warmup, block=5).items():
                 curves[name].append(latency_stats(t, batch)["p50_ms"])
     return {"seqs": list(seqs), "p50_ms": curves, "threads": threads, "batch": batch}

@@ -134,3 +134,14 @@ def test_quickstart_exits_1_when_parity_fails(runner, monkeypatch, tmp_path):
     monkeypatch.setattr(rnnedge.quickstart, "quickstart", lambda *a, **k: summary)
     result = runner.invoke(cli, ["quickstart", "--task", "seed", "--out", str(tmp_path), "--json"])
     assert result.exit_code == 1 and result.stderr.strip() == "error: parity FAILED: 1 of 6 cases"
+
+
+def test_bench_against_another_model_is_bad_input(runner, seed_onnx, tmp_path):
+    """A checkpoint of another model (here an LSTM against the GRU file) would be timed as if it were the file's: refused."""
+    from rnnedge.checkpoint import save_checkpoint
+    from rnnedge.models import ModelConfig, SequenceModel
+
+    other = tmp_path / "lstm.safetensors"
+    save_checkpoint(other, SequenceModel(ModelConfig(input_size=5, cell="lstm", hidden=8, num_outputs=3)))
+    out = runner.invoke(cli, ["bench", str(seed_onnx), "--against", str(other), "--repeats", "3"])
+    assert out.exit_code == 2 and "not this file's model: cell 'lstm'" in out.output

@@ -126,6 +126,11 @@ def prepare_mobile(model_path, out_dir, *, optimization: str = "basic") -> Mobil
         with atomic_path(ort_path) as dest:
             dest.write_bytes(tmp_ort.read_bytes())
 
+    int8 = sum(t.data_type == 3 for t in model.graph.initializer)  # TensorProto.INT8: rnnedge's int8-stored weights
+    if int8 and ort_path.stat().st_size > 0.6 * source.stat().st_size * 4:
+        log.warning("%s: the ORT file holds float32 weights (%s bytes): onnxruntime's optimizations at level %s fold the "
+                    "int8-stored weights (%d tensors) back to float32 at conversion; the .onnx keeps the int8 size",
+                    ort_path.name, f"{ort_path.stat().st_size:,}", optimization, int8)
     report = MobileReport(source, out, ort_path, config_path, usability_path, text_path, ort_path.stat().st_size,
                           fixed, dynamic_inputs, operators, providers)
     write_bytes_atomic(usability_path, (json.dumps(report.to_dict(), indent=2) + "\n").encode())

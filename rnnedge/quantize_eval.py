@@ -83,6 +83,8 @@ def _feeds(sess, inputs: np.ndarray, lengths: np.ndarray | None) -> dict:
             feeds[i.name] = lengths.astype(np.int64) if lengths is not None else np.full(len(inputs), inputs.shape[1], np.int64)
         elif i.name in ("x", "tokens") or len(feeds) == 0:
             feeds[i.name] = inputs
+        elif i.name in ("h0", "c0") and len(i.shape) == 3 and isinstance(i.shape[0], int) and isinstance(i.shape[2], int):
+            feeds[i.name] = np.zeros((i.shape[0], len(inputs), i.shape[2]), np.float32)  # a stream file: zero state, as Session does
         else:
             raise BadInputError(f"model input '{i.name}' cannot be fed from a task (expected x or tokens, and lengths)")
     return _cast_feeds(sess, feeds)

@@ -501,13 +501,19 @@ def test_streaming_refuses_models_that_cannot_stream(paths, tmp_path, sessions):
     assert st_.streams == []  # a refused step leaves no state behind
 
 
-def test_uneven_chunks_need_a_lengths_input(tmp_path):
+def test_uneven_chunks_without_a_lengths_input_run_in_groups_of_one_length(tmp_path):
+    """Built-in stream exports have no lengths input: streams whose chunks differ in length are run in groups of equal
+    length (it was refused: 'rows have different lengths'); each stream equals its own session fed alone."""
     path = tmp_path / "nolen.onnx"
     onnx.save(rm.rnn_model(stream=True, lengths=False), str(path))
-    st_ = StreamingSession(path)
-    st_.step({"a": feats(1, 3)[0], "b": feats(1, 3)[0]})
-    with pytest.raises(BadInputError, match="no 'lengths' input"):
-        st_.step({"a": feats(1, 3)[0], "b": feats(1, 2)[0]})
+    together = StreamingSession(path)
+    chunks = [{"a": feats(1, 3)[0], "b": feats(1, 3)[0]}, {"a": feats(1, 3)[0], "b": feats(1, 2)[0], "c": feats(1, 5)[0]}]
+    got = [together.step(c) for c in chunks]
+    for sid in ("a", "b", "c"):
+        alone = StreamingSession(path)
+        for c, g in zip(chunks, got):
+            if sid in c:
+                np.testing.assert_allclose(g[sid], alone.step({sid: c[sid]})[sid], rtol=0, atol=1e-6)
 
 
 # ---- threads and soak -----------------------------------------------------------------------

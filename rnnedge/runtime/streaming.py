@@ -25,8 +25,9 @@ class StreamingSession:
     """Carry recurrent state across calls for many concurrent streams of one streaming model.
 
     The model needs an ``h0`` input (``--target stream`` or ``mobile``); bidirectional models
-    cannot stream. ``step`` runs every given stream in one batched call (states stacked along
-    the batch axis, uneven chunks padded with ``lengths``). Fixed-shape (mobile) models take
+    cannot stream (a bidirectional mobile chunk is one whole sequence). ``step`` runs every given stream in one batched call (states stacked along
+    the batch axis, uneven chunks padded with ``lengths``; a model without a ``lengths`` input runs one call per
+    chunk length). Sequence-first models are refused. Fixed-shape (mobile) models take
     multiples of ``chunk`` steps per stream, run in groups of the model's fixed batch. Only the
     states are kept, so memory stays flat however long the streams run. ``step`` is serialised
     with a lock, so streams may be fed from several threads.
@@ -149,12 +150,16 @@ class StreamingSession:
         with self._lock:
             states = {sid: self._states.get(sid) or self._zeros() for sid in pieces}
             outs: dict[Hashable, list[np.ndarray]] = {sid: [] for sid in pieces}
+            padded = "lengths" in s._by_name  # uneven chunks share a call only where the model masks by lengths
             for k in range(max((len(p) for p in pieces.values()), default=0)):
                 active = [sid for sid in pieces if k < len(pieces[sid])]
-                group = s.fixed_batch or len(active)
-                for g in range(0, len(active), group):
-                    ids = active[g: g + group]
-                    self._run_group(ids, [pieces[sid][k] for sid in ids], group, states, outs)
+                buckets = [active] if padded else [[i for i in active if len(pieces[i][k]) == n]
+                                                   for n in sorted({len(pieces[i][k]) for i in active})]
+                for bucket in buckets:
+                    group = s.fixed_batch or len(bucket)
+                    for g in range(0, len(bucket), group):
+                        ids = bucket[g: g + group]
+                        self._run_group(ids, [pieces[sid][k] for sid in ids], group, states, outs)
             self._states.update(states)  # commit only when every call succeeded
         return {sid: np.concatenate(o, axis=0) if self._per_step else o[-1] for sid, o in outs.items()}
 

@@ -375,3 +375,27 @@ def test_a_shape_torch_itself_refuses_is_listed_not_compared_and_all_refused_is_
     with pytest.raises(ParityError, match="every case") as err:
         quick_check(Refuses(inner, 10_000), seed_onnx, spec)
     assert err.value.report is not None and not err.value.report
+
+
+def test_verify_streams_sequence_first_files_along_their_time_axis(tmp_path):
+    """A (seq, batch, F) model with its state: verify's streaming check chunks axis 0 (it sliced the batch, and on a
+    mobile file reported a false failure), for a dynamic and a mobile export."""
+
+    class SeqFirst(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru, self.head = torch.nn.GRU(5, 12), torch.nn.Linear(12, 4)
+
+        def forward(self, x, h0):
+            y, h = self.gru(x, h0)
+            return self.head(y), h
+
+    torch.manual_seed(0)
+    module = SeqFirst().eval()
+    for target, example in (("dynamic", torch.randn(6, 2, 5)), ("mobile", torch.randn(8, 2, 5))):
+        path = tmp_path / f"{target}.onnx"
+        axes = {"x": {0: "seq", 1: "batch"}, "h0": {1: "batch"}} if target == "dynamic" else None
+        rnnedge.export(module, (example, torch.zeros(1, 2, 12)), path, input_names=["x", "h0"], output_names=["y", "hn"],
+                       dynamic_axes=axes, target=target)
+        report = rnnedge.verify(module, path, providers=["CPUExecutionProvider"])
+        assert report and any(c.case.startswith("stream:") for c in report.cases), report.summary()

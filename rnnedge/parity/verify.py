@@ -210,16 +210,21 @@ def state_pairs(spec: IOSpec) -> list[tuple[str, str]]:
 def check_streaming(torch_runner, ort_runner, spec: IOSpec, report: ParityReport, provider, chunk: int = 7, chunks: int = 5) -> ParityReport:
     """Feed a sequence in chunks with hn/cn carried back as h0/c0; compare with torch on the whole sequence."""
     first = next(t for t in spec.inputs if t.role in ("features", "tokens"))
-    fixed_seq = next((d for d in first.shape[1:2] if isinstance(d, int)), None) if not spec.axes else None
+    state_in = next((t for t in spec.inputs if t.role == "state"), None)
+    # where the time axis is: 1 for (batch, seq, ...), 0 for a sequence-first (seq, batch, ...) input
+    seq_first = len(first.shape) >= 3 and (first.shape[1] == "batch" or (
+        state_in is not None and first.shape[0] != state_in.shape[1] and first.shape[1] == state_in.shape[1]))
+    t_ax, b_ax = (0, 1) if seq_first else (1, 0)
+    fixed_seq = (first.shape[t_ax] if isinstance(first.shape[t_ax], int) else None) if not spec.axes else None
     step = fixed_seq or chunk
     sizes = case_sizes(spec, 2, step * chunks) if spec.axes else {}
     whole = spec.make_inputs(sizes, seed=42)
     if fixed_seq:  # mobile: fixed chunk, feed the torch side the whole sequence at once
         parts = [spec.make_inputs({}, seed=43 + k)[first.name] for k in range(chunks)]
-        whole[first.name] = np.concatenate(parts, axis=1)
+        whole[first.name] = np.concatenate(parts, axis=t_ax)
     lengths = spec.input("lengths")
     if lengths is not None:  # every row runs through all chunks
-        whole[lengths.name] = np.full_like(whole[lengths.name], whole[first.name].shape[1])
+        whole[lengths.name] = np.full_like(whole[lengths.name], whole[first.name].shape[t_ax])
     ref, ref64 = torch_runner.infer(whole), torch_runner.infer_float64(whole)
     noise = float32_noise(torch_runner, whole, ref) if ref64 is None else None
     spread = torch_runner.spread64(whole, ref64)
@@ -228,15 +233,15 @@ def check_streaming(torch_runner, ort_runner, spec: IOSpec, report: ParityReport
     pieces: dict[str, list] = {}
     out = {}
     for k in range(chunks):
-        feeds = {first.name: whole[first.name][:, k * step : (k + 1) * step], **state}
+        feeds = {first.name: np.take(whole[first.name], range(k * step, (k + 1) * step), axis=t_ax), **state}
         if lengths is not None:
-            feeds[lengths.name] = np.full(feeds[first.name].shape[0], step, dtype=whole[lengths.name].dtype)
+            feeds[lengths.name] = np.full(feeds[first.name].shape[b_ax], step, dtype=whole[lengths.name].dtype)
         out = ort_runner.infer(feeds)
         state = {i: out[o] for o, i in pairs if o in out}
         for name, value in out.items():
             pieces.setdefault(name, []).append(value)
     carried = {o for o, _ in pairs}
-    joined = {name: (np.concatenate(parts, axis=1) if parts[0].ndim == 3 and name not in carried else parts[-1])
+    joined = {name: (np.concatenate(parts, axis=t_ax) if parts[0].ndim == 3 and name not in carried else parts[-1])
               for name, parts in pieces.items()}
     return compare(ref, joined, report.atol, report.rtol, f"stream: {chunks} chunks of {step} vs whole", provider,
                    noise=noise, ref64=ref64, allow_ill_conditioned=report.allow_ill_conditioned, spread=spread)

@@ -381,17 +381,10 @@ def test_verify_streams_sequence_first_files_along_their_time_axis(tmp_path):
     """A (seq, batch, F) model with its state: verify's streaming check chunks axis 0 (it sliced the batch, and on a
     mobile file reported a false failure), for a dynamic and a mobile export."""
 
-    class SeqFirst(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.gru, self.head = torch.nn.GRU(5, 12), torch.nn.Linear(12, 4)
-
-        def forward(self, x, h0):
-            y, h = self.gru(x, h0)
-            return self.head(y), h
+    from user_modules import SeqFirstWithState
 
     torch.manual_seed(0)
-    module = SeqFirst().eval()
+    module = SeqFirstWithState().eval()
     for target, example in (("dynamic", torch.randn(6, 2, 5)), ("mobile", torch.randn(8, 2, 5))):
         path = tmp_path / f"{target}.onnx"
         axes = {"x": {0: "seq", 1: "batch"}, "h0": {1: "batch"}} if target == "dynamic" else None

@@ -589,21 +589,14 @@ def test_sequence_first_models_are_fed_in_their_own_layout(tmp_path):
     refused), a list of sequences is stacked along axis 1 (it ran them as a batch of time steps, silently wrong), and
     StreamingSession refuses it with a reason."""
     torch = pytest.importorskip("torch")
+    from user_modules import SeqFirstWithState
+
     import rnnedge
     from rnnedge.errors import BadInputError
     from rnnedge.runtime import Session, StreamingSession
 
-    class SeqFirst(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.gru, self.head = torch.nn.GRU(5, 12), torch.nn.Linear(12, 4)
-
-        def forward(self, x, h0):
-            y, h = self.gru(x, h0)
-            return self.head(y), h
-
     torch.manual_seed(0)
-    module = SeqFirst().eval()
+    module = SeqFirstWithState().eval()
     path = tmp_path / "sf.onnx"
     rnnedge.export(module, (torch.randn(6, 2, 5), torch.zeros(1, 2, 12)), path, input_names=["x", "h0"], output_names=["y", "hn"],
                    dynamic_axes={"x": {0: "seq", 1: "batch"}, "h0": {1: "batch"}})

@@ -101,6 +101,18 @@ class PackedLengths(nn.Module):
         return y, h
 
 
+class SeqFirstWithState(nn.Module):
+    """A sequence-first GRU tagger taking and returning its state: x (seq, batch, 5), h0 (1, batch, 12) -> y, hn."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru, self.head = nn.GRU(5, 12), nn.Linear(12, 4)
+
+    def forward(self, x, h0):
+        y, h = self.gru(x, h0)
+        return self.head(y), h
+
+
 def _feat(b, t, f):
     return torch.randn(b, t, f)
 

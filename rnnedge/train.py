@@ -263,7 +263,7 @@ def _check_options(epochs: Any, lr: Any, batch_size: Any, seed: Any, schedule: s
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise BadInputError(f"seed must be a non-negative integer, got {seed!r}")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < 10:
-        raise BadInputError(f"lr must be a positive number, got {lr!r}")
+        raise BadInputError(f"lr must be a number in (0, 10), got {lr!r}")
     if schedule not in ("cosine", "constant"):
         raise BadInputError(f"schedule must be cosine or constant, got {schedule!r}")
 

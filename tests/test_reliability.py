@@ -204,6 +204,7 @@ def test_run_stream_model_refuses_bad_state(good, tmp_path):
     ["evaluate", "{ckpt}", "--task", "imagenet"], ["evaluate", "{ckpt}", "--split", "holdout"],
     ["export", "{ckpt}", "-o", "o.onnx", "--target", "tpu"], ["export", "{ckpt}", "-o", "o.onnx", "--lowering", "magic"],
     ["export", "{ckpt}", "-o", "o.onnx", "--opset", "7"], ["export", "{ckpt}", "-o", "o.onnx", "--chunk", "0"],
+    ["export", "{ckpt}", "-o", "o.onnx", "--chunk", "8"], ["export", "{ckpt}", "-o", "o.onnx", "--target", "mobile", "--lengths"],
     ["export", "{ckpt}"], ["verify", "{ckpt}", "{onnx}", "--atol", "-1"], ["verify", "{ckpt}", "{onnx}", "--provider", "warp"],
     ["quantize", "{onnx}", "-o", "q.onnx", "--mode", "int4"], ["quantize", "{onnx}", "-o", "q.onnx", "--eval", "imagenet"],
     ["quantize", "{onnx}", "-o", "q.onnx", "--mode", "int8-static", "--calibration", "imagenet"],

@@ -143,6 +143,14 @@ def export(source, output, target, lowering, chunk, opset, examples, input_names
     from rnnedge.usermodule import export_factory, is_factory_ref
 
     fixed = parse_fix_dims(fix_dims)
+    from click.core import ParameterSource
+
+    chunk_given = click.get_current_context().get_parameter_source("chunk") != ParameterSource.DEFAULT
+    if chunk_given and (target != "mobile" or is_factory_ref(source)):
+        raise BadInputError("--chunk sets a checkpoint's --target mobile chunk; for FILE.py:FACTORY the chunk is the example's "
+                            "length" if is_factory_ref(source) else f"--chunk is for --target mobile, not --target {target}")
+    if lengths and target == "mobile":
+        raise BadInputError("--lengths is not available with --target mobile: a fixed chunk has every step of every row")
     if is_factory_ref(source):
         names = list(input_names) or [f"input_{i}" for i in range(len(examples))]
         axis_options = dict(fix_dims=fixed or None, tied_axes=parse_ties_text(ties) or None, dynamic_axes=parse_axes_text(axes) or None,

@@ -357,13 +357,7 @@ def _truth_sets(expr: str, symbol: str, hints: dict) -> list[tuple[bool, ...]] |
 def _as_bound(expr: str, symbol: str, hints: dict | None = None) -> list | None:
     """[lo, hi] (hi None: no upper bound) when a guard holds on one and the same run of sizes of `symbol` whatever the
     other sizes it names (`s77*((s27 // 32) - 1) > -1` from unfold(1, 64, 32): s27 >= 32); else None (a relation)."""
-    sets = _truth_sets(expr, symbol, hints or {})
-    if not sets or any(t != sets[0] for t in sets):
-        return None
-    true = [n for n, ok in enumerate(sets[0], start=1) if ok]
-    if not true or true[-1] - true[0] + 1 != len(true):
-        return None
-    return [true[0], None if true[-1] == BOUND_PROBE else true[-1]]
+    return _joint_bound([expr], symbol, hints or {})
 
 
 def _joint_bound(exprs: list[str], symbol: str, hints: dict) -> list | None:

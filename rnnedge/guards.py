@@ -23,6 +23,7 @@ Here, around the torch.onnx call:
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
@@ -326,7 +327,12 @@ _PYTHON_FNS = {"FloorDiv": lambda a, b: a // b, "CleanDiv": lambda a, b: a // b,
 def _truth_sets(expr: str, symbol: str, hints: dict) -> list[tuple[bool, ...]] | None:
     """Where a guard holds, as the axis `symbol` runs over 1..BOUND_PROBE: one tuple per trial of the other sizes it
     names (each at its example size and at OTHER_SIZES, where the guard holds at `symbol`'s example size); None when it
-    cannot be evaluated here."""
+    cannot be evaluated here. Read once per guard and export: the verdict, its ranges and the probes all ask."""
+    return _truth_sets_of(expr, symbol, tuple(sorted(hints.items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _truth_sets_of(expr: str, symbol: str, hint_items: tuple) -> list[tuple[bool, ...]] | None:
     import itertools
     import random
 
@@ -339,6 +345,7 @@ def _truth_sets(expr: str, symbol: str, hints: dict) -> list[tuple[bool, ...]] |
     target = next((x for x in formula.free_symbols if str(x) == symbol), None)
     if target is None:
         return None
+    hints = dict(hint_items)
     others = sorted((x for x in formula.free_symbols if x != target), key=str)
     choices = [sorted({*OTHER_SIZES, *([hints[str(o)]] if hints.get(str(o)) else [])}) for o in others]
     trials = list(itertools.product(*choices))

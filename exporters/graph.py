@@ -22,11 +22,14 @@ def subgraphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
 
     Follows both GRAPH attributes (`attr.g`) and GRAPHS attributes (`attr.graphs`)."""
     for node in graph.node:
-        for attr in node.attribute:
-            nested = [attr.g] if attr.HasField("g") else []
-            for sub in [*nested, *attr.graphs]:
-                yield sub
-                yield from subgraphs(sub)
+        for sub in node_graphs(node):
+            yield sub
+            yield from subgraphs(sub)
+
+
+def node_graphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The graphs a node holds itself (a Scan's body, an If's branches), not those nested deeper."""
+    return [g for attr in node.attribute for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs)]
 
 
 def all_graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:

@@ -168,25 +168,12 @@ def build(model, forms: dict[str, str], *, op_types=DEFAULT_OP_TYPES, per_channe
 
 def _unit_nodes(model, unit: Unit) -> set[str]:
     """Names of the nodes whose weights belong to `unit` (a Scan's body nodes, all levels, included)."""
+    from exporters.graph import all_nodes, node_graphs
+
     if unit.op == "REST":
         return set(_rest_matmuls(model, {}))
-    names = {unit.name}
-    for node in model.graph.node:
-        if node.name == unit.name:
-            for graph in subgraphs_of(node):
-                names.update(n.name for n in graph.node)
-                names.update(n.name for g in subgraphs(graph) for n in g.node)
-    return names
-
-
-def subgraphs_of(node):
-    import onnx
-
-    for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.GRAPH:
-            yield attr.g
-        elif attr.type == onnx.AttributeProto.GRAPHS:
-            yield from attr.graphs
+    node = next(n for n in model.graph.node if n.name == unit.name)
+    return {unit.name} | {n.name for body in node_graphs(node) for n in all_nodes(body)}
 
 
 def _rest_matmuls(model, units: dict) -> list[str]:

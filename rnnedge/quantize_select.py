@@ -177,16 +177,27 @@ class Timer:
         self.long_feeds = long_feeds  # a longer sequence, for the drift check only
         self.long_out = self.ref.run(None, long_feeds) if long_feeds is not None else None
         self.drift: dict[str, str] = {}  # why a unit kept float32, by unit name (filled by `accurate`)
+        self._seen: dict[tuple, tuple] = {}  # assignment -> (session or None, drift or failure), see _checked
 
     def _session(self, model):
         return open_session(model.SerializeToString(), providers="cpu", threads=self.threads, fallback=False)
 
+    def _checked(self, forms: dict) -> tuple:
+        """(session, why it drifts or '') of an assignment, or (None, why it failed): built and checked once, since the
+        accuracy pass and the timing pass ask about the same assignments (the all-floor one first)."""
+        key = tuple(sorted(forms.items()))
+        if key not in self._seen:
+            try:
+                sess = self._session(build(self.model, forms, op_types=self.ops, per_channel=self.per_channel))
+                self._seen[key] = (sess, self._drift(sess))
+            except Exception as exc:  # a form onnxruntime cannot build or run here
+                self._seen[key] = (None, f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}")
+        return self._seen[key]
+
     def _candidate(self, forms: dict):
-        try:
-            sess = self._session(build(self.model, forms, op_types=self.ops, per_channel=self.per_channel))
-            why = self._drift(sess)
-        except Exception as exc:  # a form onnxruntime cannot build or run here: not chosen, and said so
-            self.notes.append(f"form {forms} not usable: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}")
+        sess, why = self._checked(forms)
+        if sess is None:  # not chosen, and said so
+            self.notes.append(f"form {forms} not usable: {why}")
             return None
         if why:
             self.notes.append(f"form {forms} not chosen: {why}")
@@ -209,9 +220,8 @@ class Timer:
     def accurate(self, forms: dict) -> bool:
         """Whether `forms` keeps every output within CANDIDATE_DRIFT of its range. When one unit alone is int8 (the
         others float32), why it is not is kept in `drift[unit]`: the reason that unit keeps float32."""
-        try:
-            why = self._drift(self._session(build(self.model, forms, op_types=self.ops, per_channel=self.per_channel)))
-        except Exception:  # not buildable or runnable: the timing pass reports it
+        sess, why = self._checked(forms)
+        if sess is None:  # not buildable or runnable: the timing pass reports it
             return True
         alone = [name for name, f in forms.items() if f != FP32]
         if why and len(alone) == 1:
@@ -222,6 +232,8 @@ class Timer:
         sessions = [self._candidate(a) for a in assignments]
         live = [s for s in sessions if s is not None]
         ms = iter(time_sessions(live, self.feeds) if live else [])
+        keep = {tuple(sorted(a.items())) for a in assignments}  # the next unit starts from one of these: keep them only
+        self._seen = {k: v for k, v in self._seen.items() if k in keep}
         return [next(ms) if s is not None else None for s in sessions]
 
     def final(self, out, floor=None) -> tuple[float, float, float | None, bool]:

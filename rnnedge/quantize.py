@@ -229,9 +229,7 @@ def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeRe
         if all(f == FP32 for f in chosen.values()):
             result.kept_fp32 = "int8 moves this model's outputs too far (see the warnings); float32 kept"
             result.forms = {}
-            plain = load_onnx(result.input_path)
-            compact_names(plain)
-            return plain
+            return _as_given(result.input_path)
     out = _build(model, chosen, ops, bool(result.per_channel))
     if forms is None:
         floor = {u.name: (FP32 if chosen[u.name] == FP32 else FLOOR) for u in units}
@@ -245,8 +243,7 @@ def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeRe
         result.notes.append(f"forms chosen for batch {result.deploy['batch']} x {result.deploy['seq']} steps; at batch 8 and more the "
                             "int8-compute forms (scan-int8, lstm-int8) often win: pass --for batch=B,seq=T for your shape")
     result.relowered = any(f.startswith("scan") and u.op in RECURRENT for u in units for n, f in chosen.items() if n == u.name)
-    plain = load_onnx(result.input_path)  # as the user wrote it: no node names added
-    compact_names(plain)
+    plain = _as_given(result.input_path)
 
     probe = type(out)()
     probe.CopyFrom(out)
@@ -259,6 +256,13 @@ def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeRe
         result.forms, result.relowered = {}, False
         return plain
     return out
+
+
+def _as_given(path):
+    """The float32 model as the user wrote it (no node names added), names compacted as a written file's are."""
+    plain = load_onnx(path)
+    compact_names(plain)
+    return plain
 
 
 def _long_feeds(model, meta: dict, deploy: dict) -> dict | None:

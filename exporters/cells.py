@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .graph import GraphEditor
-from .names import DOMAIN
+from exporters.graph import GraphEditor
+from exporters.names import DOMAIN
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 DEFAULT_ACTIVATIONS = {"RNN": ["Tanh"], "GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}

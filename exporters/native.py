@@ -24,8 +24,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .graph import GraphEditor, drop_unused_initializers, rewrite_nodes, tidy_opsets
-from .names import DOMAIN, NODE
+from exporters.graph import GraphEditor, drop_unused_initializers, rewrite_nodes, tidy_opsets
+from exporters.names import DOMAIN, NODE
 
 # PyTorch gate block -> ONNX gate block order, per cell.
 GATE_ORDER = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn_tanh": [0], "rnn_relu": [0]}

@@ -23,7 +23,7 @@ from onnx.defs import OpSchema
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from .names import DOMAIN, NODE  # torch-free: shared with the lowerings
+from exporters.names import DOMAIN, NODE  # torch-free: shared with the lowerings
 
 RECURRENT_TYPES = (nn.RNN, nn.GRU, nn.LSTM)
 

@@ -32,9 +32,9 @@ import logging
 import numpy as np
 import onnx
 
-from .cells import Recurrence, read_recurrence, step
-from .graph import GraphEditor, drop_unused_initializers, rewrite_nodes, tidy_opsets
-from .names import DOMAIN
+from exporters.cells import Recurrence, read_recurrence, step
+from exporters.graph import GraphEditor, drop_unused_initializers, rewrite_nodes, tidy_opsets
+from exporters.names import DOMAIN
 
 log = logging.getLogger(__name__)
 FLOAT = onnx.TensorProto.FLOAT

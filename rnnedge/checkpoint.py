@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnedge.errors import BadInputError, UnsafeFileError
+from rnnedge.families.registry import family_for_config
 from rnnedge.files import holds_pickle, write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def read_checkpoint(path: str | os.PathLike):
         raise BadInputError(f"{path}: a safetensors file, but not an rnnedge checkpoint{hint}")
     try:
         config_dict = json.loads(raw.get("rnnedge.config", ""))
-        config = _config_class(config_dict).from_dict(config_dict)
+        config = family_for_config(config_dict).config_from_dict(config_dict)
     except json.JSONDecodeError as e:
         raise BadInputError(f"{path}: corrupt rnnedge.config metadata ({e})") from e
     except BadInputError as e:
@@ -137,17 +138,6 @@ def read_checkpoint(path: str | os.PathLike):
     return config, state, meta
 
 
-def _config_class(config_dict):
-    """ModelConfig, or Seq2SeqConfig for an encoder-decoder checkpoint (config kind "seq2seq")."""
-    if isinstance(config_dict, dict) and config_dict.get("kind") == "seq2seq":
-        from rnnedge.seq2seq.config import Seq2SeqConfig
-
-        return Seq2SeqConfig
-    from rnnedge.models import ModelConfig
-
-    return ModelConfig
-
-
 def _json_or_none(text: str | None, path: Path, key: str):
     if not text:
         return None
@@ -158,16 +148,10 @@ def _json_or_none(text: str | None, path: Path, key: str):
 
 
 def load_checkpoint(path: str | os.PathLike):
-    """The SequenceModel saved at `path`, in eval mode, with a `.rnnedge_meta` dict (task, labels, metrics, version)."""
-    from rnnedge.models import SequenceModel
-
+    """The model saved at `path` (built by its config's family: SequenceModel, Seq2SeqModel), in eval mode, with a
+    `.rnnedge_meta` dict (task, labels, metrics, version)."""
     config, state, meta = read_checkpoint(path)
-    if getattr(config, "kind", None) == "seq2seq":  # rnnedge.seq2seq's encoder-decoder
-        from rnnedge.seq2seq.model import Seq2SeqModel
-
-        model = Seq2SeqModel(config)
-    else:
-        model = SequenceModel(config)
+    model = family_for_config(config).build(config)  # SequenceModel, Seq2SeqModel, ...
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -31,3 +31,14 @@ class ParityError(RnnEdgeError):
     def __init__(self, message: str, report=None):
         super().__init__(message)
         self.report = report
+
+
+def first_line(exc: BaseException | str, limit: int = 300) -> str:
+    """One readable line of an error (the one helper for cutting messages): a torch summary's root cause
+    (`<class ...>: message`) where there is one, else the first non-empty line; at most `limit` characters."""
+    text = str(exc).strip().splitlines()
+    causes = [line for line in text if line.startswith("<class ")]
+    if causes:
+        return causes[-1].split(": ", 1)[-1][:limit]
+    fallback = type(exc).__name__ if isinstance(exc, BaseException) else ""
+    return next((line.strip() for line in text if line.strip()), fallback)[:limit]

@@ -15,7 +15,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import BadInputError, UnsafeFileError
+from rnnedge.errors import BadInputError, UnsafeFileError, first_line
 
 PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with files, an empty zip
@@ -236,9 +236,9 @@ def load_arrays(path: str | os.PathLike) -> dict:
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise UnsafeFileError(f"{p}: holds pickled objects, refused: rnnedge never unpickles") from None
-        raise BadInputError(f"{p}: corrupt or truncated array file ({_one_line(exc)})") from None
+        raise BadInputError(f"{p}: corrupt or truncated array file ({first_line(exc)})") from None
     except Exception as exc:  # OSError, EOFError, BadZipFile, zlib.error, ...: whatever a damaged file raises
-        raise BadInputError(f"{p}: corrupt or truncated array file ({type(exc).__name__}: {_one_line(exc)})") from None
+        raise BadInputError(f"{p}: corrupt or truncated array file ({type(exc).__name__}: {first_line(exc)})") from None
     raise BadInputError(f"{p}: not a .npy or .npz file")
 
 
@@ -253,7 +253,3 @@ def save_arrays(path: str | os.PathLike, arrays: dict, main: str) -> Path:
         else:
             np.save(fh, arrays[main], allow_pickle=False)
     return target
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]

@@ -31,8 +31,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import BadInputError
-from .files import atomic_path, load_onnx, save_onnx, write_bytes_atomic
+from rnnedge.errors import BadInputError, first_line
+from rnnedge.files import atomic_path, load_onnx, save_onnx, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def convert_to_ort(onnx_path: Path, out_dir: Path, optimization: str) -> tuple[P
             converter.convert_onnx_models_to_ort(onnx_path, output_dir=out_dir,
                                                  optimization_styles=[converter.OptimizationStyle.Fixed])
     except Exception as exc:  # onnxruntime's own load/type errors: pybind classes that derive from Exception only
-        raise BadInputError(f"onnxruntime cannot load the model: {str(exc).strip().splitlines()[0][:300]}") from None
+        raise BadInputError(f"onnxruntime cannot load the model: {first_line(exc)}") from None
     finally:
         if previous is None:
             os.environ.pop(_LEVEL_VARIABLE, None)

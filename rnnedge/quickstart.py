@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInputError
+from rnnedge.errors import BadInputError
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,14 @@ def quickstart(task: str = DEFAULT_TASK, *, cell: str = DEFAULT_CELL, out_dir="r
                on_stage: Callable[[str], None] | None = None) -> dict:
     """Run the whole job and return the summary (also saved as summary.json). Never raises on a parity failure:
     check `summary["parity"]["ok"]`."""
-    from .bench import TASK_SEQ, bench_many
-    from .checkpoint import save_checkpoint
-    from .export import export_checkpoint
-    from .files import write_bytes_atomic
-    from .parity import verify
-    from .quantize import compare_models, quantize
-    from .tasks import get_task
-    from .train import train
+    from rnnedge.bench.latency import TASK_SEQ, bench_many
+    from rnnedge.checkpoint import save_checkpoint
+    from rnnedge.exporting.api import export_checkpoint
+    from rnnedge.files import write_bytes_atomic
+    from rnnedge.parity import verify
+    from rnnedge.quantizing.api import compare_models, quantize
+    from rnnedge.tasks import get_task
+    from rnnedge.training.loop import train
 
     stage = on_stage or (lambda name: log.info("quickstart: %s", name))
     folder = Path(out_dir)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInputError
-from .files import load_arrays, save_arrays
+from rnnedge.errors import BadInputError
+from rnnedge.files import load_arrays, save_arrays
 
 
 def feeds_from_arrays(session, arrays: dict, lengths_file: Path | None = None) -> dict:
@@ -33,7 +33,7 @@ def run_file(model: str | Path, input_file: str | Path, lengths_file: str | Path
 
     Returns what `rnnedge run` prints: the output's name, shape and dtype, the providers, and (without
     `output`) the node placement, argmax/labels of a classifier and the values when small."""
-    from .runtime import Session
+    from rnnedge.runtime import Session
 
     arrays = load_arrays(input_file)  # refuse a bad input before loading the model
     session = Session(model, providers=provider, threads=threads)

@@ -152,7 +152,7 @@ class IOSpec:
             data["inputs"] = [TensorSpec(**{k: v for k, v in t.items() if k in _TENSOR_KEYS}) for t in data["inputs"]]
             return cls(**{k: v for k, v in data.items() if k in _SPEC_KEYS})
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            from .errors import BadInputError
+            from rnnedge.errors import BadInputError
 
             raise BadInputError(f"malformed rnnedge.spec metadata ({type(exc).__name__}: {str(exc)[:80]})") from None
 

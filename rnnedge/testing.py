@@ -16,7 +16,7 @@ Outputs float32 cannot verify (ill-conditioned) fail unless `allow_ill_condition
 
 from __future__ import annotations
 
-from .parity import ParityReport, verify
+from rnnedge.parity import ParityReport, verify
 
 
 def assert_parity(module_or_checkpoint, onnx_path, *, atol: float | None = None, rtol: float | None = None,

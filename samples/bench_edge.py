@@ -4,7 +4,7 @@
 
 1. int8 / fp32 latency and size per cell at the four shapes: batch 1 x 1 step with state in/out
    (`--target stream`), batch 1 x 16, batch 64 x 8, batch 8 x 50 at hidden 256 (hidden 128 otherwise),
-   each file made with `rnnedge.export` (checkpoint route) + `rnnedge.quantize` defaults; also the int8
+   each file made with `rnnedge.exporting.api` (checkpoint route) + `rnnedge.quantizing.api` defaults; also the int8
    file quantized `--for` that shape (forms measured there), and fp32 / torch.
 2. The seed task's model (RNN(5 -> 8) + head): int8 size and latency against fp32.
 3. Call overhead: us per call of rnnedge.runtime's Session.run / StreamingSession.feed on the one-step
@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rnnedge.bench_flops import GATES, config_flops, peak_flops_per_call, peak_session
+from rnnedge.bench.flops import GATES, config_flops, peak_flops_per_call, peak_session
 from rnnedge.checkpoint import save_checkpoint
-from rnnedge.export import export_checkpoint
-from rnnedge.models import ModelConfig, SequenceModel
-from rnnedge.quantize import quantize
+from rnnedge.exporting.api import export_checkpoint
+from rnnedge.families.sequence.model import ModelConfig, SequenceModel
+from rnnedge.quantizing.api import quantize
 from rnnedge.runtime import Session, StreamingSession
-from rnnedge.runtime.sessions import open_session
+from rnnedge.runtime.providers import open_session
 
 SHAPES = {"1x1 stream": (1, 1, 128), "1x16": (1, 16, 128), "64x8": (64, 8, 128), "8x50 h256": (8, 50, 256)}
 FEATURES, CLASSES = 8, 10
@@ -163,7 +163,7 @@ def seed_figures(folder: Path, repeats: int, threads: int) -> dict:
 
 def overhead_figures(folder: Path, repeats: int, threads: int) -> dict:
     """us per one-step call: Session.run, StreamingSession.feed, onnxruntime's run, and the Identity floor."""
-    from rnnedge.bench import identity_model
+    from rnnedge.bench.latency import identity_model
     from rnnedge.files import save_onnx
 
     out = {}

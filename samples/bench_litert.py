@@ -26,10 +26,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_edge import timed  # noqa: E402
 
-from rnnedge.bench import identity_model  # noqa: E402
+from rnnedge.bench.latency import identity_model  # noqa: E402
 from rnnedge.files import save_onnx  # noqa: E402
 from rnnedge.runtime import Session, StreamingSession  # noqa: E402
-from rnnedge.runtime.sessions import open_session  # noqa: E402
+from rnnedge.runtime.providers import open_session  # noqa: E402
 
 WORK = {"W5": ("LSTM(8->128) one step", 1), "W1": ("seed RNN(5->8)+head, 10 steps", 10)}
 

@@ -1,11 +1,11 @@
-"""Sizes and one-thread latencies of rnnedge.quantize's int8 and fp16 models against float32.
+"""Sizes and one-thread latencies of rnnedge.quantizing.api's int8 and fp16 models against float32.
 
     python samples/bench_quantize.py [--repeats 15]
 
 Per cell (RNN, GRU, LSTM) at hidden 128 and 256, 8 input features, sequences of 8 steps (like
 digits) and 50 steps, batch 64 and 8, onnxruntime CPU, one thread. The float32 reference is the
 native lowering (standard ONNX ops); "int8" is what `quantize(mode="int8")` picks with its defaults
-(forms measured at batch 1, see rnnedge.quantize_forms); "int8 compute" forces the int8-compute form
+(forms measured at batch 1, see rnnedge.quantizing.forms); "int8 compute" forces the int8-compute form
 (scan-int8 for RNN/GRU, lstm-int8 for LSTM), which is what `--for batch=B,seq=T` picks at large batches.
 All of issue 14's figures in one run: samples/bench_edge.py.
 Latencies are medians of interleaved repeats measured in the same run (`compare_models`).
@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rnnedge.export import export
-from rnnedge.quantize import compare_models, quantize
+from rnnedge.exporting.api import export
+from rnnedge.quantizing.api import compare_models, quantize
 
 
 class Model(nn.Module):

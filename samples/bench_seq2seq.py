@@ -76,8 +76,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.torch_free:
         sys.modules["torch"] = None  # any import of torch now fails
+    from rnnedge.families.seq2seq.dates import DatesTask
     from rnnedge.runtime import Seq2SeqSession
-    from rnnedge.seq2seq.dates import DatesTask
 
     paths = list(args.paths)
     gens: dict = {}

@@ -8,7 +8,7 @@
     "onnxruntime floor" (goal: within 2x). Both lowerings.
 (b) Hidden 256, batch 8, 50 steps, one thread, float32: onnxruntime / torch eager for RNN, GRU and
     LSTM, for both lowerings (native ONNX operators; scan = hoisted projection + Scan). The faster
-    lowering per cell is what `lowering="auto"` should pick (rnnedge.export.LOWERING_AUTO).
+    lowering per cell is what `lowering="auto"` should pick (rnnedge.exporting.api.LOWERING_AUTO).
 (c) `import rnnedge.runtime` in a fresh interpreter (goal: <= 0.5 s, median of 5) and the resident
     memory of an app process that imports only rnnedge.runtime and runs a loaded model (goal <= 120 MB).
 
@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnnedge.bench import identity_model, latency_stats, runtime_footprint, time_interleaved
-from rnnedge.export import export
+from rnnedge.bench.latency import identity_model, latency_stats, runtime_footprint, time_interleaved
+from rnnedge.exporting.api import export
 from rnnedge.files import save_onnx
 from rnnedge.runtime import Session
 

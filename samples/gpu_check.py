@@ -2,7 +2,7 @@
 
     python samples/gpu_check.py [--cells rnn,gru,lstm] [--hidden 256] [--shapes 1x16,64x50] [--repeats 30]
 
-Per cell and shape: onnxruntime CUDA fp32 and fp16 (rnnedge.quantize mode fp16), TensorRT fp16 where the
+Per cell and shape: onnxruntime CUDA fp32 and fp16 (rnnedge.quantizing.api mode fp16), TensorRT fp16 where the
 provider is there, all through IOBinding with inputs and outputs on the device (no host copies timed),
 and torch eager on CUDA in fp32 and fp16; latencies are medians of interleaved calls, each ended by a
 device synchronisation. Prints one JSON object on stdout: ms per candidate and ratios to torch fp32.
@@ -85,8 +85,8 @@ def _export(folder: Path, cell: str, features: int, hidden: int):
     import torch
     from torch import nn
 
-    from rnnedge.export import export
-    from rnnedge.quantize import quantize
+    from rnnedge.exporting.api import export
+    from rnnedge.quantizing.api import quantize
 
     class Model(nn.Module):
         def __init__(self):

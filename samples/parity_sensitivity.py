@@ -25,7 +25,7 @@ import rnnedge
 from rnnedge.checkpoint import save_checkpoint
 from rnnedge.parity import NOISE_K
 from rnnedge.tasks import get_task
-from rnnedge.train import train
+from rnnedge.training.loop import train
 
 EPS = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5]
 

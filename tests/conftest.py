@@ -36,7 +36,7 @@ def seed_checkpoint(tmp_path_factory):
     """A seed-task GRU trained for 2 epochs and saved with rnnedge metadata: (path, model)."""
     from rnnedge.checkpoint import save_checkpoint
     from rnnedge.tasks import get_task
-    from rnnedge.train import train
+    from rnnedge.training.loop import train
 
     task = get_task("seed")
     result = train(task.default_config("gru"), task, epochs=2, seed=0, progress=False)
@@ -48,7 +48,7 @@ def seed_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def seed_onnx(seed_checkpoint, tmp_path_factory):
     """The seed GRU (features 5, classes down/flat/up) exported with dynamic axes and a lengths input."""
-    from rnnedge.export import export_checkpoint
+    from rnnedge.exporting.api import export_checkpoint
 
     path = tmp_path_factory.mktemp("seed-onnx") / "seed.onnx"
     export_checkpoint(seed_checkpoint[0], path, verify=False, lengths=True)  # seed's default would leave lengths out

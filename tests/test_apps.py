@@ -41,8 +41,8 @@ def char_lm(tmp_path_factory):
     import torch
 
     from rnnedge.checkpoint import save_checkpoint
-    from rnnedge.export import export_checkpoint
-    from rnnedge.models import ModelConfig, SequenceModel
+    from rnnedge.exporting.api import export_checkpoint
+    from rnnedge.families.sequence.model import ModelConfig, SequenceModel
 
     torch.manual_seed(0)
     config = ModelConfig(input_kind="tokens", input_size=len(LABELS), embed_dim=6, cell="lstm", hidden=12,
@@ -95,7 +95,7 @@ def test_generate_refuses_a_non_stream_model_in_one_line(tmp_path):
 
 
 def test_stream_classify_ends_where_one_call_ends(seed_checkpoint, tmp_path):
-    from rnnedge.export import export_checkpoint
+    from rnnedge.exporting.api import export_checkpoint
     from rnnedge.runtime import Session
 
     ckpt, _ = seed_checkpoint

@@ -32,7 +32,7 @@ def test_bench_json_fields(runner, seed_onnx):
 
 
 def test_bench_reports_work_and_fraction_of_the_measured_peak(runner, seed_onnx):
-    from rnnedge.bench_flops import config_flops
+    from rnnedge.bench.flops import config_flops
 
     d = _json(runner.invoke(cli, ["bench", str(seed_onnx), "--repeats", "5", "--batch", "3", "--seq", "4", "--json"]))
     w = d["work"]
@@ -43,9 +43,9 @@ def test_bench_reports_work_and_fraction_of_the_measured_peak(runner, seed_onnx)
 
 
 def test_bench_reads_the_forms_a_quantized_file_records(runner, seed_onnx, tmp_path):
-    from rnnedge.bench_flops import model_flops
+    from rnnedge.bench.flops import model_flops
     from rnnedge.files import load_onnx
-    from rnnedge.quantize import quantize
+    from rnnedge.quantizing.api import quantize
 
     out = tmp_path / "q.onnx"
     result = quantize(seed_onnx, out, forms="weights-int8")
@@ -83,7 +83,7 @@ def test_bench_plot_writes_a_png(runner, seed_onnx, seed_checkpoint, tmp_path):
 
 
 def test_plot_without_matplotlib_says_what_to_install(monkeypatch, seed_onnx, tmp_path):
-    from rnnedge.bench import bench
+    from rnnedge.bench.latency import bench
     from rnnedge.errors import BadInputError
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
@@ -93,7 +93,7 @@ def test_plot_without_matplotlib_says_what_to_install(monkeypatch, seed_onnx, tm
 
 
 def test_latency_stats_and_bad_options():
-    from rnnedge.bench import latency_stats
+    from rnnedge.bench.latency import latency_stats
     from rnnedge.errors import BadInputError
 
     s = latency_stats([0.001] * 9 + [0.011], batch=4)
@@ -139,7 +139,7 @@ def test_quickstart_exits_1_when_parity_fails(runner, monkeypatch, tmp_path):
 def test_bench_against_another_model_is_bad_input(runner, seed_onnx, tmp_path):
     """A checkpoint of another model (here an LSTM against the GRU file) would be timed as if it were the file's: refused."""
     from rnnedge.checkpoint import save_checkpoint
-    from rnnedge.models import ModelConfig, SequenceModel
+    from rnnedge.families.sequence.model import ModelConfig, SequenceModel
 
     other = tmp_path / "lstm.safetensors"
     save_checkpoint(other, SequenceModel(ModelConfig(input_size=5, cell="lstm", hidden=8, num_outputs=3)))

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from rnnedge.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from rnnedge.errors import BadInputError, UnsafeFileError
-from rnnedge.models import ModelConfig, SequenceModel
+from rnnedge.families.sequence.model import ModelConfig, SequenceModel
 
 
 def _model(**kw):

@@ -71,12 +71,12 @@ def test_usage_errors_exit_2(runner, tmp_path):
 
 def test_unexpected_error_is_a_bug_exit_3_one_line_traceback_with_debug(runner, monkeypatch, seed_checkpoint):
     path, _ = seed_checkpoint
-    import rnnedge.evaluation
+    import rnnedge.evaluate
 
     def broken(_):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(rnnedge.evaluation, "load_predictor", broken)
+    monkeypatch.setattr(rnnedge.evaluate, "load_predictor", broken)
     plain = runner.invoke(cli, ["evaluate", str(path), "--task", "seed"])
     _one_error_line(plain, 3, "internal error (a bug in rnnedge): RuntimeError: kaboom; run with --debug for the traceback")
     assert "Traceback" not in plain.stderr
@@ -99,25 +99,25 @@ def test_exit_codes_come_from_one_table():
 
 def test_keyboard_interrupt_exit_130(runner, monkeypatch, seed_checkpoint):
     path, _ = seed_checkpoint
-    import rnnedge.evaluation
+    import rnnedge.evaluate
 
     def interrupted(_):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(rnnedge.evaluation, "load_predictor", interrupted)
+    monkeypatch.setattr(rnnedge.evaluate, "load_predictor", interrupted)
     result = runner.invoke(cli, ["evaluate", str(path), "--task", "seed"])
     assert result.exit_code == 130 and result.stderr.strip() == "error: interrupted"
 
 
 def test_parity_error_exit_1(runner, monkeypatch, seed_checkpoint):
     path, _ = seed_checkpoint
-    import rnnedge.evaluation
+    import rnnedge.evaluate
     from rnnedge.errors import ParityError
 
     def mismatch(_):
         raise ParityError("logits differ: max abs 0.5 > atol 1e-4")
 
-    monkeypatch.setattr(rnnedge.evaluation, "load_predictor", mismatch)
+    monkeypatch.setattr(rnnedge.evaluate, "load_predictor", mismatch)
     _one_error_line(runner.invoke(cli, ["evaluate", str(path), "--task", "seed"]), 1, "logits differ")
 
 

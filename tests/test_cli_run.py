@@ -64,7 +64,7 @@ def test_run_writes_npy_atomically(runner, seed_onnx, tmp_path):
 
 
 def test_run_npz_output_holds_every_output(runner, seed_checkpoint, tmp_path):
-    from rnnedge.export import export_checkpoint
+    from rnnedge.exporting.api import export_checkpoint
 
     stream = tmp_path / "stream.onnx"
     export_checkpoint(seed_checkpoint[0], stream, target="stream", verify=False)
@@ -132,7 +132,7 @@ def test_iobinding_path_gives_the_same_outputs(seed_onnx):
 
 
 def test_float16_model_takes_float32_inputs(seed_onnx, tmp_path):
-    from rnnedge.quantize import quantize
+    from rnnedge.quantizing.api import quantize
 
     half = tmp_path / "half.onnx"
     quantize(seed_onnx, half, mode="fp16", keep_io_types=False)
@@ -146,7 +146,7 @@ def test_float16_model_takes_float32_inputs(seed_onnx, tmp_path):
 @pytest.mark.skipif(CUDA not in ort.get_available_providers(),
                     reason="CUDAExecutionProvider is not in this onnxruntime (install onnxruntime-gpu on a GPU machine)")
 def test_cuda_runs_through_iobinding(seed_onnx, tmp_path):
-    from rnnedge.quantize import quantize
+    from rnnedge.quantizing.api import quantize
 
     gpu = Session(seed_onnx, providers="cuda")
     assert gpu.providers[0] == CUDA and gpu.iobinding

@@ -113,7 +113,7 @@ def test_module_left_in_training_mode_after_the_eager_check():
     import torch
 
     from rnnedge.errors import BadInputError
-    from rnnedge.export import export
+    from rnnedge.exporting.api import export
 
     module = torch.nn.GRU(5, 4, batch_first=True)
     with pytest.raises(BadInputError, match="fails on the example inputs"):
@@ -124,11 +124,11 @@ def test_module_left_in_training_mode_after_the_eager_check():
 def test_torch_logging_is_quiet_during_the_export():
     import logging
 
-    from rnnedge.export import _quiet_torch
+    from rnnedge.exporting.capture import quiet_torch
 
     noisy = logging.getLogger("torch._subclasses.fake_tensor")
     before = noisy.getEffectiveLevel(), logging.getLogger("torch").level
-    with _quiet_torch():
+    with quiet_torch():
         assert not noisy.isEnabledFor(logging.ERROR)
         assert not logging.getLogger("torch.export._trace").isEnabledFor(logging.ERROR)
     assert (noisy.getEffectiveLevel(), logging.getLogger("torch").level) == before

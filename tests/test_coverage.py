@@ -299,7 +299,7 @@ def test_squeeze_of_a_non_1_axis_is_repaired_and_logged(tmp_path, caplog):
     torch.manual_seed(3)
     module = SqueezeNoOp().eval()
     path = tmp_path / "sq.onnx"
-    with caplog.at_level(logging.INFO, logger="rnnedge.fixups"):
+    with caplog.at_level(logging.INFO, logger="rnnedge.exporting.fixups"):
         rnnedge.export(module, (torch.randn(2, 16, 7),), path, input_names=["x"], dynamic_axes={"x": {0: "batch", 2: "seq"}})
     assert any("Squeeze" in r.getMessage() and "no-op" in r.getMessage() for r in caplog.records)
     assert "Squeeze" not in {n.op_type for n in onnx.load(str(path)).graph.node}
@@ -372,7 +372,7 @@ def test_cli_export_takes_ties_check_inputs_and_pinned_dims(runner, tmp_path):
 
 
 def _load_factory(source):
-    from rnnedge.usermodule import load_factory
+    from rnnedge.exporting.usermodule import load_factory
 
     return load_factory(f"{source}:make").eval()
 

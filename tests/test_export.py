@@ -146,7 +146,7 @@ def test_checkpoint_stream_without_lengths_and_pinned_batch(seed_checkpoint, tmp
 
 def test_stream_target_refuses_bidirectional(tmp_path):
     from rnnedge.checkpoint import save_checkpoint
-    from rnnedge.models import ModelConfig, SequenceModel
+    from rnnedge.families.sequence.model import ModelConfig, SequenceModel
 
     model = SequenceModel(ModelConfig(input_size=5, hidden=8, bidirectional=True, num_outputs=3))
     save_checkpoint(tmp_path / "bi.safetensors", model)

@@ -6,7 +6,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from exporters.graph import all_graphs, all_nodes, compact_names, drop_unused_initializers, subgraphs, tidy_opsets
-from rnnedge.describe import describe_onnx
+from rnnedge.inspect import describe_onnx
 
 
 def _nested_model() -> onnx.ModelProto:

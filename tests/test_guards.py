@@ -1,4 +1,4 @@
-"""rnnedge.guards: no file claims a dynamic axis it does not have.
+"""rnnedge.exporting.guards: no file claims a dynamic axis it does not have.
 
 A module that branches on the sequence length, unrolls a loop over time or reshapes to a constant is
 refused with the axis, what torch inferred and the user's line; with allow_bounded the range is written
@@ -17,8 +17,8 @@ from onnx import TensorProto, helper
 from torch import nn
 
 import rnnedge
-from rnnedge import guards
 from rnnedge.errors import BadInputError, ExportError, ParityError
+from rnnedge.exporting import guards
 
 
 class BranchOnLength(nn.Module):
@@ -100,13 +100,13 @@ def test_branch_on_length_is_refused_with_axis_range_and_line(tmp_path):
 
 
 def test_torch_guard_reaches_the_user_as_a_log_warning(tmp_path, caplog):
-    with caplog.at_level("WARNING", logger="rnnedge.guards"), pytest.raises(ExportError):
+    with caplog.at_level("WARNING", logger="rnnedge.exporting.guards"), pytest.raises(ExportError):
         rnnedge.export(BranchOnLength().eval(), _x(), tmp_path / "m.onnx", input_names=["x"])
     assert any("s" in r.getMessage() and "<= 100" in r.getMessage() for r in caplog.records)
 
 
 def test_allow_bounded_records_the_range_and_the_runtime_enforces_it(tmp_path):
-    from rnnedge.describe import describe_onnx
+    from rnnedge.inspect import describe_onnx
     from rnnedge.runtime import Session
 
     path = tmp_path / "m.onnx"
@@ -264,7 +264,7 @@ def test_torch_warnings_about_guards_pass_through_and_the_noise_does_not(caplog)
         warnings.simplefilter("always")
         warnings.warn("Dim 'seq' was specialized to 10 by a guard", stacklevel=1)
         warnings.warn("torchvision is not installed", stacklevel=1)
-    with caplog.at_level("WARNING", logger="rnnedge.guards"):
+    with caplog.at_level("WARNING", logger="rnnedge.exporting.guards"):
         guards.pass_guard_warnings(caught)
     said = [r.getMessage() for r in caplog.records]
     assert any("specialized to 10" in m for m in said) and not any("torchvision" in m for m in said)
@@ -288,7 +288,7 @@ def test_a_torch_export_failure_names_the_users_line(tmp_path):
 
 
 def test_one_size_guards_that_are_plain_bounds_are_read_as_ranges():
-    from rnnedge.guards import _as_bound
+    from rnnedge.exporting.guards import _as_bound
 
     assert _as_bound("Eq(s27, Min(200, s27))", "s27") == [1, 200]  # x[:, :200] on a longer table: s27 <= 200
     assert _as_bound("s27 <= 100", "s27") == [1, 100] and _as_bound("s27 > 5", "s27") == [6, None]

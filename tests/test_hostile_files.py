@@ -51,7 +51,7 @@ class Payload:
 @pytest.fixture(scope="module")
 def good(seed_checkpoint, tmp_path_factory):
     """A real checkpoint, its dynamic ONNX export, and a matching input .npy."""
-    from rnnedge.export import export_checkpoint
+    from rnnedge.exporting.api import export_checkpoint
 
     folder = tmp_path_factory.mktemp("good")
     onnx_path = folder / "seed.onnx"

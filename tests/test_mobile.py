@@ -8,9 +8,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from rnnedge.describe import describe_onnx
 from rnnedge.errors import BadInputError
-from rnnedge.export import export
+from rnnedge.exporting.api import export
+from rnnedge.inspect import describe_onnx
 from rnnedge.mobile import MobileReport, check_usability, prepare_mobile
 
 try:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rnnedge.errors import BadInputError
-from rnnedge.models import ModelConfig, SequenceModel, count_parameters
+from rnnedge.families.sequence.model import ModelConfig, SequenceModel, count_parameters
 
 CELLS = ("rnn", "gru", "lstm")
 HEADS = ("classify", "tag", "lm", "regress")

@@ -17,7 +17,7 @@ from parity_plants import largest_recurrent_weight_nudged
 import rnnedge
 from rnnedge.checkpoint import save_checkpoint
 from rnnedge.cli import cli
-from rnnedge.models import ModelConfig, SequenceModel
+from rnnedge.families.sequence.model import ModelConfig, SequenceModel
 from rnnedge.parity import NOISE_K, OrtRunner, TorchRunner, compare, generate_cases, spec_of, torch_module_for
 from rnnedge.spec import IOSpec, TensorSpec
 from rnnedge.testing import assert_parity

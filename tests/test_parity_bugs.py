@@ -55,7 +55,7 @@ def files(tmp_path_factory):
         import rnnedge
         from rnnedge.checkpoint import save_checkpoint
         from rnnedge.tasks import get_task
-        from rnnedge.train import train
+        from rnnedge.training.loop import train
 
         key = (cell, bi, layers)
         if key not in made:

@@ -1,4 +1,4 @@
-"""rnnedge.quantize: every mode on every cell and direction, every int8 form, int8 really int8, outputs close, bad input refused.
+"""rnnedge.quantizing.api: every mode on every cell and direction, every int8 form, int8 really int8, outputs close, bad input refused.
 
 Tolerances (small random models, outputs of order 0.1-1): int8 within INT8_ATOL (0.1) of float32,
 fp16 within FP16_ATOL (1e-2). Models are exported here from tiny nn.Modules (hidden 16).
@@ -15,8 +15,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from rnnedge.errors import BadInputError
-from rnnedge.quantize import FP16_ATOL, INT8_ATOL, compare_models, int8_weights, quantize
-from rnnedge.quantize_forms import FLOOR
+from rnnedge.quantizing.api import FP16_ATOL, INT8_ATOL, compare_models, int8_weights, quantize
+from rnnedge.quantizing.forms import FLOOR
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -49,7 +49,7 @@ class Tiny(nn.Module):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """{(cell, bidirectional): path of a native-lowered export} built once for the module."""
-    from rnnedge.export import export
+    from rnnedge.exporting.api import export
 
     folder = tmp_path_factory.mktemp("quantize")
     torch.manual_seed(0)
@@ -104,7 +104,7 @@ def test_each_mode_each_cell_runs_close_to_float(exported, tmp_path, mode, cell,
 @pytest.fixture(scope="module")
 def wide_bi(tmp_path_factory):
     """Per cell, a bidirectional hidden-64 export: enough weights for int8 to pay (hidden 16 keeps float32)."""
-    from rnnedge.export import export
+    from rnnedge.exporting.api import export
 
     folder = tmp_path_factory.mktemp("wide_bi")
     paths = {}
@@ -143,7 +143,7 @@ def test_int8_static_uses_calibration_file_and_task_names(exported, tmp_path):
 
 
 def test_int8_static_without_calibration_warns(exported, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="rnnedge.quantize"):
+    with caplog.at_level(logging.WARNING, logger="rnnedge.quantizing.api"):
         quantize(exported[("rnn", False)], tmp_path / "q.onnx", mode="int8-static")
     assert "random inputs" in caplog.text
 
@@ -151,7 +151,7 @@ def test_int8_static_without_calibration_warns(exported, tmp_path, caplog):
 @pytest.fixture(scope="module")
 def wide(tmp_path_factory):
     """Per cell, a hidden-128 export: big enough that weights, not graph structure, make the file size."""
-    from rnnedge.export import export
+    from rnnedge.exporting.api import export
 
     folder = tmp_path_factory.mktemp("wide")
     paths = {}
@@ -179,7 +179,7 @@ def test_fp16_keeps_float32_io_and_halves_weights(wide, tmp_path):
 
 
 def test_scan_lowered_export_quantizes_without_relowering(tmp_path):
-    from rnnedge.export import export
+    from rnnedge.exporting.api import export
 
     src = tmp_path / "scan.onnx"
     export(Tiny("gru", False), (torch.randn(3, 6, 4), torch.tensor([6, 4, 2])), src, input_names=["x", "lengths"],
@@ -208,7 +208,7 @@ def _third_party_gru(path, linear_before_reset=1, hidden=32):
 def test_third_party_gru_is_relowered_with_a_warning(tmp_path, caplog):
     src, out = tmp_path / "gru.onnx", tmp_path / "q.onnx"
     _third_party_gru(src)
-    with caplog.at_level(logging.WARNING, logger="rnnedge.quantize"):
+    with caplog.at_level(logging.WARNING, logger="rnnedge.quantizing.api"):
         result = quantize(src, out, forms="scan-int8")
     assert result.relowered and "not an rnnedge export" in caplog.text
     assert any(k != "third_party" for k in int8_weights(onnx.load(str(out))))

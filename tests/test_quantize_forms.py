@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from rnnedge.errors import BadInputError
-from rnnedge.quantize import INT8_ATOL, quantize
-from rnnedge.quantize_forms import FLOOR, Unit, constants_to_initializers, find_units, name_nodes, quantize_array
-from rnnedge.quantize_select import choose_forms, default_shape, parse_for
+from rnnedge.quantizing.api import INT8_ATOL, quantize
+from rnnedge.quantizing.forms import FLOOR, Unit, constants_to_initializers, find_units, name_nodes, quantize_array
+from rnnedge.quantizing.select import choose_forms, default_shape, parse_for
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -41,7 +41,7 @@ class Head(nn.Module):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """{cell: default export (rnnedge's lowering choice) at hidden 128} and the seed task's tiny RNN."""
-    from rnnedge.export import export
+    from rnnedge.exporting.api import export
 
     folder = tmp_path_factory.mktemp("forms")
     torch.manual_seed(0)
@@ -286,8 +286,8 @@ def test_a_kept_float32_file_is_self_contained_where_the_input_had_external_data
 
 
 def test_quantizer_failure_on_a_valid_file_is_not_exit_2(models, tmp_path, monkeypatch):
-    from rnnedge import quantize_forms
     from rnnedge.cli import cli
+    from rnnedge.quantizing import forms as quantize_forms
 
     def broken(*args, **kwargs):
         raise RuntimeError("onnxruntime quantizer exploded")
@@ -346,7 +346,7 @@ def test_a_unit_whose_int8_weights_drift_keeps_float32_and_says_so(tmp_path):
 
 
 def test_default_deployment_shape_reads_a_free_width_as_the_sequence():
-    from rnnedge.quantize_select import DEFAULT_SEQ
+    from rnnedge.quantizing.select import DEFAULT_SEQ
 
     def model(dims):
         x = helper.make_tensor_value_info("image", TensorProto.FLOAT, dims)
@@ -358,7 +358,7 @@ def test_default_deployment_shape_reads_a_free_width_as_the_sequence():
 
 
 def test_label_agreement_only_for_class_scores():
-    from rnnedge.quantize_eval import _class_scores
+    from rnnedge.quantizing.drift import _class_scores
 
     assert _class_scores("logits", ["batch", 10]) and _class_scores("tags", ["batch", "seq", 5])
     assert not _class_scores("prob", ["batch", "seq"])  # a per-frame probability: its last axis is time

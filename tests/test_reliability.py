@@ -44,7 +44,7 @@ COMMANDS = ["train", "evaluate", "inspect", "export", "verify", "quantize", "mob
 @pytest.fixture(scope="module")
 def good(seed_checkpoint, tmp_path_factory):
     """A trained seed checkpoint, its dynamic and stream exports, a token model, and good inputs."""
-    from rnnedge.export import export_checkpoint
+    from rnnedge.exporting.api import export_checkpoint
 
     folder = tmp_path_factory.mktemp("rel")
     onnx_path, stream = folder / "seed.onnx", folder / "stream.onnx"

@@ -18,8 +18,8 @@ torch = pytest.importorskip("torch")
 def stream_models(tmp_path_factory):
     """A streaming LSTM(8->128) tagger (the issue's one-step call) and the seed task's RNN(5->8) classifier."""
     from rnnedge.checkpoint import save_checkpoint
-    from rnnedge.export import export_checkpoint
-    from rnnedge.models import ModelConfig, SequenceModel
+    from rnnedge.exporting.api import export_checkpoint
+    from rnnedge.families.sequence.model import ModelConfig, SequenceModel
 
     folder = tmp_path_factory.mktemp("bound")
     torch.manual_seed(0)
@@ -108,7 +108,7 @@ def test_a_kept_run_outlives_its_bound_call(tmp_path):
     from onnx import TensorProto, helper
 
     from rnnedge.runtime.bound import BoundCall
-    from rnnedge.runtime.sessions import open_session
+    from rnnedge.runtime.providers import open_session
 
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 512])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 512])])

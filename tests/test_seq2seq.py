@@ -1,5 +1,5 @@
 """Sequence to sequence, the parts without export: the dates data, the codec's refusals, the shared beam search,
-the model's batched generate and training through rnnedge.train (tiny sizes, seconds)."""
+the model's batched generate and training through rnnedge.training.loop (tiny sizes, seconds)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from rnnedge.errors import BadInputError
+from rnnedge.families.seq2seq.dates import FORMATS, DatesTask, generate_pairs, score_strings, write_date
 from rnnedge.runtime.seq2seq import Codec, beam_search
-from rnnedge.seq2seq.dates import FORMATS, DatesTask, generate_pairs, score_strings, write_date
 
 
 def _parses(src: str, target: str) -> bool:
@@ -132,8 +132,8 @@ def tiny_task():
 
 
 def test_train_dispatches_seq2seq_and_generate_is_batched(tiny_task):
-    from rnnedge.seq2seq.model import Seq2SeqModel
-    from rnnedge.train import train
+    from rnnedge.families.seq2seq.model import Seq2SeqModel
+    from rnnedge.training.loop import train
 
     result = train(tiny_task.default_config("lstm", hidden=16, attention="bahdanau"), tiny_task, epochs=1, progress=False)
     model = result.model

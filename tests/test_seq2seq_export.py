@@ -24,8 +24,8 @@ def tiny(tmp_path_factory):
 
     from rnnedge.checkpoint import save_checkpoint
     from rnnedge.cli import cli
-    from rnnedge.seq2seq.dates import DatesTask
-    from rnnedge.train import train
+    from rnnedge.families.seq2seq.dates import DatesTask
+    from rnnedge.training.loop import train
 
     class TinyDates(DatesTask):
         sizes = {"train": 512, "val": 32, "test": 32}
@@ -189,7 +189,7 @@ def test_quantize_folder_writes_both_files_that_still_decode(tiny, tmp_path, run
 
 
 def test_export_refuses_other_targets_and_file_names(tiny, tmp_path):
-    from rnnedge.export import export_checkpoint
+    from rnnedge.exporting.api import export_checkpoint
 
     ckpt = tiny[0]
     with pytest.raises(BadInputError, match="dynamic only"):
@@ -223,10 +223,10 @@ def test_every_decoder_cell_and_attention_exports_and_verifies(cell, attention, 
     """The other decoder cells and scores (the default run covers gru + luong): untrained weights, parity only."""
     import torch
 
-    from rnnedge.seq2seq.dates import DatesTask
-    from rnnedge.seq2seq.export import export_seq2seq
-    from rnnedge.seq2seq.model import Seq2SeqModel
-    from rnnedge.seq2seq.verify import verify_folder
+    from rnnedge.families.seq2seq.dates import DatesTask
+    from rnnedge.families.seq2seq.export import export_seq2seq
+    from rnnedge.families.seq2seq.model import Seq2SeqModel
+    from rnnedge.families.seq2seq.verify import verify_folder
 
     torch.manual_seed(0)
     model = Seq2SeqModel(DatesTask().default_config(cell, hidden=12, attention=attention)).eval()

@@ -1,4 +1,4 @@
-"""rnnedge.runtime.sessions: the one onnxruntime session factory (path or bytes, quiet, CPU retry logged, one-line errors)."""
+"""rnnedge.runtime.providers: the one onnxruntime session factory (path or bytes, quiet, CPU retry logged, one-line errors)."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from rnnedge.errors import BadInputError, RnnEdgeError, UnsafeFileError
-from rnnedge.runtime import sessions
+from rnnedge.runtime import providers as sessions
 
 try:
     from tests import runtime_models as rm

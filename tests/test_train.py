@@ -13,7 +13,7 @@ import torch
 
 from rnnedge.errors import BadInputError
 from rnnedge.tasks import get_task
-from rnnedge.train import evaluate_model, train
+from rnnedge.training.loop import evaluate_model, train
 
 
 def _weights(model):
@@ -82,7 +82,7 @@ DDP_SCRIPT = textwrap.dedent(
     import hashlib, json, os, sys
     from rnnedge.checkpoint import save_checkpoint
     from rnnedge.tasks import get_task
-    from rnnedge.train import is_main_process, train
+    from rnnedge.training.loop import is_main_process, train
 
     task = get_task("seed")
     result = train(task.default_config(), task, epochs=1, seed=0, progress=False, device="cpu")

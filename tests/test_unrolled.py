@@ -12,7 +12,7 @@ from torch import nn
 
 from exporters import unrolled
 from rnnedge.errors import BadInputError
-from rnnedge.export import build_onnx, export
+from rnnedge.exporting.api import build_onnx, export
 
 CHUNK, FEATURES, HIDDEN, CLASSES = 8, 5, 8, 3
 # Every op type a mobile export may hold: the lowering's own, native.py's glue, torch's Linear head.

@@ -234,9 +234,9 @@ def digits_models(tmp_path_factory, server):
     """A tiny digits GRU (1 epoch), exported with the default lowering and with the native GRU op,
     into the served /_test/ folder: {lowering: file name}."""
     from rnnedge.checkpoint import save_checkpoint
-    from rnnedge.export import export_checkpoint
+    from rnnedge.exporting.api import export_checkpoint
     from rnnedge.tasks import get_task
-    from rnnedge.train import train
+    from rnnedge.training.loop import train
 
     _, test_dir = server
     task = get_task("digits")

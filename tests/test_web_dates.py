@@ -20,9 +20,9 @@ STRINGS = ["5 May 2001", "wednesday, september 30, 2099", "12/31/1999", "2031/02
 @pytest.fixture(scope="module")
 def dates_folder(server):
     """A tiny dates model (GRU/Luong, hidden 16, one epoch on 512 strings) exported into the served /_test/ folder."""
-    from rnnedge.seq2seq.dates import DatesTask
-    from rnnedge.seq2seq.export import export_seq2seq
-    from rnnedge.train import train
+    from rnnedge.families.seq2seq.dates import DatesTask
+    from rnnedge.families.seq2seq.export import export_seq2seq
+    from rnnedge.training.loop import train
 
     class TinyDates(DatesTask):
         sizes = {"train": 512, "val": 32, "test": 32}

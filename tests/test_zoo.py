@@ -1,5 +1,5 @@
 """Brief G's red team: modules written the way published code writes them (tests/zoo_modules.py), exported with
-rnnedge.export the way a user would, then checked with onnxruntime directly (never rnnedge.verify) against torch
+rnnedge.exporting.api the way a user would, then checked with onnxruntime directly (never rnnedge.verify) against torch
 at shapes never used for export (batch 1, seq 1, seq >= 300; unsorted, uneven lengths where lengths exist).
 
 Passing means: every declared dynamic axis is a dim_param on its input/output, and on every output

@@ -14,7 +14,7 @@ where `render(console, data)` draws the human view (rich tables) on stdout.
 
 from __future__ import annotations
 
-from . import commands  # noqa: F401  (registers every command on the group)
-from .app import EXIT_CODES, INTERNAL_ERROR, cli, emit, error_message, exit_code, main
+from rnnedge.cli import commands  # noqa: F401  (registers every command on the group)
+from rnnedge.cli.app import EXIT_CODES, INTERNAL_ERROR, cli, emit, error_message, exit_code, main
 
 __all__ = ["EXIT_CODES", "INTERNAL_ERROR", "cli", "emit", "error_message", "exit_code", "main"]

@@ -1,5 +1,5 @@
 """`python -m rnnedge.cli ...` (torchrun uses it too)."""
 
-from .app import main
+from rnnedge.cli.app import main
 
 main()

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
+from rnnedge.cli import render
+from rnnedge.cli.app import cli, emit, err_console, json_option, model_argument, model_or_folder_argument, output_option, render_mapping
 from rnnedge.errors import ParityError
-
-from . import render
-from .app import cli, emit, err_console, json_option, model_argument, model_or_folder_argument, output_option, render_mapping
+from rnnedge.tasks import task_names
 
 MAX_CHUNK = 4096  # --target mobile unrolls this many steps at most (a huge chunk would take hours to build)
 
@@ -36,7 +36,7 @@ FINITE = FiniteFloat()
 
 # -- train ----------------------------------------------------------------------------------------
 
-TASK_CHOICE = click.Choice(["seed", "digits", "fillblank", "charlm", "dates"])
+TASK_CHOICE = click.Choice(task_names())
 
 
 @cli.command()
@@ -58,8 +58,8 @@ def train(task_name, cell, hidden, layers, bidirectional, dropout, epochs, seed,
     """Train a model on a built-in task and save a checkpoint."""
     from rnnedge.checkpoint import save_checkpoint
     from rnnedge.tasks import get_task
-    from rnnedge.train import is_main_process
-    from rnnedge.train import train as train_model
+    from rnnedge.training.loop import is_main_process
+    from rnnedge.training.loop import train as train_model
 
     task = get_task(task_name)
     config = task.default_config(cell or task.default_config().cell, hidden=hidden, layers=layers,
@@ -86,7 +86,7 @@ def train(task_name, cell, hidden, layers, bidirectional, dropout, epochs, seed,
 @json_option
 def evaluate(model, task_name, split, batch_size, as_json):
     """Score a checkpoint or an .onnx file on a task's split."""
-    from rnnedge.evaluation import evaluate_file
+    from rnnedge.evaluate import evaluate_file
 
     data = evaluate_file(model, task_name, split=split, batch_size=batch_size)
     emit(data, as_json, lambda c, d: render_mapping(c, {"model": d["model"], "task": d["task"], "split": d["split"], **d["metrics"]}))
@@ -100,7 +100,7 @@ def evaluate(model, task_name, split, batch_size, as_json):
 @json_option
 def inspect(file, as_json):
     """Describe a checkpoint (config, parameters, metrics), an .onnx file, or a folder of them (seq2seq)."""
-    from rnnedge.describe import describe_file
+    from rnnedge.inspect import describe_file
 
     emit(describe_file(file), as_json, render.render_description)
 
@@ -137,10 +137,9 @@ def inspect(file, as_json):
 def export(source, output, target, lowering, chunk, opset, examples, input_names, output_names, no_verify, lengths, fix_dims, axes, ties,
            check_inputs, allow_bounded, as_json):
     """Export a checkpoint (or FILE.py:FACTORY, your own module) to one ONNX file with dynamic axes."""
-    from rnnedge.axes import parse_axes_text, parse_fix_dims, parse_ties_text, read_check_input
     from rnnedge.errors import BadInputError
-    from rnnedge.export import export_checkpoint
-    from rnnedge.usermodule import export_factory, is_factory_ref
+    from rnnedge.exporting.api import export_checkpoint
+    from rnnedge.exporting.usermodule import export_factory, is_factory_ref, parse_axes_text, parse_fix_dims, parse_ties_text, read_check_input
 
     fixed = parse_fix_dims(fix_dims)
     from click.core import ParameterSource
@@ -189,10 +188,10 @@ def verify(checkpoint, model, atol, rtol, cases, providers, allow_ill_conditione
     from rnnedge.parity import verify as verify_parity
 
     read_checkpoint(checkpoint)  # refuse a bad checkpoint before any work
-    if not model.is_dir():  # a folder is a seq2seq export, checked file by file by rnnedge.seq2seq.verify
+    if not model.is_dir():  # a folder is a seq2seq export, checked file by file by rnnedge.families.seq2seq.verify
         load_onnx(model, load_weights=False)
     if providers:  # unknown or unavailable names: one line (onnxruntime would fall back to CPU and say nothing useful)
-        from rnnedge.runtime.sessions import select_providers
+        from rnnedge.runtime.providers import select_providers
 
         providers = [select_providers(p)[0] for p in providers]
     report = verify_parity(checkpoint, model, atol=atol, rtol=rtol, cases=cases, providers=list(providers) or None,
@@ -225,7 +224,7 @@ def _eval_source(ctx, param, value):
                    "(default: per tensor); weights-int8 is per row always.")
 @click.option("--for", "deploy", default=None, metavar="batch=B,seq=T",
               help="int8: the deployment shape each recurrent unit's form is measured at (default batch 1, the file's chunk or a few steps).")
-@click.option("--form", default=None, help="int8: use this form wherever it applies instead of measuring (see rnnedge.quantize_forms.FORMS).")
+@click.option("--form", default=None, help="int8: use this form wherever it applies instead of measuring (see rnnedge.quantizing.forms.FORMS).")
 @click.option("--op-types", default=None, help="int8: comma-separated op types whose weights become int8 (default MatMul,Gemm,RNN,GRU,LSTM,Gather).")
 @click.option("--quantize-conv", is_flag=True, default=False, help="int8: quantize Conv too (off by default: int8 Conv can hurt accuracy).")
 @click.option("--eval", "eval_task", default=None, metavar="TASK|INPUTS.npz", callback=_eval_source,
@@ -238,8 +237,8 @@ def quantize(model: Path, output: Path, mode: str, calibration: str | None, cali
              max_drift: float | None, as_json: bool) -> None:
     """Quantize MODEL.onnx to int8 (forms measured per recurrent unit, or static) or float16."""
     from rnnedge.errors import ParityError
-    from rnnedge.quantize import quantize as run_quantize
-    from rnnedge.quantize_eval import evaluate
+    from rnnedge.quantizing.api import quantize as run_quantize
+    from rnnedge.quantizing.drift import evaluate
 
     checked = (eval_task is not None or max_drift is not None) and not Path(model).is_dir()
     # with --eval/--max-drift the file is judged before it takes the output's place: a failed check or bad --eval
@@ -316,7 +315,7 @@ def run(model, input_file, lengths_file, output, provider, threads, as_json):
 @json_option
 def bench(model, against, threads, batch, seq, repeats, plot, as_json):
     """Latency (p50/p90/p99), throughput, size and memory of MODEL, against torch eager with --against."""
-    from rnnedge.bench import bench as run_bench
+    from rnnedge.bench.latency import bench as run_bench
 
     if against is not None:
         from rnnedge.checkpoint import read_checkpoint

@@ -7,11 +7,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .app import err_console, fmt, render_mapping
+from rnnedge.cli.app import err_console, fmt, render_mapping
 
 
 class RichProgress:
-    """rnnedge.train's progress hook as a rich progress bar on stderr."""
+    """rnnedge.training.loop's progress hook as a rich progress bar on stderr."""
 
     def __init__(self, task_name: str, metric: str):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -12,8 +12,8 @@
 
 from __future__ import annotations
 
-from .cases import case_sizes, generate_cases
-from .compare import (
+from rnnedge.parity.cases import case_sizes, generate_cases
+from rnnedge.parity.compare import (
     EPS32,
     FP16_ATOL,
     FP16_RTOL,
@@ -25,8 +25,8 @@ from .compare import (
     ParityReport,
     compare,
 )
-from .runners import OrtRunner, TorchRunner, available_providers, ort_session
-from .verify import check_streaming, quick_check, spec_of, torch_module_for, verify
+from rnnedge.parity.runners import OrtRunner, TorchRunner, available_providers, ort_session
+from rnnedge.parity.verify import check_streaming, quick_check, spec_of, torch_module_for, verify
 
 __all__ = ["EPS32", "FP16_ATOL", "FP16_RTOL", "ILL_CONDITIONED", "NOISE_FLOOR", "NOISE_K", "CaseResult", "OrtRunner",
            "OutputDiff", "ParityReport", "TorchRunner", "available_providers", "case_sizes", "check_streaming", "compare",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spec import IOSpec
+from rnnedge.spec import IOSpec
 
 LONG = 300  # > 256: past the bounds modules branch on (`if T > 200`)
 LONGER = 600  # > 512

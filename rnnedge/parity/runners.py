@@ -12,15 +12,10 @@ import logging
 
 import numpy as np
 
-from ..errors import BadInputError
-from ..spec import IOSpec
+from rnnedge.errors import BadInputError, first_line
+from rnnedge.spec import IOSpec
 
 log = logging.getLogger(__name__)
-
-
-def first_line(exc: BaseException, limit: int = 200) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:limit]
 
 
 class TorchRunner:
@@ -146,7 +141,7 @@ def _nudged_copy(module, seed: int):
 def ort_session(path, providers=None, threads: int | None = None):
     """A quiet onnxruntime session on exactly these providers (no silent CPU fallback); one-line errors."""
     try:
-        from ..runtime.sessions import open_session
+        from rnnedge.runtime.providers import open_session
     except ImportError:  # before the runtime package's session factory existed
         open_session = None
     if open_session is not None:
@@ -167,7 +162,7 @@ def ort_session(path, providers=None, threads: int | None = None):
 
 def available_providers() -> list[str]:
     try:
-        from ..runtime.sessions import available_providers as available
+        from rnnedge.runtime.providers import available_providers as available
     except ImportError:
         import onnxruntime as ort
 

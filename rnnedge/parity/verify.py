@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInputError, ParityError
-from ..spec import IOSpec, TensorSpec
-from .cases import case_sizes, check_cases, generate_cases, time_axis
-from .compare import EPS32, FP16_ATOL, FP16_RTOL, CaseResult, ParityReport, compare
-from .runners import OrtRunner, TorchRunner, available_providers, first_line, ort_session
+from rnnedge.errors import BadInputError, ParityError, first_line
+from rnnedge.parity.cases import case_sizes, check_cases, generate_cases, time_axis
+from rnnedge.parity.compare import EPS32, FP16_ATOL, FP16_RTOL, CaseResult, ParityReport, compare
+from rnnedge.parity.runners import OrtRunner, TorchRunner, available_providers, ort_session
+from rnnedge.spec import IOSpec, TensorSpec
 
 log = logging.getLogger(__name__)
 CPU = "CPUExecutionProvider"
@@ -25,7 +25,7 @@ CPU = "CPUExecutionProvider"
 
 def spec_of(onnx_path) -> tuple[IOSpec, dict]:
     """(IOSpec, metadata) of a file: the spec rnnedge stored (outputs as declared), or one read from the graph."""
-    from ..files import load_onnx
+    from rnnedge.files import load_onnx
 
     load_onnx(onnx_path, load_weights=False)  # missing, pickled, corrupt, external data leaving its folder: one line
     session = ort_session(onnx_path)
@@ -58,19 +58,18 @@ def tolerances(meta: dict, atol: float | None, rtol: float | None) -> tuple[floa
 
 
 def torch_module_for(model_or_ckpt, meta: dict):
-    """The torch side: a module as given, or the contract wrapper of a checkpoint for the file's target."""
+    """The torch side: a module as given, or what a checkpoint's family says a file of it computes."""
     if isinstance(model_or_ckpt, (str, Path)):
-        from ..checkpoint import load_checkpoint
-        from ..contract import contract
-        from ..seq2seq.config import Seq2SeqConfig
+        from rnnedge.checkpoint import load_checkpoint
+        from rnnedge.families.registry import family_for_config
 
         model = load_checkpoint(model_or_ckpt)
-        if isinstance(getattr(model, "config", None), Seq2SeqConfig):
-            raise BadInputError(f"{model_or_ckpt} is a sequence-to-sequence checkpoint: verify it against its exported folder "
-                                "(encoder.onnx + decoder.onnx), not one .onnx file")
-        target = meta.get("rnnedge.target", "dynamic")
-        return contract(model, target, chunk=int(meta.get("rnnedge.chunk", 16))).module
-    from ..axes import nested_module
+        family = family_for_config(model.config)
+        if family.torch_module is None:
+            raise BadInputError(f"{model_or_ckpt} is a {family.name} checkpoint that exports to a folder: verify it against "
+                                "its exported folder (e.g. encoder.onnx + decoder.onnx), not one .onnx file")
+        return family.torch_module(model, meta)
+    from rnnedge.exporting.axes import nested_module
 
     return nested_module(model_or_ckpt, meta.get("rnnedge.spec"))  # model(x, (h0, c0)): fed the file's flat inputs
 
@@ -157,13 +156,14 @@ def verify(model_or_ckpt, onnx_path, *, atol: float | None = None, rtol: float |
     """Compare torch and onnxruntime on generated cases, on every available provider. Never raises on a mismatch.
 
     atol/rtol None: the noise policy (see rnnedge.parity.compare); given: fixed tolerances.
-    A folder is a seq2seq export (encoder.onnx + decoder.onnx): rnnedge.seq2seq.verify checks each file and the decode.
+    A path a model family owns (a seq2seq folder: encoder.onnx + decoder.onnx) is checked by that family's verify.
     """
-    if Path(onnx_path).is_dir():
-        from ..seq2seq.verify import verify_folder
+    from rnnedge.families.registry import family_for_path
 
-        return verify_folder(model_or_ckpt, onnx_path, atol=atol, rtol=rtol, cases=cases, providers=providers,
-                             allow_ill_conditioned=allow_ill_conditioned)
+    family = family_for_path(onnx_path)
+    if family is not None and family.verify_path is not None:
+        return family.verify_path(model_or_ckpt, onnx_path, atol=atol, rtol=rtol, cases=cases, providers=providers,
+                                  allow_ill_conditioned=allow_ill_conditioned)
     stored_spec, meta = spec_of(onnx_path)
     spec = spec or stored_spec
     atol, rtol = tolerances(meta, atol, rtol)
@@ -188,7 +188,7 @@ def range_probes(onnx_path, spec: IOSpec) -> list[CaseResult]:
         sizes = {**case_sizes(spec, 1, 1), axis: int(hi) + 1}
         name = f"outside the recorded range: {axis} {int(hi) + 1} (valid {span[0]}..{hi})"
         try:
-            from ..runtime import Session
+            from rnnedge.runtime import Session
 
             Session(onnx_path, providers="cpu").run_all(spec.make_inputs(sizes, seed=9))
         except Exception as exc:  # refused, as it must be (any one-line error of the runtime)

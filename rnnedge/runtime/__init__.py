@@ -33,14 +33,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from rnnedge.runtime.session import Session
-from rnnedge.runtime.sessions import (
+from rnnedge.runtime.providers import (
     PROVIDER_ALIASES,
     available_providers,
     open_session,
     select_providers,
     uses_iobinding,
 )
+from rnnedge.runtime.session import Session
 from rnnedge.runtime.signature import TensorInfo
 from rnnedge.runtime.streaming import StreamingSession
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnedge.errors import BadInputError
-from rnnedge.runtime.sessions import open_session
+from rnnedge.runtime.providers import open_session
 
 log = logging.getLogger(__name__)
 

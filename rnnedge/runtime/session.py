@@ -17,7 +17,7 @@ from rnnedge.errors import BadInputError
 from rnnedge.runtime import inputs
 from rnnedge.runtime.bound import BoundCall
 from rnnedge.runtime.checks import check_model_path
-from rnnedge.runtime.sessions import open_session, ort_error, select_providers, session_options, uses_iobinding
+from rnnedge.runtime.providers import open_session, ort_error, select_providers, session_options, uses_iobinding
 from rnnedge.runtime.signature import TensorInfo, find_roles, json_metadata, tensor_info
 
 __all__ = ["Session"]
@@ -222,9 +222,6 @@ class Session:
     def _batch(self, x, lengths):
         """A list of variable-length sequences -> (padded batch, lengths); arrays pass through."""
         return inputs.batch_sequences(self, x, lengths)
-
-    def _coerce(self, a, what: str, spec: TensorInfo | None = None) -> np.ndarray:
-        return inputs.coerce(self, a, what, spec)
 
     def _check_feeds(self, feeds: dict) -> dict[str, np.ndarray]:
         """Validate and complete a feed dict; every problem is one BadInputError line."""

@@ -10,8 +10,8 @@ import numpy as np
 
 from rnnedge.errors import BadInputError
 from rnnedge.runtime.bound import BoundStream
+from rnnedge.runtime.providers import ort_error
 from rnnedge.runtime.session import FAST_SHAPES, Session, values_ok
-from rnnedge.runtime.sessions import ort_error
 from rnnedge.runtime.signature import STATE_OUT
 
 __all__ = ["StreamingSession"]
@@ -41,7 +41,7 @@ class StreamingSession:
             path_or_session, providers=providers, threads=threads)
         if not s.is_streaming:
             raise BadInputError(f"{s.path} has no 'h0' input: export it with --target stream to stream")
-        from .inputs import batch_axis
+        from rnnedge.runtime.inputs import batch_axis
 
         if batch_axis(s) == 1:
             raise BadInputError(f"{s.path} takes (seq, batch, ...) inputs; StreamingSession streams batch-first models: "

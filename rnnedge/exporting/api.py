@@ -1,0 +1,295 @@
+"""Module -> ONNX: swap the recurrent layers, call torch.onnx (dynamo), lower, fix up, save.
+
+    rnnedge.export(module, example_inputs, "model.onnx", dynamic_axes={"x": {0: "batch", 1: "seq"}})
+
+1. `exporters.ops.swapped_recurrent` replaces each nn.RNN/GRU/LSTM by a wrapper around one
+   custom op, so `torch.onnx.export(dynamo=True)` keeps batch and sequence symbolic and emits
+   one `rnnedge.TorchRecurrent` placeholder per recurrent stack.
+2. `exporters.native` lowers the placeholders to the standard ONNX operators; `exporters.scan`
+   (hoisted projection + Scan) or `exporters.unrolled` (fixed chunk, mobile) then rewrite those.
+3. Symbolic dims get the user's labels, metadata is attached, `onnx.checker` and strict shape
+   inference run, the file is written atomically, and a quick parity check runs on shapes that
+   were not used for export (the full suite is `rnnedge.verify`).
+
+Lowering choice (`lowering="auto"`): onnxruntime 1.32, one thread, batch 8, 50 steps, input = hidden,
+median ms native / scan, measured in one interleaved run on this project's 2-core x86 machine:
+
+    hidden      16            32            64            128           256 (samples/bench_targets.py)
+    RNN     0.072/0.074   0.128/0.091   0.344/0.162   1.988/0.524   2.69/1.16    -> scan from hidden 32
+    GRU     0.102/0.406   0.167/0.418   0.384/0.900   1.904/2.153   4.27/4.64    -> native
+    LSTM    0.161/0.622   0.206/0.652   0.382/0.653   1.354/1.943   8.60/9.29    -> native
+
+ORT's own RNN kernel is the slow one; its GRU and LSTM kernels beat a Scan loop of small ops. Scan
+stays the choice for LSTM projections (no standard operator) and is what `quantize --mode int8`
+re-lowers RNN and GRU to, since their standard operators stay float under ORT's quantizer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rnnedge import __version__
+from rnnedge.errors import BadInputError, ExportError, first_line
+from rnnedge.exporting import axes as axes_
+from rnnedge.exporting import capture, fixups
+from rnnedge.exporting.axes import make_spec as _make_spec
+from rnnedge.exporting.axes import normalise_axes as _normalise_axes
+from rnnedge.files import atomic_path, onnx_bytes
+from rnnedge.spec import IOSpec
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("dynamic", "stream", "mobile")
+LOWERINGS = ("auto", "native", "scan", "unrolled")
+# lowering="auto": per cell, the faster of native/scan in onnxruntime (see the module docstring).
+LOWERING_AUTO = {"rnn": "scan", "gru": "native", "lstm": "native"}
+SCAN_RNN_MIN_HIDDEN = 32  # below this, ORT's RNN kernel is as fast as the Scan loop (0.072 vs 0.074 ms at 16)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    lowering: str  # the lowering used ("native", "scan", "unrolled")
+    target: str
+    inputs: list[str]
+    outputs: list[str]
+    nodes: int  # top-level graph nodes
+    size_bytes: int
+    seconds: float  # wall time of the whole export
+    parity: object = None  # ParityReport of the quick check, or None with verify=False
+    spec: IOSpec | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "path": str(self.path), "lowering": self.lowering, "target": self.target, "inputs": self.inputs,
+            "outputs": self.outputs, "nodes": self.nodes, "size_bytes": self.size_bytes, "seconds": round(self.seconds, 3),
+            "parity": self.parity.to_dict() if self.parity is not None else None,
+        }
+
+
+def export(
+    module,
+    example_inputs,
+    path,
+    *,
+    dynamic_axes: dict | None = None,
+    target: str = "dynamic",
+    lowering: str = "auto",
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+    opset: int = 18,
+    verify: bool = True,
+    metadata: dict | None = None,
+    allow_bounded: bool = False,
+    tied_axes: dict | None = None,
+    fix_dims: dict | None = None,
+    check_inputs: list | None = None,
+) -> ExportResult:
+    """Export any nn.Module containing nn.RNN/GRU/LSTM layers to one self-contained ONNX file.
+
+    allow_bounded: a dynamic axis torch.export found valid only in a range (`if x.shape[1] > 100:`) is refused
+    unless this is True; then the range is written to the spec and metadata and rnnedge.runtime enforces it.
+    tied_axes: {label: "(frames - 4) * 256" | "other_label" | [valid sizes]}: how a named axis relates to others.
+    fix_dims: {label: size}: pin a named axis to a concrete size in the file (runtimes that refuse symbolic dims).
+    check_inputs: [example input tuples]: the quick check runs on exactly these (no invented sizes)."""
+    start = time.perf_counter()
+    if target not in TARGETS:
+        raise BadInputError(f"unknown target '{target}': expected one of {', '.join(TARGETS)}")
+    if lowering not in LOWERINGS:
+        raise BadInputError(f"unknown lowering '{lowering}': expected one of {', '.join(LOWERINGS)}")
+    examples = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    module, examples = axes_.flatten_inputs(module, examples)  # (x, (h0, c0), lengths) -> x, h0, c0, lengths
+    model, spec, chosen = build_onnx(module, examples, dynamic_axes=dynamic_axes, target=target, lowering=lowering,
+                                     input_names=input_names, output_names=output_names, opset=opset, allow_bounded=allow_bounded,
+                                     tied_axes=tied_axes, fix_dims=fix_dims, check_inputs=check_inputs)
+    spec.nesting = getattr(module, "nesting", None)  # verify rebuilds the user's nested call from the flat inputs
+    meta = {"rnnedge.version": __version__, "rnnedge.lowering": chosen, "rnnedge.target": target, "rnnedge.spec": spec.to_json()}
+    if getattr(spec, "bidirectional", False):  # a mobile chunk of a bidirectional layer is one whole sequence: never chained
+        meta["rnnedge.bidirectional"] = "1"
+    meta.update(_range_metadata(spec))
+    if spec.fixed:
+        meta["rnnedge.fixed_dims"] = json.dumps(spec.fixed, sort_keys=True)
+    meta.update({k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()})
+    set_metadata(model, meta)
+    data = onnx_bytes(model)
+    report = None
+    with atomic_path(path) as tmp:  # an existing file is replaced only once the new one checks out
+        tmp.write_bytes(data)
+        probe = getattr(spec, "must_probe", None)
+        if verify or probe:
+            from rnnedge.parity import quick_check
+
+            if not verify:  # a branch on size 1 may make the file wrong there: never write it unchecked
+                log.warning("torch guarded %s against size 1: running the quick check despite verify=False", ", ".join(probe))
+            report = quick_check(module, tmp, spec, examples=examples, only_checks=verify and bool(spec.check_feeds))
+    return ExportResult(Path(path), chosen, target, [t.name for t in spec.inputs], spec.outputs,
+                        len(model.graph.node), len(data), time.perf_counter() - start, report, spec)
+
+
+def export_checkpoint(checkpoint, path, *, target: str = "dynamic", lowering: str = "auto", chunk: int = 16,
+                      batch: int = 1, opset: int = 18, verify: bool = True, lengths: bool | None = None,
+                      fix_dims: dict | None = None):
+    """Export an rnnedge checkpoint as its model family says: one file with the contract's I/O (x|tokens, [lengths],
+    h0/c0 -> logits|y, hn/cn) for a SequenceModel (rnnedge.families.sequence.export), a folder for a seq2seq model.
+
+    lengths: None takes `lengths` as an input only when the checkpoint's task has sequences of varying length
+    (every built-in classification/LM task has fixed lengths); True/False force it. fix_dims pins named axes."""
+    from rnnedge.checkpoint import load_checkpoint
+    from rnnedge.families.registry import family_for_config
+
+    model = load_checkpoint(checkpoint)
+    return family_for_config(model.config).export_checkpoint(model, path, target=target, lowering=lowering, chunk=chunk,
+                                                             batch=batch, opset=opset, verify=verify, lengths=lengths,
+                                                             fix_dims=fix_dims)
+
+
+def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowering="auto", input_names=None,
+               output_names=None, opset=18, allow_bounded=False, tied_axes=None, fix_dims=None, check_inputs=None):
+    """The pure core of export: returns (onnx.ModelProto, IOSpec, lowering used). Writes nothing."""
+    import torch
+
+    from exporters import native, ops
+    from exporters.graph import unname_unused_outputs
+    from rnnedge.exporting import guards, recurrence
+
+    guards.refuse_torchscript(module)
+    if not isinstance(module, torch.nn.Module):
+        raise BadInputError(f"expected a torch.nn.Module, got {type(module).__name__}")
+    if isinstance(module, ops.RECURRENT_TYPES):
+        module = capture.bare_module()(module)
+    layers = ops.find_recurrent(module)
+    if not layers:  # cells, hand-written recurrences, step modules: plain torch.onnx, same checks (rnnedge.exporting.recurrence)
+        recurrence.refuse_stream(target)
+    if target == "stream" and any(layer.bidirectional for _, layer in layers):
+        raise BadInputError("a bidirectional layer cannot stream (--target stream): its backward direction needs the whole "
+                            "sequence, so chunks fed one after another would give other answers; export --target dynamic")
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, torch.Tensor):
+            raise BadInputError(f"example input {i} is a {type(ex).__name__}: pass tensors")
+    _refuse_float64(layers, examples)
+    eager_failure = capture.run_eagerly(module, examples)  # raised below, unless rnnedge's own checks say more
+    names = list(input_names or [f"input_{i}" for i in range(len(examples))])
+    if len(names) != len(examples):
+        raise BadInputError(f"{len(names)} input names for {len(examples)} example inputs")
+    batch_first = all(layer.batch_first for _, layer in layers)
+    if layers or dynamic_axes is not None or target == "mobile":
+        axes = _normalise_axes(dynamic_axes, names, examples, batch_first, target, output_names)
+        if not layers:
+            axes = recurrence.complete_axes(axes, names, examples)  # a step module's h, c follow x_t's batch
+    else:
+        axes = recurrence.default_axes(names, examples)
+    declared = axes_.declare(names, examples, axes, dynamic_axes, tied_axes=tied_axes, fix_dims=fix_dims, check_inputs=check_inputs)
+    axes, examples, dynamic_axes, ties = declared.axes, declared.examples, declared.dynamic_axes, declared.ties
+    chosen = _choose_lowering(lowering, target, layers) if layers else recurrence.choose_lowering(lowering, target)
+    spec = _make_spec(module, names, examples, axes, output_names, ties)
+    spec.bidirectional = any(layer.bidirectional for _, layer in layers)
+    spec.fixed, spec.checks, spec.check_feeds = declared.fixed, declared.checks, declared.feeds
+    if not layers:
+        recurrence.adjust_spec(spec, module)
+
+    dynamic_shapes = axes_.dynamic_shapes(module, names, axes, ties)
+    was_training = module.training
+    module.eval()
+    try:
+        with ops.swapped_recurrent(module), ops.packing_as_lengths() as packing, torch.no_grad(), capture.quiet_torch(), guards.watch_guards() as seen:
+            program = capture.torch_onnx_export(module, examples, dynamic_shapes, names, output_names, opset)
+    except Exception as exc:  # torch.export / onnx conversion failures: one readable line, saying whose it is
+        if capture.own_error(exc) is None and eager_failure is not None:  # torch chokes on examples the module cannot take
+            raise eager_failure from exc
+        raise capture.own_error(exc) or ExportError(f"torch.onnx could not export the module: {first_line(exc)}{guards.failed_at(exc)}") from exc
+    finally:
+        module.train(was_training)
+    spec.ranges = guards.check_program(program, names, axes, seen, allow_bounded=allow_bounded, ties=ties)  # bounded/specialised axes
+    spec.must_probe = guards.size_one_guards(program, names, axes, seen)  # 'not 1' guards: probed even with verify=False
+    axes_.mark_sorted_lengths(spec, packing.lengths_descending)  # enforce_sorted=True: checks feed lengths longest first
+    if eager_failure is not None:  # torch.export got through, but the module cannot run on the user's own examples
+        raise eager_failure
+    model = program.model_proto
+    fixups.repair(model, axes)  # torch.onnx quirks that are no-ops in torch (Squeeze of a non-1 axis, ...)
+    native.lower_torch_recurrent(model)
+    model = _optimize(model)  # after lowering: onnxscript's optimizer cannot type the placeholder
+    _apply_lowering(model, chosen)
+    unname_unused_outputs(model.graph)  # a classifier's per-step Y is neither allocated nor written
+    fixups.finish(model, axes, spec, dynamic_axes or {})
+    fixups.restore_input_names(model, names)
+    guards.check_frozen(model, axes, dynamic_axes or {})
+    spec.outputs = [o.name for o in model.graph.output]
+    return model, spec, chosen
+
+
+
+
+def _choose_lowering(lowering: str, target: str, layers) -> str:
+    if target == "mobile":
+        if lowering not in ("auto", "unrolled"):
+            raise BadInputError("--target mobile uses the unrolled lowering (fixed-size chunk of plain operators)")
+        return "unrolled"
+    if lowering == "unrolled":
+        raise BadInputError("the unrolled lowering needs fixed shapes: use --target mobile --chunk N")
+    has_proj = any(getattr(layer, "proj_size", 0) for _, layer in layers)
+    if lowering == "native" and has_proj:
+        raise BadInputError("LSTM projections (proj_size) have no standard ONNX operator: use --lowering scan")
+    if lowering != "auto":
+        return lowering
+    if has_proj:
+        return "scan"
+    from exporters.ops import _mode
+
+    picks = set()
+    for _, layer in layers:
+        cell = _mode(layer).split("_")[0]  # by isinstance: a subclass of nn.LSTM (class BLSTM(nn.LSTM)) is an LSTM
+        small_rnn = cell == "rnn" and layer.hidden_size < SCAN_RNN_MIN_HIDDEN
+        picks.add("native" if small_rnn else LOWERING_AUTO[cell])
+    return picks.pop() if len(picks) == 1 else "scan"
+
+
+def _optimize(model):
+    """Constant folding and dead-code removal (onnxscript's optimizer), on standard operators only."""
+    import onnxscript.optimizer
+
+    with capture.quiet_torch():
+        return onnxscript.optimizer.optimize(model)
+
+
+def _apply_lowering(model, lowering: str) -> None:
+    if lowering == "scan":
+        from exporters import scan
+
+        scan.lower_to_scan(model)
+    elif lowering == "unrolled":
+        from exporters import unrolled
+
+        left = unrolled.lower_to_unrolled(model)
+        if left:  # a recurrent operator left in a mobile model would keep NNAPI/CoreML off it
+            raise ExportError(f"the unrolled (mobile) lowering cannot rewrite {left[0]}")
+
+
+def set_metadata(model, meta: dict[str, str]) -> None:
+    """Replace the model's metadata_props with `meta`, in sorted order (byte-identical files)."""
+    from onnx import helper
+
+    existing = {p.key: p.value for p in model.metadata_props}
+    existing.update(meta)
+    del model.metadata_props[:]
+    helper.set_model_props(model, dict(sorted(existing.items())))
+
+
+def _range_metadata(spec) -> dict:
+    from rnnedge.exporting.guards import range_metadata
+
+    return range_metadata(getattr(spec, "ranges", None) or {})
+
+
+def _refuse_float64(layers, examples) -> None:
+    """The lowerings write float32 recurrent weights (onnxruntime's RNN/GRU/LSTM kernels are float32): say so up front."""
+    import torch
+
+    wide = [name for name, layer in layers if any(p.dtype == torch.float64 for p in layer.parameters())]
+    if wide or (layers and any(ex.dtype == torch.float64 for ex in examples)):
+        where = f"layer '{wide[0]}'" if wide else "an example input"
+        raise ExportError(f"{where} is float64; rnnedge exports recurrent layers in float32 (onnxruntime's RNN/GRU/LSTM kernels): "
+                          "call module.float() and pass float32 inputs")

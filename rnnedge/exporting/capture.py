@@ -1,0 +1,131 @@
+"""Capture: the torch.onnx call itself, and what surrounds it (the module run once eagerly on its examples, torch's
+logging quieted, a bare recurrent layer given a container, rnnedge's own refusals found inside torch's errors).
+
+`torch_onnx_export` is torch.onnx.export(dynamo=True) with rnnedge's translation table for the recurrent custom op,
+reusing one torchlib registry per opset (torch's public call rebuilds it every time, ~1.3 s of a ~2 s export).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+
+from rnnedge.errors import BadInputError, RnnEdgeError, first_line
+
+
+def run_eagerly(module, examples) -> BadInputError | None:
+    """Run the module once on the examples (eval mode, no grad) before torch.export. Examples it cannot take
+    (wrong rank, wrong feature size) are the user's input error: the one line to raise, unless rnnedge's own
+    refusals (a guard tying two declared axes, say) explain more; None when the module runs."""
+    import torch
+
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(*examples)
+    except RnnEdgeError:
+        raise
+    except Exception as exc:
+        said = first_line(exc)
+        what = type(exc).__name__ + (f": {said}" if said != type(exc).__name__ else "")
+        failure = BadInputError(f"the module fails on the example inputs: {what}")
+        failure.__cause__ = exc
+        return failure
+    finally:
+        module.train(was_training)
+    return None
+
+
+# torch.onnx/torch.export log through loggers under 'torch' with their own stderr handlers (propagate=False), at
+# levels up to ERROR ("failed while attempting to run meta ...", with a traceback): none of it is for the user.
+_QUIET = ("torch", "onnxscript")
+
+
+def _noisy_loggers() -> list[logging.Logger]:
+    """'torch', 'onnxscript' and every logger under them that has a level of its own (the rest inherit it)."""
+    from rnnedge.exporting.guardlog import GUARD_LOGGER  # watch_guards manages this one (it collects torch's guards from it)
+
+    names = [n for n in list(logging.root.manager.loggerDict) if n != GUARD_LOGGER and any(n == q or n.startswith(q + ".") for q in _QUIET)]
+    loggers = [logging.getLogger(n) for n in names]
+    return [lg for lg in loggers if lg.name in _QUIET or lg.level != logging.NOTSET]
+
+
+@contextlib.contextmanager
+def quiet_torch():
+    """torch.onnx logs and warns a lot (torchvision missing, deprecations, fake-tensor tracebacks at ERROR when a
+    shape does not fit); keep the user's terminal clean. Loggers created during the export inherit 'torch''s level."""
+    loggers = list({lg.name: lg for lg in [logging.getLogger(n) for n in _QUIET] + _noisy_loggers()}.values())
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+        from rnnedge.exporting.guards import pass_guard_warnings
+
+        pass_guard_warnings(caught)  # torch's warnings about guards and specialisations still reach the user (as log warnings)
+
+
+def bare_module():
+    """A one-child container, so that a bare nn.LSTM (say) can be swapped like any other layer."""
+    import torch
+
+    class Bare(torch.nn.Module):
+        def __init__(self, layer):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x, hx=None):
+            return self.layer(x, hx)
+
+    return Bare
+
+
+_REGISTRIES: dict[int, object] = {}
+
+
+def torch_onnx_export(module, examples, dynamic_shapes, names, output_names, opset):
+    """torch.onnx.export(dynamo=True) with our translation table, reusing one operator registry per opset.
+
+    The public call rebuilds torchlib's registry every time (about 1.3 s of a ~2 s warm export here);
+    torch.onnx's own compat layer does exactly what follows, with a fresh registry. Falls back to the
+    public call if torch's internals move.
+    """
+    import torch
+
+    from exporters import ops
+
+    try:
+        from torch.onnx._internal.exporter import _constants, _core, _registration
+    except ImportError:
+        _core = None
+    if _core is None or not hasattr(_registration, "ONNXRegistry"):
+        return torch.onnx.export(module, examples, dynamo=True, custom_translation_table=ops.translation_table(),
+                                 dynamic_shapes=dynamic_shapes, input_names=names, output_names=output_names,
+                                 opset_version=opset, optimize=False, verbose=False)
+    registry_opset = max(opset, _constants.TORCHLIB_OPSET)
+    if registry_opset not in _REGISTRIES:
+        registry = _registration.ONNXRegistry().from_torchlib(opset_version=registry_opset)
+        for torch_op, onnx_op in ops.translation_table().items():
+            registry.register_op(torch_op, onnx_op, is_complex=False)
+        _REGISTRIES[registry_opset] = registry
+    return _core.export(module, examples, {}, registry=_REGISTRIES[registry_opset], dynamic_shapes=dynamic_shapes,
+                        input_names=names, output_names=output_names, verbose=False, optimize=False, opset_version=opset)
+
+
+def own_error(exc: BaseException) -> RnnEdgeError | None:
+    """rnnedge's own refusal raised inside torch's tracing (torch.onnx wraps it): re-raised as it was."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, RnnEdgeError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -1,0 +1,181 @@
+"""Which sizes a torch.export guard allows: the arithmetic behind rnnedge.exporting.guards' verdicts (torch-free but for
+torch's own sympy size functions, imported when a guard is parsed).
+
+A guard's text (`Ne(Mod(s27, 16), 0)`, `Eq(s27, Min(200, s27))`, `s77*((s27 // 32) - 1) > -1`) is parsed back to
+sympy and evaluated over the sizes 1..BOUND_PROBE of one axis, the other sizes it names tried at their export
+example's and a few more: `_as_bound` / `_joint_bound` read one or several guards as a range, `_excluded_sizes`
+lists what a 'not equal' guard leaves out, `_constrains` says whether a guard limits an axis at all;
+`_equal_sizes` / `_unify` make the names torch gave one size into one symbol.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from rnnedge.exporting.guardlog import GuardLog
+
+_SYMBOL = re.compile(r"\b[su]\d+\b")
+
+
+_SAME = r"Eq\(([su]\d+), ([su]\d+)\)"
+
+
+def _conjuncts(expr: str) -> list[str]:
+    """'Eq(s56, s21) & Eq(s98, s15)' (torch logs one guard for a bmm's two shared sizes) -> its parts."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(expr):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "&" and depth == 0:
+            parts.append(expr[start:i].strip())
+            start = i + 1
+    return [*parts, expr[start:].strip()]
+
+
+def _relation(expr: str) -> bool:
+    """A guard that ties a size to others or to a pattern (not a plain bound, which range_constraints already say)."""
+    if all(re.fullmatch(_SAME, part) for part in _conjuncts(expr.strip())):
+        return False  # inputs sharing sizes: what the shared labels declared
+    if expr.startswith("Ne("):
+        return False  # "not 1" style guards (broadcasting, or a branch on size 1): probed by the quick check, see size_one_guards
+    if any(f in expr for f in ("Mod(", "FloorDiv(", "CleanDiv(", "PythonMod(")):
+        return True
+    return expr.startswith("Eq(") or len(set(_SYMBOL.findall(expr))) > 1
+
+
+PROBE_SIZES = (1, 2, 3, 5, 8, 13, 33, 100, 257, 513)
+
+
+def _equal_sizes(seen: GuardLog) -> dict[str, str]:
+    """{symbol: representative} from torch's plain equality guards (Eq(s2, s77)), so one size is one symbol."""
+    parent: dict[str, str] = {}
+
+    def root(s: str) -> str:
+        while parent.get(s, s) != s:
+            s = parent[s]
+        return s
+
+    for g in seen.guards:
+        for part in _conjuncts(g.expr.strip()):
+            m = re.fullmatch(_SAME, part)
+            if m:
+                a, b = sorted((root(m.group(1)), root(m.group(2))))
+                if a != b:
+                    parent[b] = a
+    return {s: root(s) for s in parent}
+
+
+def _unify(expr: str, same: dict[str, str]) -> str:
+    return _SYMBOL.sub(lambda m: same.get(m.group(0), m.group(0)), expr) if same else expr
+
+
+def _constrains(expr: str, symbol: str, hints: dict) -> bool:
+    """Whether a guard fails at some probed size of `symbol`, the other sizes kept at the export example's.
+
+    `s0*(s26 - 4) >= 0` (a convolution's frames >= 4) constrains s26 but not the batch s0; torch's slice bound checks
+    such as `Min(5, s27) <= s27` constrain nothing. A size with no known example value is probed too (then the guard
+    must both hold and fail as `symbol` varies). Unevaluable guards count as constraints."""
+    import itertools
+    import random
+
+    try:
+        formula = _parse(expr)
+        target = next((s for s in formula.free_symbols if str(s) == symbol), None)
+        if target is None:
+            return False
+        others = sorted((s for s in formula.free_symbols if s != target), key=str)
+        fixed = {s: hints[str(s)] for s in others if hints.get(str(s)) is not None}
+        unknown = [s for s in others if s not in fixed]
+        grid = list(itertools.product(PROBE_SIZES, repeat=len(unknown))) if len(unknown) <= 2 else [
+            tuple(random.Random(i).choice(PROBE_SIZES) for _ in unknown) for i in range(100)]
+        for values in grid:
+            env = {**fixed, **dict(zip(unknown, values))}
+            results = {bool(formula.subs({**env, target: size})) for size in PROBE_SIZES}
+            if False in results and (True in results or not unknown):
+                return True
+        return False
+    except Exception:
+        return True
+
+
+BOUND_PROBE = 4096  # a guard's truth is read over sizes 1..BOUND_PROBE of the axis
+OTHER_SIZES = (1, 2, 3, 8, 33, 100)  # sizes tried for the other sizes a guard names (with their example's)
+_PYTHON_FNS = {"FloorDiv": lambda a, b: a // b, "CleanDiv": lambda a, b: a // b, "IntTrueDiv": lambda a, b: a / b,
+               "CeilDiv": lambda a, b: -(-a // b), "Mod": lambda a, b: a % b, "PythonMod": lambda a, b: a % b,
+               "ModularIndexing": lambda a, b, c: (a // b) % c, "Min": min, "Max": max, "TruncToInt": int, "FloorToInt": int}
+
+
+def _truth_sets(expr: str, symbol: str, hints: dict) -> list[tuple[bool, ...]] | None:
+    """Where a guard holds, as the axis `symbol` runs over 1..BOUND_PROBE: one tuple per trial of the other sizes it
+    names (each at its example size and at OTHER_SIZES, where the guard holds at `symbol`'s example size); None when it
+    cannot be evaluated here. Read once per guard and export: the verdict, its ranges and the probes all ask."""
+    return _truth_sets_of(expr, symbol, tuple(sorted(hints.items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _truth_sets_of(expr: str, symbol: str, hint_items: tuple) -> list[tuple[bool, ...]] | None:
+    import itertools
+    import random
+
+    import sympy
+
+    try:
+        formula = _parse(expr)
+    except Exception:
+        return None
+    target = next((x for x in formula.free_symbols if str(x) == symbol), None)
+    if target is None:
+        return None
+    hints = dict(hint_items)
+    others = sorted((x for x in formula.free_symbols if x != target), key=str)
+    choices = [sorted({*OTHER_SIZES, *([hints[str(o)]] if hints.get(str(o)) else [])}) for o in others]
+    trials = list(itertools.product(*choices))
+    if len(trials) > 64:
+        trials = random.Random(0).sample(trials, 64)
+    try:
+        check = sympy.lambdify([target, *others], formula, modules=[_PYTHON_FNS, "math"])
+        example = hints.get(symbol)
+        if example:  # only trials where the export example itself is valid: others at sizes torch could have seen
+            trials = [values for values in trials if check(example, *values)]
+        return [tuple(bool(check(n, *values)) for n in range(1, BOUND_PROBE + 1)) for values in trials] or None
+    except Exception:
+        return None
+
+
+def _as_bound(expr: str, symbol: str, hints: dict | None = None) -> list | None:
+    """[lo, hi] (hi None: no upper bound) when a guard holds on one and the same run of sizes of `symbol` whatever the
+    other sizes it names (`s77*((s27 // 32) - 1) > -1` from unfold(1, 64, 32): s27 >= 32); else None (a relation)."""
+    return _joint_bound([expr], symbol, hints or {})
+
+
+def _joint_bound(exprs: list[str], symbol: str, hints: dict) -> list | None:
+    """[lo, hi] where guards that are no range alone are one together (each must not depend on the other sizes)."""
+    joint = None
+    for expr in exprs:
+        sets = _truth_sets(expr, symbol, hints)
+        if not sets or any(t != sets[0] for t in sets):
+            return None
+        joint = sets[0] if joint is None else tuple(a and b for a, b in zip(joint, sets[0]))
+    true = [n for n, ok in enumerate(joint or (), start=1) if ok]
+    if not true or true[-1] - true[0] + 1 != len(true):
+        return None
+    return [true[0], None if true[-1] == BOUND_PROBE else true[-1]]
+
+
+def _excluded_sizes(expr: str, symbol: str, hints: dict) -> list[int] | None:
+    """Sizes of `symbol` (up to BOUND_PROBE) where a guard fails for some trial of the other sizes; None: unknown."""
+    sets = _truth_sets(expr, symbol, hints)
+    if sets is None:
+        return None
+    return [n for n in range(1, BOUND_PROBE + 1) if not all(t[n - 1] for t in sets)]
+
+
+def _parse(expr: str):
+    """torch's guard text (it logs str(expr)) back to sympy, with torch's own size functions (FloorDiv, TruncToInt, ...)."""
+    import sympy
+    import torch.utils._sympy.functions as functions
+
+    names = {n: getattr(functions, n) for n in dir(functions) if not n.startswith("_") and isinstance(getattr(functions, n), type)}
+    names.update({s: sympy.Symbol(s, integer=True, positive=True) for s in _SYMBOL.findall(expr)}, Min=sympy.Min, Max=sympy.Max)
+    return sympy.sympify(expr, locals=names)

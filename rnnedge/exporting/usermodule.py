@@ -1,0 +1,148 @@
+"""Your own module on the command line: `rnnedge export FILE.py:FACTORY --example 'float32[1,10,5]'`.
+
+`load_factory` is the only place rnnedge runs code from a file you name (never code from a model or a
+checkpoint). torch is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from pathlib import Path
+
+from rnnedge.errors import BadInputError
+
+_EXAMPLE = re.compile(r"\s*(float32|float|int64|long)\s*\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]\s*")
+
+
+def is_factory_ref(source: str) -> bool:
+    """'path/to/file.py:FACTORY' (as opposed to a checkpoint path)."""
+    return ":" in source and source.split(":", 1)[0].endswith(".py")
+
+
+def parse_example(text: str):
+    """'float32[1,10,5]' or 'int64[2,7]' -> a random example tensor of that dtype and shape (seed 0)."""
+    import torch
+
+    m = _EXAMPLE.fullmatch(text)
+    if not m:
+        raise BadInputError(f"--example '{text}': expected DTYPE[d0,d1,...] with DTYPE float32 or int64, e.g. 'float32[1,10,5]'")
+    shape = [int(d) for d in m.group(2).split(",")]
+    gen = torch.Generator().manual_seed(0)
+    try:
+        if m.group(1) in ("int64", "long"):
+            return torch.randint(0, 2, shape, generator=gen)
+        return torch.randn(shape, generator=gen)
+    except (RuntimeError, MemoryError) as exc:  # torch's allocator says "can't allocate memory" as a RuntimeError
+        if isinstance(exc, MemoryError) or "allocate" in str(exc):
+            size = math.prod(shape) * (8 if m.group(1) in ("int64", "long") else 4)
+            raise MemoryError(f"--example '{text}' needs {size / 2**30:,.0f} GiB") from exc
+        raise
+
+
+def load_factory(ref: str):
+    """'path/to/file.py:FACTORY' -> the module FACTORY() returns. The only way rnnedge runs user code."""
+    import importlib.util
+
+    file, _, name = ref.rpartition(":")
+    path = Path(file)
+    if not file or not name.isidentifier():
+        raise BadInputError(f"'{ref}': expected FILE.py:FACTORY")
+    if not path.is_file():
+        raise BadInputError(f"{path}: no such file")
+    spec = importlib.util.spec_from_file_location(f"rnnedge_user_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise BadInputError(f"{path}: cannot be loaded as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    with _user_code(path, "importing it"):
+        spec.loader.exec_module(module)
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise BadInputError(f"{path} has no callable '{name}'")
+    with _user_code(path, f"{name}()"):
+        return factory()
+
+
+@contextlib.contextmanager
+def _user_code(path: Path, what: str):
+    """Failures of the user's own code (a SyntaxError, a missing import, a raising factory, even SystemExit):
+    the user's error, one line naming the file (exit 2), not a bug in rnnedge. Ctrl-C stays an interrupt."""
+    try:
+        yield
+    except (Exception, SystemExit) as exc:
+        if isinstance(exc, BadInputError):  # rnnedge's own refusal, raised from code the user called
+            raise
+        raise BadInputError(f"{path}: {what} raised {_describe(exc)}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r})"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def export_factory(ref: str, examples: list[str], output, **options):
+    """Export the module FILE.py:FACTORY returns, fed `examples` ('float32[1,10,5]' ...): an ExportResult.
+
+    `options` go to `rnnedge.exporting.api.export` (target, lowering, input_names, output_names, opset, verify)."""
+    from rnnedge.exporting.api import export
+
+    if not examples:
+        raise BadInputError("FILE.py:FACTORY needs at least one --example, e.g. --example 'float32[1,10,5]'")
+    module = load_factory(ref)
+    return export(module, [parse_example(e) for e in examples], output, **options)
+
+
+# -- the command line's axis options (--fix-dim, --axis, --tie, --check-input) ---------------------------
+
+
+def parse_fix_dims(items) -> dict[str, int]:
+    """["batch=1", ...] (the CLI's --fix-dim) -> {"batch": 1}."""
+    fixed = {}
+    for item in items or []:
+        name, sep, size = str(item).partition("=")
+        if not sep or not name.strip() or not size.strip().isdigit() or int(size) < 1:
+            raise BadInputError(f"--fix-dim {item!r}: expected NAME=SIZE with a positive integer size, e.g. batch=1")
+        fixed[name.strip()] = int(size)
+    return fixed
+
+
+def parse_axes_text(items) -> dict[str, dict[int, str]]:
+    """["mel:1=frames", "mel:0=batch", ...] (the CLI's --axis) -> dynamic_axes {"mel": {0: "batch", 1: "frames"}}."""
+    axes: dict[str, dict[int, str]] = {}
+    for item in items or []:
+        where, sep, label = str(item).partition("=")
+        name, colon, axis = where.rpartition(":")
+        if not sep or not colon or not name or not axis.strip().isdigit() or not label.strip():
+            raise BadInputError(f"--axis {item!r}: expected INPUT:AXIS=LABEL, e.g. mel:1=frames")
+        axes.setdefault(name.strip(), {})[int(axis)] = label.strip()
+    return axes
+
+
+def parse_ties_text(items) -> dict[str, str]:
+    """["samples=(frames - 4) * 256", ...] (the CLI's --tie) -> {"samples": "(frames - 4) * 256"}."""
+    ties = {}
+    for item in items or []:
+        name, sep, relation = str(item).partition("=")
+        if not sep or not name.strip() or not relation.strip():
+            raise BadInputError(f"--tie {item!r}: expected NAME=RELATION, e.g. 'samples=(frames - 4) * 256'")
+        ties[name.strip()] = relation.strip()
+    return ties
+
+
+def read_check_input(path, names: list[str] | None) -> tuple:
+    """One --check-input file (.npz: one array per input, named like the inputs or in order; .npy: one input)."""
+    import torch
+
+    from rnnedge.files import load_arrays
+
+    arrays = load_arrays(path)
+    if names and all(n in arrays for n in names):
+        ordered = [arrays[n] for n in names]
+    elif names and len(arrays) != len(names):
+        raise BadInputError(f"{path}: holds {len(arrays)} arrays ({', '.join(arrays)}), the module takes {len(names)} ({', '.join(names)})")
+    else:
+        ordered = list(arrays.values())
+    return tuple(torch.from_numpy(a.copy()) for a in ordered)

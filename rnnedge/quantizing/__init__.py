@@ -1,0 +1,5 @@
+"""Quantize stage: int8 (dynamic, per-node forms chosen by measurement), int8-static (QDQ) and fp16.
+
+`api` (quantize, QuantizeResult), `forms` (the int8 forms of a recurrent node), `select` (measuring and choosing
+forms), `calibration` (calibration readers), `drift` (float vs quantized outputs and metrics).
+"""

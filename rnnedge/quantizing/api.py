@@ -1,0 +1,396 @@
+"""int8 (forms measured per recurrent unit), int8 static (QDQ, calibrated) and float16 versions of an ONNX model.
+
+    rnnedge.quantize("model.onnx", "model.int8.onnx")                        # int8, chosen for batch 1
+    rnnedge.quantize("model.onnx", "model.int8.onnx", deploy="batch=64,seq=8") # chosen for that shape
+    rnnedge.quantize("model.onnx", "model.qdq.onnx", mode="int8-static", calibration="digits")
+    rnnedge.quantize("model.onnx", "model.fp16.onnx", mode="fp16")            # for GPU providers
+
+int8: every weight is stored as int8 whatever happens (about 0.27 of the float32 size at hidden 128);
+what runs is chosen per recurrent unit by measuring, at the deployment shape (`deploy`, CLI `--for`;
+default batch 1 and a small chunk: the edge case), the forms of `rnnedge.quantizing.forms`:
+weights-int8 (the same fp32 operator fed by int8-stored weights, dequantized once at load: fp32
+speed, the floor), lstm-int8 (DynamicQuantizeLSTM), scan-int8 (hoisted-projection Scan with int8
+MatMuls), scan-nbits8 (weight-only MatMulNBits), and matmul-int8 for MatMul/Gemm outside loops.
+The choice and the figures are in `QuantizeResult.forms` / `.measured` and in the file's metadata
+(`rnnedge.quantization.forms`). A model whose int8 file would not be smaller (a few hundred weights:
+the seed task's nn.RNN(5, 8)) keeps float32 and says so. Measured (`python samples/bench_edge.py`,
+notes/issue-14.md): int8 / fp32 latency within noise of 1.0 or below at batch 1, lower from batch 8.
+
+Accuracy guard: op types whose int8 hurts accuracy stay float unless asked (Conv: dynamic int8 of
+the Conv layers of a voice-activity model moved its output by up to 0.5; `quantize_conv=True` or
+`op_types=` to include them); a candidate form whose outputs drift past CANDIDATE_DRIFT of the
+output range on the deployment inputs is never chosen; `rnnedge.quantizing.drift.drift` reports drift.
+
+Foreign files: Constant weights in any subgraph (If/Loop/Scan bodies) become initializers first, so
+the quantizers see them; recurrent nodes inside subgraphs get int8-stored weights where they are.
+
+int8-static: `quantize_static` (QDQ) does not enter subgraphs in onnxruntime 1.32 and has no int8
+RNN/GRU/LSTM, so every recurrent node is re-lowered to Scan, everything outside the loop is
+calibrated QDQ, and the recurrent MatMuls in the Scan bodies get dynamic int8 (reported in `notes`).
+fp16: `convert_float_to_float16`, float32 inputs/outputs kept by default. `Transpose` nodes stay
+float32: onnxruntime 1.32 crashes (SIGSEGV) building a CPU session at ORT_ENABLE_ALL for the
+converted Scan models otherwise. Parity: within FP16_ATOL of float32 (outputs of order 1).
+
+Every output keeps the input's metadata_props plus `rnnedge.quantization` = mode.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from exporters.graph import compact_names, fold_constant_weights
+from rnnedge.errors import BadInputError, first_line
+from rnnedge.files import load_onnx, save_onnx
+from rnnedge.quantizing.drift import compare_models, drift  # noqa: F401  (public here too)
+from rnnedge.quantizing.forms import DEFAULT_OP_TYPES, FLOOR, FORMS, FP32, RECURRENT, WEIGHT_INPUTS, build, constants_to_initializers, find_units, name_nodes
+from rnnedge.quantizing.forms import quiet_ort as _quiet_ort
+from rnnedge.quantizing.forms import subgraphs as _subgraphs
+from rnnedge.quantizing.select import CANDIDATE_DRIFT, MARGIN
+
+log = logging.getLogger(__name__)
+
+MODES = ("int8", "int8-static", "fp16")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+FP16_ATOL = 1e-2  # documented fp16 parity tolerance (absolute, for outputs of order 1)
+INT8_ATOL = 0.1  # loose int8 tolerance used by the tests (absolute, small random models)
+FP16_KEEP_FLOAT = ["Transpose"]  # see the module docstring (onnxruntime 1.32 CPU crash)
+WEIGHT_OPS = {"MatMul", "Gemm", "Conv", "RNN", "GRU", "LSTM", "Attention", "Gather"}
+WHY_FLOAT = {
+    "RNN": "onnxruntime's quantizer has no int8 RNN",
+    "GRU": "onnxruntime's quantizer has no int8 GRU",
+    "LSTM": "this LSTM could not be quantized",
+    "Conv": "int8 Conv can hurt accuracy: kept float32 (pass --quantize-conv or --op-types to include it)",
+    "Gather": "embedding tables are not quantized",
+    "Transpose": "kept float32 (onnxruntime 1.32 CPU crash with float16 here)",
+}
+
+
+class QuantizeFailure(RuntimeError):
+    """onnxruntime's quantizer failed on a valid model: not the user's input (CLI: internal error, not exit 2)."""
+
+
+@dataclass
+class QuantizeResult:
+    input_path: Path
+    output_path: Path
+    mode: str  # one of MODES
+    input_bytes: int
+    output_bytes: int
+    size_ratio: float  # output_bytes / input_bytes
+    stayed_float: list[str] = field(default_factory=list)  # "GRU node 'x' stays float32: why"
+    relowered: bool = False  # recurrent nodes were re-lowered to the Scan form first
+    per_channel: bool = False
+    notes: list[str] = field(default_factory=list)  # what was done, in words
+    warnings: list[str] = field(default_factory=list)
+    deploy: dict = field(default_factory=dict)  # int8: the deployment shape the forms were chosen for {batch, seq}
+    forms: dict = field(default_factory=dict)  # int8: {unit (node name): form}; {} when float32 was kept
+    measured: dict = field(default_factory=dict)  # int8: {unit: {form: ms}} as measured at `deploy`
+    fp32_ms: float | None = None  # int8: float32 and chosen int8 latency at `deploy`, one interleaved run
+    int8_ms: float | None = None
+    kept_fp32: str | None = None  # int8: why the float32 model was written instead (int8 does not pay)
+
+    @property
+    def latency_ratio(self) -> float | None:
+        return self.int8_ms / self.fp32_ms if self.int8_ms and self.fp32_ms else None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_path"], d["output_path"] = str(self.input_path), str(self.output_path)
+        d["size_ratio"] = round(self.size_ratio, 4)
+        d["latency_ratio"] = round(self.latency_ratio, 4) if self.latency_ratio else None
+        return d
+
+
+def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, calibration_method: str = "minmax",
+             per_channel: bool | None = None, keep_io_types: bool = True, deploy=None, forms=None, op_types=None,
+             quantize_conv: bool = False, threads: int = 1) -> QuantizeResult:
+    """Write a quantized copy of `model_path` to `out_path` (atomically). See the module docstring.
+
+    int8 only: `deploy` ("batch=B,seq=T" or a dict) is the shape the forms are measured at; `forms` (one
+    form name for every unit it applies to, or {node name: form}) skips measuring; `op_types` (default
+    DEFAULT_OP_TYPES, Conv added by `quantize_conv`) are the op types whose weights become int8.
+    """
+    from rnnedge.families.registry import family_for_path
+    from rnnedge.quantizing.select import parse_for
+
+    family = family_for_path(model_path)  # a seq2seq folder: encoder.onnx and decoder.onnx, each with these options
+    if family is not None and family.quantize_path is not None:
+        return family.quantize_path(model_path, out_path, mode=mode, calibration=calibration, calibration_method=calibration_method,
+                               per_channel=per_channel, keep_io_types=keep_io_types, deploy=deploy, forms=forms,
+                               op_types=op_types, quantize_conv=quantize_conv, threads=threads)
+    if mode not in MODES:
+        raise BadInputError(f"unknown quantization mode {mode!r}: expected one of {', '.join(MODES)}")
+    if calibration_method not in CALIBRATION_METHODS:
+        raise BadInputError(f"unknown calibration method {calibration_method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
+    if calibration is not None and mode != "int8-static":
+        raise BadInputError(f"--calibration is for --mode int8-static, not {mode}")
+    if mode != "int8" and (deploy is not None or forms is not None):
+        raise BadInputError(f"--for and --form are for --mode int8, not {mode}")
+    shape = parse_for(deploy)
+    ops = _op_types(op_types, quantize_conv)
+    _check_forms(forms)
+    model = load_onnx(model_path)
+    meta = {p.key: p.value for p in model.metadata_props}
+    # float32 size: the model with its weights, external data files included (what the int8 file must beat)
+    result = QuantizeResult(Path(model_path), Path(out_path), mode, model.ByteSize(), 0, 0.0, per_channel=bool(per_channel))
+    if not any(k.startswith("rnnedge.") for k in meta):
+        result.warnings.append(f"{Path(model_path).name}: not an rnnedge export (no rnnedge metadata): quantizing as a foreign file")
+    moved = constants_to_initializers(model)
+    if moved:
+        result.notes.append(f"{moved} Constant weight(s) (subgraphs included) turned into initializers so they can be int8")
+    folded = fold_constant_weights(model, {**WEIGHT_INPUTS, **{op: (1, 2, 3) for op in RECURRENT}})
+    if folded:
+        result.notes.append(f"{folded} weight(s) computed from constants in the graph (Slice/Concat/...) folded into initializers")
+    name_nodes(model)
+    new_meta = dict(meta, **{"rnnedge.quantization": mode})
+    if mode == "fp16":
+        out = _to_fp16(model, keep_io_types)
+    elif mode == "int8-static":
+        out = _int8_static(model, meta, calibration, calibration_method, result)
+    else:
+        out = _int8(model, meta, shape, forms, ops, threads, result)
+        record = {"for": result.deploy, "forms": result.forms, "fp32_ms": result.fp32_ms, "int8_ms": result.int8_ms}
+        new_meta["rnnedge.quantization.forms"] = '{"kept_fp32":1}' if result.kept_fp32 else json.dumps(record, sort_keys=True)
+    if result.relowered and "rnnedge.lowering" in meta and not any(n.op_type in RECURRENT for n in out.graph.node):
+        new_meta["rnnedge.lowering"] = "scan"
+    if result.kept_fp32 is None:
+        result.stayed_float = stayed_float(out, mode, ops)
+    compact_names(out)  # the quantizer's long value names are ~10% of a small int8 file
+    result.warnings.extend(result.stayed_float)
+    del out.metadata_props[:]
+    import onnx
+
+    onnx.helper.set_model_props(out, dict(sorted(new_meta.items())))
+    result.output_bytes = save_onnx(out, out_path)
+    if mode == "int8" and result.output_bytes > result.input_bytes:  # int8 (with its record) does not pay: the file as it was
+        save_onnx(load_onnx(model_path), out_path)  # self-contained: external data of the input comes along
+        result.kept_fp32 = result.kept_fp32 or (f"int8 does not pay for this model: the int8 file would be {result.output_bytes:,} bytes, "
+                                                f"float32 {result.input_bytes:,} (too few weights); float32 kept")
+        result.output_bytes, result.forms, result.relowered, result.stayed_float = result.input_bytes, {}, False, []
+        result.notes.append("written unchanged (no rnnedge.quantization record): float32 kept, never larger")
+    result.size_ratio = result.output_bytes / result.input_bytes
+    for w in result.warnings:
+        log.warning("%s", w)
+    return result
+
+
+def _op_types(op_types, quantize_conv: bool) -> tuple[str, ...]:
+    if op_types is None:
+        ops = list(DEFAULT_OP_TYPES)
+    else:
+        ops = [o.strip() for o in (op_types.split(",") if isinstance(op_types, str) else op_types) if o.strip()]
+        unknown = sorted(set(ops) - WEIGHT_OPS)
+        if unknown or not ops:
+            raise BadInputError(f"--op-types {','.join(ops)}: expected some of {', '.join(sorted(WEIGHT_OPS - {'Attention'}))}")
+    if quantize_conv and "Conv" not in ops:
+        ops.append("Conv")
+    return tuple(ops)
+
+
+def _check_forms(forms) -> None:
+    if forms is None:
+        return
+    values = [forms] if isinstance(forms, str) else list(forms.values()) if isinstance(forms, dict) else None
+    if values is None or any(f not in FORMS for f in values):
+        raise BadInputError(f"--form {forms!r}: expected one of {', '.join(FORMS)}")
+
+
+# -- int8: forms measured per unit ---------------------------------------------------------------
+
+
+def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeResult):
+    """The int8 model: forms forced or measured (see quantize_select); float32 kept where int8 does not pay."""
+    from rnnedge.quantizing.select import Timer, choose_forms, default_shape, deployment_feeds
+
+    units = find_units(model)
+    result.deploy = default_shape(meta, model, shape)
+    if forms is not None:  # forced: no measuring
+        chosen = {u.name: (forms if isinstance(forms, str) else forms.get(u.name, FLOOR)) for u in units}
+        chosen = {name: (f if f in next(u.forms for u in units if u.name == name) else FLOOR) for name, f in chosen.items()}
+        if isinstance(forms, dict) and set(forms) - set(chosen):
+            raise BadInputError(f"--form: no unit named {sorted(set(forms) - set(chosen))[0]!r}; units: {sorted(chosen)}")
+    else:
+        feeds = deployment_feeds(model, meta, result.deploy)
+        timer = Timer(model, feeds, ops, bool(result.per_channel), threads, result.notes, long_feeds=_long_feeds(model, meta, result.deploy))
+        chosen, result.measured = choose_forms(units, timer, accurate=timer.accurate)
+        for name, why in timer.drift.items():
+            if chosen.get(name) == FP32:
+                result.warnings.append(f"{name} keeps float32 weights: its int8 weights move the outputs too far ({why}; "
+                                       f"the limit is {CANDIDATE_DRIFT:.0%} of the range)")
+        if not all(f == FP32 for f in chosen.values()) and not timer.accurate(chosen):  # each alone fine, together not
+            result.warnings.append(f"int8 forms {chosen} together move the outputs by more than {CANDIDATE_DRIFT:.0%} of their range: "
+                                   "float32 kept for every unit")
+            chosen = {u.name: FP32 for u in units}
+        if all(f == FP32 for f in chosen.values()):
+            result.kept_fp32 = "int8 moves this model's outputs too far (see the warnings); float32 kept"
+            result.forms = {}
+            return _as_given(result.input_path)
+    out = _build(model, chosen, ops, bool(result.per_channel))
+    if forms is None:
+        floor = {u.name: (FP32 if chosen[u.name] == FP32 else FLOOR) for u in units}
+        result.fp32_ms, result.int8_ms, floor_ms, confirmed = timer.final(out, None if chosen == floor else _build(model, floor, ops, False))
+        if not confirmed:  # the greedy steps did not hold up in a second, separate run: the floor
+            result.notes.append(f"forms {chosen} measured {result.int8_ms:.3f} ms against the floor's {floor_ms:.3f} "
+                                f"(not {MARGIN:.0%} faster in two separate runs): floor kept")
+            chosen, out, result.int8_ms = floor, _build(model, floor, ops, bool(result.per_channel)), floor_ms
+    result.forms = chosen
+    if forms is None and result.deploy["batch"] < 8 and any(u.op in (*RECURRENT, "Scan") and chosen[u.name] == FLOOR for u in units):
+        result.notes.append(f"forms chosen for batch {result.deploy['batch']} x {result.deploy['seq']} steps; at batch 8 and more the "
+                            "int8-compute forms (scan-int8, lstm-int8) often win: pass --for batch=B,seq=T for your shape")
+    result.relowered = any(f.startswith("scan") and u.op in RECURRENT for u in units for n, f in chosen.items() if n == u.name)
+    plain = _as_given(result.input_path)
+
+    probe = type(out)()
+    probe.CopyFrom(out)
+    compact_names(probe)  # as it will be written (node names stay on `out` for the stayed_float report)
+    float_bytes, int8_bytes = plain.ByteSize(), probe.ByteSize()
+    if int8_bytes >= float_bytes:
+        result.kept_fp32 = (f"int8 does not pay for this model: the int8 file would be {int8_bytes:,} bytes, "
+                            f"float32 {float_bytes:,} (too few weights); float32 kept")
+        result.notes.append(result.kept_fp32)
+        result.forms, result.relowered = {}, False
+        return plain
+    return out
+
+
+def _as_given(path):
+    """The float32 model as the user wrote it (no node names added), names compacted as a written file's are."""
+    plain = load_onnx(path)
+    compact_names(plain)
+    return plain
+
+
+def _long_feeds(model, meta: dict, deploy: dict) -> dict | None:
+    """Deployment inputs over CHECK_SEQ steps (drift grows with length in an unstable recurrence); None where the
+    file fixes its sequence (a mobile chunk) or the deployment is already that long."""
+    from rnnedge.quantizing.select import CHECK_BATCH, CHECK_SEQ, _fixed_seq, deployment_feeds
+
+    if deploy["seq"] >= CHECK_SEQ or meta.get("rnnedge.chunk") or _fixed_seq(model):
+        return None
+    try:
+        return deployment_feeds(model, meta, {"batch": max(CHECK_BATCH, min(deploy["batch"], 8)), "seq": CHECK_SEQ}, seed=1)
+    except Exception:  # a file that takes no other length: the deployment inputs alone
+        return None
+
+
+def _build(model, forms: dict, ops, per_channel: bool):
+    try:
+        return build(model, forms, op_types=ops, per_channel=per_channel)
+    except Exception as exc:  # onnxruntime's quantizer (or a lowering) failed on a valid model: a bug, not bad input
+        raise QuantizeFailure(f"quantizing with forms {forms} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc
+
+
+# -- int8-static and fp16 ------------------------------------------------------------------------
+
+
+def _int8_static(model, meta: dict, calibration, method: str, result: QuantizeResult):
+    import onnx
+
+    from rnnedge.quantizing.calibration import calibration_reader
+
+    result.relowered = _relower(model, result.notes, result.warnings)
+    with tempfile.TemporaryDirectory(prefix="rnnedge-quantize-") as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "quant.onnx"
+        onnx.save(model, str(src))
+        reader = calibration_reader(calibration, model, meta, result.warnings)
+        _static(src, dst, reader, method, result.per_channel, result.notes)
+        return onnx.load(str(dst))
+
+
+def _relower(model, notes: list[str], warns: list[str]) -> bool:
+    """Re-lower every recurrent node to a hoisted-projection Scan, in place."""
+    from exporters.scan import lower_to_scan
+
+    todo = [n for n in model.graph.node if n.op_type in RECURRENT]
+    if not todo:
+        return False
+    try:
+        skipped = lower_to_scan(model, ops=RECURRENT)
+    except Exception as exc:  # a graph the rewrite does not understand: quantize it as it is
+        warns.append(f"could not re-lower the recurrent nodes to Scan ({type(exc).__name__}: {exc}); quantizing as is")
+        return False
+    warns.extend(f"left as is (stays float32): {s}" for s in skipped)
+    done = len(todo) - len(skipped)
+    if done:
+        notes.append(f"re-lowered {done} recurrent node(s) to hoisted-projection Scan so their weights can be int8")
+    return done > 0
+
+
+def _dynamic(src: Path, dst: Path, per_channel: bool, nodes=None) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet_ort():
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel, nodes_to_quantize=nodes,
+                         extra_options={"EnableSubgraph": True, "MatMulConstBOnly": True})
+
+
+def _static(src: Path, dst: Path, reader, method: str, per_channel: bool, notes: list[str]) -> None:
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+    qdq = src.with_name("qdq.onnx")
+    try:
+        with _quiet_ort():
+            quantize_static(str(src), str(qdq), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            calibrate_method=methods[method], extra_options={"EnableSubgraph": True})
+    except BadInputError:
+        raise
+    except Exception as exc:  # onnxruntime failed on the calibration data: say so in one line
+        raise BadInputError(f"calibration failed: {type(exc).__name__}: {first_line(exc)}") from None
+    body = [n.name for g in _subgraphs(onnx.load(str(qdq)).graph) for n in g.node if n.op_type == "MatMul"]
+    if body:
+        _dynamic(qdq, dst, per_channel, nodes=body)
+        notes.append(f"quantize_static does not enter Scan bodies: their {len(body)} recurrent MatMul(s) use dynamic int8")
+    else:
+        qdq.replace(dst)
+    notes.append(f"calibrated QDQ ({method}) outside the recurrent loop")
+
+
+def _to_fp16(model, keep_io_types: bool):
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    out = convert_float_to_float16(model, keep_io_types=keep_io_types, op_block_list=[*DEFAULT_OP_BLOCK_LIST, *FP16_KEEP_FLOAT])
+    OnnxModel(out).topological_sort()  # the converter appends its Casts at the end
+    return out
+
+
+# -- reporting -----------------------------------------------------------------------------------
+
+
+def stayed_float(model, mode: str = "int8", op_types=DEFAULT_OP_TYPES) -> list[str]:
+    """One line per node (top level and subgraphs) whose weight (a float32 initializer of rank >= 2) stayed float32."""
+    import onnx
+
+    lines = []
+    for graph in [model.graph, *_subgraphs(model.graph)]:
+        weights = {t.name: list(t.dims) for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 2}
+        for node in graph.node:
+            if mode == "fp16" and node.op_type in FP16_KEEP_FLOAT:
+                lines.append(f"{node.op_type} node {node.name or '?'!r} stays float32: {WHY_FLOAT['Transpose']}")
+                continue
+            slots = WEIGHT_INPUTS.get(node.op_type) if mode != "fp16" else None  # int8: weights, not biases
+            held = [i for k, i in enumerate(node.input) if i in weights and (slots is None or k in slots)]
+            if held and (node.op_type in WEIGHT_OPS or mode == "fp16"):
+                why = WHY_FLOAT.get(node.op_type, "not quantized")
+                if mode == "int8" and node.op_type not in op_types:
+                    why = WHY_FLOAT["Conv"] if node.op_type == "Conv" else f"{node.op_type} is not in --op-types"
+                lines.append(f"{node.op_type} node {node.name or '?'!r} stays float32: {why} (weight {held[0]} {weights[held[0]]})")
+    return lines
+
+
+def int8_weights(model) -> dict[str, list[str]]:
+    """{graph name: int8 initializers of rank >= 2} for the top level and every subgraph (tests, reports)."""
+    import onnx
+
+    found = {}
+    for graph in [model.graph, *_subgraphs(model.graph)]:
+        names = [t.name for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 2]
+        if names:
+            found[graph.name] = names
+    return found

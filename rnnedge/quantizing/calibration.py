@@ -1,0 +1,136 @@
+"""Calibration data for `quantize --mode int8-static`: an .npz/.npy of inputs, a task name, or random inputs.
+
+    reader = calibration_reader("cal.npz", model, meta, warns)     # an onnxruntime CalibrationDataReader
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from rnnedge.errors import BadInputError
+from rnnedge.files import load_arrays
+
+CALIBRATION_BATCH = 32  # rows per calibration batch
+CALIBRATION_ROWS = 256  # at most this many rows of a task or file are used to calibrate
+
+
+def calibration_reader(calibration, model, meta: dict, warns: list[str]):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    inputs = graph_inputs(model)
+    if calibration is None:
+        warns.append("no calibration data: calibrating on random inputs, which gives poor int8-static accuracy "
+                     "(pass --calibration FILE.npz or a task name)")
+        batches = _random_batches(inputs, meta)
+    elif isinstance(calibration, str) and not calibration.endswith((".npz", ".npy")) and not Path(calibration).exists():
+        if os.sep in calibration or "/" in calibration or Path(calibration).suffix:  # meant as a file
+            raise BadInputError(f"{calibration}: no such calibration file (expected an .npz/.npy file or a task name)")
+        batches = _task_batches(calibration, inputs)
+    else:
+        arrays = calibration if isinstance(calibration, Mapping) else load_arrays(calibration)
+        batches = _array_batches(dict(arrays), inputs, str(calibration) if not isinstance(calibration, Mapping) else "calibration")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(batches)
+
+        def get_next(self):
+            return next(self._it, None)
+
+    return Reader()
+
+
+def graph_inputs(model) -> dict[str, tuple[int, list]]:
+    """{name: (onnx elem type, shape with ints for fixed dims and None for symbolic)} of the real inputs."""
+    inits = {t.name for t in model.graph.initializer}
+    out = {}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        t = vi.type.tensor_type
+        out[vi.name] = (t.elem_type, [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim])
+    return out
+
+
+def check_user_arrays(arrays: dict, where: str) -> None:
+    """The user's own arrays (calibration, --eval inputs), one BadInputError line for what onnxruntime would choke on or
+    silently take: a non-numeric dtype, an empty axis, NaN/Inf, lengths that are not integers in 1..seq."""
+    seq = next((np.shape(a)[1] for n, a in arrays.items() if n != "lengths" and np.ndim(a) >= 2), None)
+    for name, arr in arrays.items():
+        arr = np.asarray(arr)
+        if arr.dtype.kind not in "fiub":
+            raise BadInputError(f"{where}: '{name}' is {arr.dtype}; expected numbers (float or integer)")
+        if arr.ndim and 0 in arr.shape:
+            raise BadInputError(f"{where}: '{name}' has an empty axis, shape {list(arr.shape)}")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise BadInputError(f"{where}: '{name}' holds NaN or Inf")
+    if "lengths" in arrays:
+        lengths = np.asarray(arrays["lengths"])
+        if lengths.dtype.kind not in "iu":
+            raise BadInputError(f"{where}: 'lengths' is {lengths.dtype}; expected integers")
+        if (lengths < 1).any() or (seq is not None and (lengths > seq).any()):
+            raise BadInputError(f"{where}: 'lengths' must be in 1..{seq if seq is not None else 'seq'}, got {lengths.min()}..{lengths.max()}")
+
+
+def _array_batches(arrays: dict, inputs: dict, where: str) -> list[dict]:
+    import onnx
+
+    unknown = sorted(set(arrays) - set(inputs))
+    missing = sorted(set(inputs) - set(arrays) - {"lengths"})
+    if unknown or missing:
+        raise BadInputError(f"{where}: calibration arrays {sorted(arrays)} do not match the model inputs {sorted(inputs)}")
+    check_user_arrays(arrays, where)
+    rows = None
+    for name, arr in arrays.items():
+        elem, shape = inputs[name]
+        want = onnx.helper.tensor_dtype_to_np_dtype(elem)
+        arr = np.asarray(arr)
+        if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
+            raise BadInputError(f"{where}: '{name}' has shape {list(arr.shape)}, the model takes {['?' if s is None else s for s in shape]}")
+        if arr.dtype.kind != np.dtype(want).kind:
+            raise BadInputError(f"{where}: '{name}' is {arr.dtype}, the model takes {np.dtype(want)}")
+        if rows is not None and arr.shape[0] != rows:
+            raise BadInputError(f"{where}: arrays have different numbers of rows ({rows} and {arr.shape[0]})")
+        rows = arr.shape[0]
+        arrays[name] = arr.astype(want)
+    if not rows:
+        raise BadInputError(f"{where}: calibration arrays are empty")
+    if "lengths" in inputs and "lengths" not in arrays:  # full lengths
+        first = next(a for a in arrays.values() if a.ndim >= 2)
+        arrays["lengths"] = np.full(rows, first.shape[1], np.int64)
+    rows = min(rows, CALIBRATION_ROWS)
+    return [{k: v[s : s + CALIBRATION_BATCH] for k, v in arrays.items()} for s in range(0, rows, CALIBRATION_BATCH)]
+
+
+def _task_batches(name: str, inputs: dict) -> list[dict]:
+    from rnnedge.tasks import get_task
+
+    data = get_task(name).split("val")
+    arrays = {}
+    for feed in inputs:
+        if feed == "lengths":
+            if data.lengths is not None:
+                arrays[feed] = data.lengths
+        else:
+            arrays[feed] = data.inputs
+    return _array_batches(arrays, inputs, f"task {name}")
+
+
+def _random_batches(inputs: dict, meta: dict) -> list[dict]:
+    if "rnnedge.spec" in meta:
+        from rnnedge.spec import IOSpec
+
+        spec = IOSpec.from_json(meta["rnnedge.spec"])
+        fixed = {t.name: t.shape for t in spec.inputs}
+        seq = next((s for shape in fixed.values() for s in shape[1:2] if isinstance(s, int)), 16)
+        return [spec.make_inputs({"batch": CALIBRATION_BATCH, "seq": seq}, seed=k) for k in range(4)]
+    if any(elem != 1 for elem, _ in inputs.values()):
+        raise BadInputError("int8-static needs calibration data for a model with integer inputs and no rnnedge spec: "
+                            "pass --calibration FILE.npz")
+    rng = np.random.default_rng(0)
+    shape = lambda s: [d if d else (CALIBRATION_BATCH if i == 0 else 16) for i, d in enumerate(s)]  # noqa: E731
+    return [{n: rng.standard_normal(shape(s)).astype(np.float32) for n, (_, s) in inputs.items()} for _ in range(4)]

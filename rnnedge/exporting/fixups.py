@@ -154,6 +154,46 @@ def rename_everywhere(graph, old: str, new: str) -> None:
                 rename_everywhere(sub, old, new)
 
 
+def outputs_from_nodes(graph) -> list[str]:
+    """Every graph output made by a node. A returned parameter (a CRF tagger's transition matrix) is an initializer:
+    the initializer takes a name of its own and an Identity makes the output, which keeps its name. A returned input
+    gets an Identity to an output of its own. (Renamed as they stood, an initializer output lost its value and an
+    input output took the input's name with it.)"""
+    from onnx import helper
+
+    made = {o for node in graph.node for o in node.output}
+    taken = made | {v.name for v in [*graph.input, *graph.output, *graph.initializer, *graph.value_info]}
+    inputs = {v.name for v in graph.input}
+
+    def fresh(base: str) -> str:
+        name, n = base, 1
+        while name in taken:
+            name, n = f"{base}_{n}", n + 1
+        taken.add(name)
+        return name
+
+    notes = []
+    for out in graph.output:
+        if out.name in made:
+            continue
+        if out.name in inputs:  # the input keeps its name; the output is a copy of it
+            source, target = out.name, fresh(f"{out.name}_out")
+            out.name = target
+        else:  # an initializer (or a dangling name the checker reports): its value moves under a new name
+            target, source = out.name, fresh(f"{out.name}_value")
+            for init in graph.initializer:
+                if init.name == target:
+                    init.name = source
+            for node in graph.node:
+                node.input[:] = [source if name == target else name for name in node.input]
+        graph.node.append(helper.make_node("Identity", [source], [target], name=f"{target}_identity"))
+        made.add(target)
+        notes.append(f"output '{target}' is {source!r} as it is (a returned parameter or input): an Identity node makes it")
+    for note in notes:
+        log.info("repaired: %s", note)
+    return notes
+
+
 def finish(model, axes: dict, spec, user_axes: dict) -> None:
     """Labels on symbolic dims, no torch-internal metadata, checker and strict shape inference."""
     import onnx
@@ -180,6 +220,7 @@ def finish(model, axes: dict, spec, user_axes: dict) -> None:
             dims = out.type.tensor_type.shape.dim
             if int(ax) < len(dims) and dims[int(ax)].HasField("dim_param"):
                 dims[int(ax)].dim_param = str(label)
+    outputs_from_nodes(model.graph)  # a returned parameter or input: renamed below like any other output
     if not spec.outputs:  # torch's own names ("getitem_1") say nothing: output_0, output_1, ...
         for i, out in enumerate(model.graph.output):
             rename_everywhere(model.graph, out.name, f"output_{i}")

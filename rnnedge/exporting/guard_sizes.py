@@ -75,9 +75,13 @@ def _constrains(expr: str, symbol: str, hints: dict) -> bool:
 
     `s0*(s26 - 4) >= 0` (a convolution's frames >= 4) constrains s26 but not the batch s0; torch's slice bound checks
     such as `Min(5, s27) <= s27` constrain nothing. A size with no known example value is probed too (then the guard
-    must both hold and fail as `symbol` varies). Unevaluable guards count as constraints."""
+    must both hold and fail as `symbol` varies). A value read from data (torch's unbacked `u0`: `.item()`, a slice
+    start torch cannot size) is no size: the guard constrains `symbol` only at a size where no such value makes it
+    hold (`u0 <= s20` holds at every size for some u0: no bound). Unevaluable guards count as constraints."""
     import itertools
     import random
+
+    import sympy
 
     try:
         formula = _parse(expr)
@@ -86,17 +90,34 @@ def _constrains(expr: str, symbol: str, hints: dict) -> bool:
             return False
         others = sorted((s for s in formula.free_symbols if s != target), key=str)
         fixed = {s: hints[str(s)] for s in others if hints.get(str(s)) is not None}
-        unknown = [s for s in others if s not in fixed]
+        data = [s for s in others if s not in fixed and str(s).startswith("u")]
+        unknown = [s for s in others if s not in fixed and s not in data]
         grid = list(itertools.product(PROBE_SIZES, repeat=len(unknown))) if len(unknown) <= 2 else [
             tuple(random.Random(i).choice(PROBE_SIZES) for _ in unknown) for i in range(100)]
+        check = sympy.lambdify([target, *unknown, *data, *fixed], formula, modules=[_PYTHON_FNS, "math"])
         for values in grid:
-            env = {**fixed, **dict(zip(unknown, values))}
-            results = {bool(formula.subs({**env, target: size})) for size in PROBE_SIZES}
+            results = {any(bool(check(size, *values, *dv, *fixed.values())) for dv in _data_values(len(data), size))
+                       for size in PROBE_SIZES}
             if False in results and (True in results or not unknown):
                 return True
         return False
     except Exception:
         return True
+
+
+DATA_VALUES = (0, 1, 2, 3, 5, 8, 13, 33, 100, 257, 513, -1)  # values tried for a value read from data (u0)
+
+
+def _data_values(count: int, size: int) -> list[tuple]:
+    """Trials of `count` data values (torch's unbacked symbols) at one probed size: DATA_VALUES and the values near
+    the size and its double (a slice start `size - k`), every combination of two, a seeded sample beyond."""
+    import itertools
+    import random
+
+    values = sorted({*DATA_VALUES, *(size + d for d in range(-3, 4)), *(2 * size + d for d in range(-1, 2))})
+    if count <= 2:
+        return list(itertools.product(values, repeat=count))
+    return [tuple(random.Random(i).choice(values) for _ in range(count)) for i in range(400)]
 
 
 BOUND_PROBE = 4096  # a guard's truth is read over sizes 1..BOUND_PROBE of the axis

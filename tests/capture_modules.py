@@ -1,0 +1,79 @@
+"""Recurrent modules written the way published code writes them, for the capture tests (tests/test_capture.py).
+
+Each is what its docstring says a project in that domain does; `independent_error` (below) checks an exported file
+against torch without rnnedge's own check code: onnxruntime at the sizes given, max abs error per output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class CrfTagger(nn.Module):
+    """A biLSTM-CRF tagger with character embeddings: (words, chars) -> (emissions, transition matrix). The CRF's
+    transition matrix is a parameter returned as it is (decoders run Viterbi over both outside the network)."""
+
+    def __init__(self, words=50, chars=30, tags=5):
+        super().__init__()
+        self.word_emb = nn.Embedding(words, 12)
+        self.char_emb = nn.Embedding(chars, 4)
+        self.char_rnn = nn.LSTM(4, 4, batch_first=True, bidirectional=True)
+        self.rnn = nn.LSTM(12 + 8, 10, batch_first=True, bidirectional=True)
+        self.emit = nn.Linear(20, tags)
+        self.transitions = nn.Parameter(torch.randn(tags, tags))
+
+    def forward(self, words, chars):  # words (B, T), chars (B, T, L)
+        b, t, length = chars.shape
+        _, (h, _) = self.char_rnn(self.char_emb(chars.reshape(b * t, length)))  # h (2, B*T, 4)
+        char_feats = h.transpose(0, 1).reshape(b, t, 8)  # (B, T, 8)
+        y, _ = self.rnn(torch.cat([self.word_emb(words), char_feats], -1))  # (B, T, 20)
+        return self.emit(y), self.transitions  # (B, T, tags), (tags, tags)
+
+
+class EchoLengths(nn.Module):
+    """A padded-batch encoder that hands its lengths input back with the states (as collate-friendly encoders do)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(5, 8, batch_first=True)
+
+    def forward(self, x, lengths):
+        y, _ = self.rnn(x)
+        return y, lengths
+
+
+class LeftPaddedForecaster(nn.Module):
+    """A forecaster fed left-padded histories: the real steps are the last max(lengths) ones, found from a mask with
+    `.item()`, and the head reads `y[:, t_offset:]` with t_offset = T - max(lengths)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(3, 8, batch_first=True)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x, mask):  # x (B, T, 3), mask (B, T) int64, 1 on real steps (right-aligned)
+        y, _ = self.rnn(x)
+        t_offset = int(x.size(1) - mask.sum(1).max().item())
+        return self.head(y[:, t_offset:])  # (B, max(lengths), 1)
+
+
+def left_mask(batch: int, seq: int, seed: int = 0) -> torch.Tensor:
+    """(B, T) int64 mask with each row's real steps at its end (at least one)."""
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, seq + 1, (batch,), generator=gen)
+    return (torch.arange(seq).unsqueeze(0) >= (seq - lengths).unsqueeze(1)).long()
+
+
+def independent_error(module, path, feeds: dict) -> list[float]:
+    """max |onnxruntime - torch| per output, onnxruntime's CPU provider fed `feeds` ({name: tensor}) in file order."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = module(*feeds.values())
+    ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+    out = session.run(None, {name: t.numpy() for name, t in feeds.items()})
+    assert [o.shape for o in out] == [tuple(r.shape) for r in ref]
+    return [float(np.abs(r.detach().numpy() - o).max()) if o.size else 0.0 for r, o in zip(ref, out)]

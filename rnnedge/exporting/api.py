@@ -62,12 +62,13 @@ class ExportResult:
     seconds: float  # wall time of the whole export
     parity: object = None  # ParityReport of the quick check, or None with verify=False
     spec: IOSpec | None = field(default=None, repr=False)
+    notes: list[str] = field(default_factory=list)  # what the export did beyond the usual, in words (full probes, ...)
 
     def to_dict(self) -> dict:
         return {
             "path": str(self.path), "lowering": self.lowering, "target": self.target, "inputs": self.inputs,
             "outputs": self.outputs, "nodes": self.nodes, "size_bytes": self.size_bytes, "seconds": round(self.seconds, 3),
-            "parity": self.parity.to_dict() if self.parity is not None else None,
+            "parity": self.parity.to_dict() if self.parity is not None else None, "notes": self.notes,
         }
 
 
@@ -114,20 +115,35 @@ def export(
     if spec.fixed:
         meta["rnnedge.fixed_dims"] = json.dumps(spec.fixed, sort_keys=True)
     meta.update({k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()})
+    notes = _unread_guards(spec, meta)
     set_metadata(model, meta)
     data = onnx_bytes(model)
     report = None
     with atomic_path(path) as tmp:  # an existing file is replaced only once the new one checks out
         tmp.write_bytes(data)
         probe = getattr(spec, "must_probe", None)
-        if verify or probe:
+        if verify or probe or notes:
             from rnnedge.parity import quick_check
 
-            if not verify:  # a branch on size 1 may make the file wrong there: never write it unchecked
+            if not verify and probe and not notes:  # a branch on size 1 may make the file wrong there: never write it unchecked
                 log.warning("torch guarded %s against size 1: running the quick check despite verify=False", ", ".join(probe))
-            report = quick_check(module, tmp, spec, examples=examples, only_checks=verify and bool(spec.check_feeds))
+            report = quick_check(module, tmp, spec, examples=examples, only_checks=verify and bool(spec.check_feeds) and not notes,
+                                 full=bool(notes))
     return ExportResult(Path(path), chosen, target, [t.name for t in spec.inputs], spec.outputs,
-                        len(model.graph.node), len(data), time.perf_counter() - start, report, spec)
+                        len(model.graph.node), len(data), time.perf_counter() - start, report, spec, notes)
+
+
+def _unread_guards(spec, meta: dict) -> list[str]:
+    """Fail closed: where torch's guard log could not be read (rnnedge.exporting.guardlog.reading_problems), say so
+    (a log warning, ExportResult.notes, `rnnedge.guard_log` metadata) and have the full probes run, even with verify=False."""
+    problems = getattr(spec, "guard_reading", None) or []
+    if not problems:
+        return []
+    note = (f"torch's guard log could not be read ({'; '.join(problems)}): ran the full probes "
+            "(every size up to 64, powers of two and decades up to 1025) instead of trusting it")
+    log.warning("%s", note)
+    meta["rnnedge.guard_log"] = "unread: " + "; ".join(problems)
+    return [note]
 
 
 def export_checkpoint(checkpoint, path, *, target: str = "dynamic", lowering: str = "auto", chunk: int = 16,
@@ -154,7 +170,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
 
     from exporters import native, ops
     from exporters.graph import unname_unused_outputs
-    from rnnedge.exporting import guards, recurrence
+    from rnnedge.exporting import guardlog, guards, recurrence
 
     guards.refuse_torchscript(module)
     if not isinstance(module, torch.nn.Module):
@@ -195,7 +211,9 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     was_training = module.training
     module.eval()
     try:
-        with ops.swapped_recurrent(module), ops.packing_as_lengths() as packing, torch.no_grad(), capture.quiet_torch(), guards.watch_guards() as seen:
+        canary = guardlog.canary_axis(names, axes, ties)  # a known guard: is torch's log still read right?
+        with ops.swapped_recurrent(module), ops.packing_as_lengths() as packing, torch.no_grad(), capture.quiet_torch(), \
+                guardlog.watch_guards(module, canary) as seen:
             program = capture.torch_onnx_export(module, examples, dynamic_shapes, names, output_names, opset)
     except Exception as exc:  # torch.export / onnx conversion failures: one readable line, saying whose it is
         if capture.own_error(exc) is None and eager_failure is not None:  # torch chokes on examples the module cannot take
@@ -203,6 +221,7 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
         raise capture.own_error(exc) or ExportError(f"torch.onnx could not export the module: {first_line(exc)}{guards.failed_at(exc)}") from exc
     finally:
         module.train(was_training)
+    spec.guard_reading = guardlog.reading_problems(program, names, axes, seen)  # non-empty: export runs the full probes
     spec.ranges = guards.check_program(program, names, axes, seen, allow_bounded=allow_bounded, ties=ties)  # bounded/specialised axes
     spec.must_probe = guards.size_one_guards(program, names, axes, seen)  # 'not 1' guards: probed even with verify=False
     axes_.mark_sorted_lengths(spec, packing.lengths_descending)  # enforce_sorted=True: checks feed lengths longest first

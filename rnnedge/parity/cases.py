@@ -114,6 +114,28 @@ def generate_cases(spec: IOSpec, extra: int = 0, seed: int = 0, *, quick: bool =
     return cases
 
 
+SWEEP = sorted({*range(1, 65), *(2 ** k + d for k in range(7, 11) for d in (-1, 0, 1)),
+                *(m * 10 ** k + d for k in (2, 3) for m in (1, 2, 5) for d in (0, 1) if m * 10 ** k <= 1000)})
+SWEEP_OTHER = 64  # axes other than time are swept up to this size (a batch of 1000 proves little more)
+
+
+def sweep_cases(spec: IOSpec, seed: int = 0) -> list[tuple[str, dict]]:
+    """Every size of each named axis up to 64, then powers of two +-1 and decades up to 1025 (the time axis only),
+    the others kept small: the full probes export runs when it cannot read torch's guards (a branch such as
+    `if T == 64:` is then only found by trying)."""
+    t_axis, cases = time_axis(spec), []
+    for label in spec.axes:
+        if label in (getattr(spec, "fixed", None) or {}) or "of" in (getattr(spec, "ties", None) or {}).get(label, {}):
+            continue
+        base = case_sizes(spec, 1, 3)
+        for k, n in enumerate(SWEEP if label == t_axis else [n for n in SWEEP if n <= SWEEP_OTHER]):
+            if label not in base or not _in_range(spec, label, n):
+                continue
+            chosen = spec.resolve({**base, label: n}) if hasattr(spec, "resolve") else {**base, label: n}
+            cases.append((f"sweep, {_label(chosen)}", spec.make_inputs(chosen, seed=seed + 300 + k)))
+    return cases
+
+
 def _value_cases(spec: IOSpec, fixed: bool, seed: int) -> list[tuple[str, dict]]:
     """Ragged lengths, every token id, zero initial state."""
     cases = []

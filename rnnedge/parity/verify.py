@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnedge.errors import BadInputError, ParityError, first_line
-from rnnedge.parity.cases import case_sizes, check_cases, generate_cases, time_axis
+from rnnedge.parity.cases import case_sizes, check_cases, generate_cases, sweep_cases, time_axis
 from rnnedge.parity.compare import EPS32, FP16_ATOL, FP16_RTOL, CaseResult, ParityReport, compare
 from rnnedge.parity.runners import OrtRunner, TorchRunner, available_providers, ort_session
 from rnnedge.spec import IOSpec, TensorSpec
@@ -256,17 +256,20 @@ def example_length(spec: IOSpec, examples) -> int | None:
     return None
 
 
-def quick_check(module, onnx_path, spec: IOSpec, examples=None, only_checks: bool = False) -> ParityReport:
+def quick_check(module, onnx_path, spec: IOSpec, examples=None, only_checks: bool = False, full: bool = False) -> ParityReport:
     """The check export runs (CPU): seq 1, small, the example's +-1, past 256; raises ParityError naming the case.
 
     `examples`: the export's example inputs (their time length gives the +-1 probes). `only_checks`: run the
-    user's check inputs (spec.check_feeds) alone, at exactly their shapes, under the same noise policy.
+    user's check inputs (spec.check_feeds) alone, at exactly their shapes, under the same noise policy. `full`: verify's
+    cases and a sweep of sizes along every axis (export runs these when it could not read torch's guards).
 
     Outputs float32 cannot verify at a probe (ill-conditioned) are listed in the report and logged, not
     raised: the export cannot prove anything there, and `rnnedge verify` makes that call explicitly.
     """
     report = ParityReport(allow_ill_conditioned=True)
-    cases = check_cases(spec) if only_checks else generate_cases(spec, quick=True, example_seq=example_length(spec, examples))
+    cases = check_cases(spec) if only_checks else generate_cases(spec, quick=not full, example_seq=example_length(spec, examples))
+    if full:
+        cases += sweep_cases(spec)
     with TorchRunner(module, spec) as torch_runner:
         refs = reference(torch_runner, cases, report)
         run_provider(onnx_path, CPU, refs, report, spec, torch_runner, stream=False)

@@ -10,11 +10,14 @@ graph-list attributes alike, in the protobuf itself so callers can edit in place
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+log = logging.getLogger(__name__)
 
 
 def subgraphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
@@ -209,7 +212,8 @@ def fold_constant_weights(model: onnx.ModelProto, weight_inputs: dict[str, tuple
                                         [t for t in graph.initializer if t.name in leaves])
                 try:
                     value = ReferenceEvaluator(helper.make_model(sub, opset_imports=model.opset_import, ir_version=model.ir_version)).run(None, {})[0]
-                except Exception:  # not evaluable here: leave the weight computed
+                except Exception as exc:  # not evaluable here: leave the weight computed
+                    log.debug("weight %s left computed: %s: %s", name, type(exc).__name__, exc)
                     continue
                 folded_name = f"{name}/folded"
                 if folded_name not in inits:

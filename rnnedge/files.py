@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import tempfile
 import zipfile
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rnnedge.errors import BadInputError, UnsafeFileError, first_line
+
+log = logging.getLogger(__name__)
 
 PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with files, an empty zip
@@ -100,7 +103,8 @@ def holds_pickle(source: str | os.PathLike | bytes) -> bool:
                         with z.open(info) as member:
                             if _npy_holds_objects(member.read(_NPY_HEADER_MAX)):
                                 return True
-        except Exception:  # a damaged zip: the loader reports it
+        except Exception as exc:  # a damaged zip: the loader reports it
+            log.debug("%s: unreadable zip (%s)", path, first_line(exc))
             return False
     return False
 
@@ -178,7 +182,8 @@ def model_bytes(path: str | os.PathLike) -> int:
     total = p.stat().st_size
     try:
         model = onnx.load(str(p), load_external_data=False)
-    except Exception:  # not parseable: the file's own size (the caller reports the real problem)
+    except Exception as exc:  # not parseable: the file's own size (the caller reports the real problem)
+        log.debug("%s: not parseable (%s): its own size", p, first_line(exc))
         return total
     locations = {next((e.value for e in t.external_data if e.key == "location"), "") for t in _external_tensors(model)}
     folder = p.resolve().parent

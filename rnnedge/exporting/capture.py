@@ -13,6 +13,8 @@ import warnings
 
 from rnnedge.errors import BadInputError, RnnEdgeError, first_line
 
+log = logging.getLogger(__name__)
+
 
 def run_eagerly(module, examples) -> BadInputError | None:
     """Run the module once on the examples (eval mode, no grad) before torch.export. Examples it cannot take
@@ -28,6 +30,7 @@ def run_eagerly(module, examples) -> BadInputError | None:
     except RnnEdgeError:
         raise
     except Exception as exc:
+        log.debug("the module fails on its example inputs", exc_info=True)
         said = first_line(exc)
         what = type(exc).__name__ + (f": {said}" if said != type(exc).__name__ else "")
         failure = BadInputError(f"the module fails on the example inputs: {what}")

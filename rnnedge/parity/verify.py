@@ -85,6 +85,7 @@ def reference(runner: TorchRunner, cases, report: ParityReport) -> list[tuple]:
             ref = runner.infer(feeds)
         except Exception as exc:  # torch refuses the shape: the module's own limit (a user's check input must run)
             why = f"torch failed: {first_line(exc)}"
+            log.debug("%s: %s", name, why)
             user = name.startswith("check input")
             report.cases.append(CaseResult(name, "torch", [], why if user else "", "" if user else f"torch itself refuses this shape ({why})"))
             continue
@@ -106,7 +107,8 @@ def float32_noise(runner: TorchRunner, feeds: dict, ref: dict) -> dict:
                   if np.issubdtype(np.asarray(v).dtype, np.floating) else v) for k, v in feeds.items()}
     try:
         other = runner.infer(nudged)
-    except Exception:  # the module refuses the nudged values: the scale floor alone
+    except Exception as exc:  # the module refuses the nudged values: the scale floor alone
+        log.debug("no float32 noise estimate: %s", first_line(exc))
         return {}
     with np.errstate(invalid="ignore", over="ignore"):
         return {k: float(np.nan_to_num(np.abs(other[k] - v), nan=0.0, posinf=0.0).max(initial=0.0)) for k, v in ref.items() if k in other}
@@ -128,6 +130,7 @@ def run_provider(onnx_path, provider: str, refs, report: ParityReport, spec: IOS
     try:
         runner = OrtRunner(onnx_path, [provider]).__enter__()
     except Exception as exc:
+        log.debug("%s cannot open a session", provider, exc_info=True)
         report.cases.append(CaseResult("open session", provider, [], f"{provider} cannot open a session: {first_line(exc)}"))
         return
     try:
@@ -138,6 +141,7 @@ def run_provider(onnx_path, provider: str, refs, report: ParityReport, spec: IOS
             try:
                 out = runner.infer(feeds)
             except Exception as exc:
+                log.debug("%s on %s: onnxruntime failed: %s", name, provider, first_line(exc))
                 report.cases.append(CaseResult(name, provider, [], f"onnxruntime failed: {first_line(exc)}"))
                 continue
             report.extend(compare(ref, out, atol, rtol, name, provider, noise=noise, ref64=ref64, allow_ill_conditioned=allow, spread=spread))
@@ -145,6 +149,7 @@ def run_provider(onnx_path, provider: str, refs, report: ParityReport, spec: IOS
             try:
                 report.extend(check_streaming(torch_runner, runner, spec, report, provider))
             except Exception as exc:
+                log.debug("streaming check failed on %s", provider, exc_info=True)
                 report.cases.append(CaseResult("stream", provider, [], f"streaming check failed: {first_line(exc)}"))
     finally:
         runner.__exit__(None, None, None)

@@ -273,7 +273,8 @@ def _long_feeds(model, meta: dict, deploy: dict) -> dict | None:
         return None
     try:
         return deployment_feeds(model, meta, {"batch": max(CHECK_BATCH, min(deploy["batch"], 8)), "seq": CHECK_SEQ}, seed=1)
-    except Exception:  # a file that takes no other length: the deployment inputs alone
+    except Exception as exc:  # a file that takes no other length: the deployment inputs alone
+        log.debug("no longer check inputs: %s", exc)
         return None
 
 
@@ -311,6 +312,7 @@ def _relower(model, notes: list[str], warns: list[str]) -> bool:
     try:
         skipped = lower_to_scan(model, ops=RECURRENT)
     except Exception as exc:  # a graph the rewrite does not understand: quantize it as it is
+        log.debug("re-lowering to Scan failed", exc_info=True)
         warns.append(f"could not re-lower the recurrent nodes to Scan ({type(exc).__name__}: {exc}); quantizing as is")
         return False
     warns.extend(f"left as is (stays float32): {s}" for s in skipped)

@@ -191,6 +191,7 @@ class Timer:
                 sess = self._session(build(self.model, forms, op_types=self.ops, per_channel=self.per_channel))
                 self._seen[key] = (sess, self._drift(sess))
             except Exception as exc:  # a form onnxruntime cannot build or run here
+                log.debug("forms %s not usable", forms, exc_info=True)
                 self._seen[key] = (None, f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}")
         return self._seen[key]
 

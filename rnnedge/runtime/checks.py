@@ -6,9 +6,12 @@ model file is ever executed. Standard library only.
 """
 from __future__ import annotations
 
+import logging
 import os
 
 from rnnedge.errors import BadInputError, UnsafeFileError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["MAX_BYTES", "check_model_path", "refuse_foreign", "npy_holds_objects"]
 
@@ -54,7 +57,8 @@ def refuse_foreign(p: str, head: bytes, last: bytes) -> None:
             with zipfile.ZipFile(p) as z:
                 pickled = any(n.endswith(".pkl") or (n.endswith(".npy") and npy_holds_objects(z.open(n).read(65536)))
                               for n in z.namelist())
-        except Exception:  # a damaged zip is no model either
+        except Exception as exc:  # a damaged zip is no model either
+            log.debug("%s: damaged zip (%s: %s)", p, type(exc).__name__, exc)
             pickled = False
         if pickled:
             raise UnsafeFileError(f"{p}: a zip of pickles (torch.save, or .npz of objects), refused: rnnedge "

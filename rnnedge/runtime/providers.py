@@ -164,11 +164,13 @@ def open_session(model: str | os.PathLike | bytes, *, providers: str | Sequence[
     try:  # no onnxruntime fallback: it prints to stdout (breaking --json) and retries a broken file
         return ort.InferenceSession(source, opts, providers=wanted, enable_fallback=0, **extra)
     except Exception as err:  # onnxruntime raises its own pybind classes
+        log.debug("onnxruntime cannot load the model on %s", wanted, exc_info=True)
         first = err
     if fallback and wanted != [CPU]:  # an accelerator that failed to start: say so, then CPU alone
         log.warning("providers %s failed (%s); retrying on CPU only", wanted, " ".join(str(first).split())[:200])
         try:
             return ort.InferenceSession(source, opts, providers=[CPU], enable_fallback=0, **extra)
         except Exception as err:
+            log.debug("onnxruntime cannot load the model on CPU", exc_info=True)
             first = err
     raise ort_error(f"cannot load model {_label(model)}", first) from first

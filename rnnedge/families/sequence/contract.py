@@ -17,13 +17,16 @@ from the checkpoint whichever way the file was exported.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from rnnedge.errors import BadInputError
+from rnnedge.errors import BadInputError, first_line
 from rnnedge.families.sequence.model import SequenceModel
+
+log = logging.getLogger(__name__)
 
 
 def _split_lengths(rest: tuple):
@@ -84,7 +87,8 @@ def task_has_lengths(task: str | None) -> bool:
 
     try:
         return get_task(task).split("val").lengths is not None
-    except Exception:  # a task this version does not know: keep the general form
+    except Exception as exc:  # a task this version does not know: keep the general form
+        log.debug("task %r: lengths assumed (%s)", task, first_line(exc))
         return True
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from rnnedge.bench.flops import model_flops, peak_flops_per_call, peak_session
-from rnnedge.errors import BadInputError
+from rnnedge.errors import BadInputError, first_line
 from rnnedge.files import model_bytes
 
 log = logging.getLogger(__name__)
@@ -153,12 +153,17 @@ def identity_model(example: np.ndarray):
 MATCHED = ("cell", "hidden", "layers", "bidirectional", "input_size", "num_outputs", "input_kind", "head")
 
 
-def _torch_call(checkpoint, threads: int, x: np.ndarray, file_config: dict | None = None) -> Callable[[], Any]:
-    """torch eager on `x` (all rows full length, so no packing), with `threads` intra-op threads. The checkpoint must be
-    the file's model: its config agrees with the file's `rnnedge.config` and it runs on the file's inputs (exit 2 else)."""
+def _torch_call(checkpoint, threads: int, x: np.ndarray, file_config: dict | None = None,
+                meta: dict | None = None) -> Callable[[], Any]:
+    """torch eager on `x` (all rows full length, so no packing), with `threads` intra-op threads, through the same
+    TorchRunner verify uses, on the module the checkpoint's family says the file computes. The checkpoint must be the
+    file's model: its config agrees with the file's `rnnedge.config` and it runs on the file's inputs (exit 2 else)."""
     import torch
 
     from rnnedge.checkpoint import load_checkpoint
+    from rnnedge.families.registry import family_for_config
+    from rnnedge.parity.runners import TorchRunner
+    from rnnedge.spec import IOSpec, TensorSpec
 
     model = load_checkpoint(checkpoint)
     model.eval()
@@ -167,18 +172,15 @@ def _torch_call(checkpoint, threads: int, x: np.ndarray, file_config: dict | Non
     if differ:
         k = differ[0]
         raise BadInputError(f"--against {checkpoint} is not this file's model: {k} {mine[k]!r} in the checkpoint, {file_config[k]!r} in the file")
+    family = family_for_config(model.config)
+    module = family.torch_module(model, {**(meta or {}), "rnnedge.target": "dynamic"}) if family.torch_module else model
     torch.set_num_threads(threads)
-    xt = torch.from_numpy(np.ascontiguousarray(x))
-
-    def call():
-        with torch.inference_mode():
-            return model(xt)
-
+    call = TorchRunner(module.eval(), IOSpec(inputs=[TensorSpec("x", str(x.dtype), ["batch", "seq"])], outputs=[])).caller({"x": x})
     try:
         call()
     except Exception as exc:  # a checkpoint of another task or shape: the user's mismatch, not a bug
         raise BadInputError(f"--against {checkpoint} cannot run on this file's inputs {list(x.shape)}: "
-                            f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}") from None
+                            f"{type(exc).__name__}: {first_line(exc, 160)}") from None
     return call
 
 

@@ -25,9 +25,9 @@ from rnnedge.parity.compare import (
     ParityReport,
     compare,
 )
-from rnnedge.parity.runners import OrtRunner, TorchRunner, available_providers, ort_session
+from rnnedge.parity.runners import OrtRunner, Runner, TorchRunner, available_providers, ort_session
 from rnnedge.parity.verify import check_streaming, quick_check, spec_of, torch_module_for, verify
 
 __all__ = ["EPS32", "FP16_ATOL", "FP16_RTOL", "ILL_CONDITIONED", "NOISE_FLOOR", "NOISE_K", "CaseResult", "OrtRunner",
-           "OutputDiff", "ParityReport", "TorchRunner", "available_providers", "case_sizes", "check_streaming", "compare",
+           "OutputDiff", "ParityReport", "Runner", "TorchRunner", "available_providers", "case_sizes", "check_streaming", "compare",
            "generate_cases", "ort_session", "quick_check", "spec_of", "torch_module_for", "verify"]

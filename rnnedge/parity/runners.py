@@ -1,8 +1,9 @@
-"""Runners: context managers with `infer(feeds) -> {output name: array}`.
+"""Runners: context managers with `infer(feeds) -> {output name: array}`, shared by verify and bench.
 
-`TorchRunner` runs a module in eval mode (and a float64 copy of it, the exact answer float32 is
-measured against); `OrtRunner` runs an ONNX file with onnxruntime on a given provider list. Heavy
-imports (torch, onnxruntime) happen inside, never at import time.
+`Runner` is the base (Polygraphy's BaseRunner): `infer` for checks, `caller(feeds)` for timing (a zero-argument
+call with the feeds prepared once, what `rnnedge bench` times). `TorchRunner` runs a module in eval mode (and a
+float64 copy of it, the exact answer float32 is measured against); `OrtRunner` runs an ONNX file with onnxruntime
+on a given provider list. Heavy imports (torch, onnxruntime) happen inside, never at import time.
 """
 
 from __future__ import annotations
@@ -12,13 +13,31 @@ import logging
 
 import numpy as np
 
-from rnnedge.errors import BadInputError, first_line
+from rnnedge.errors import first_line
+from rnnedge.runtime.providers import available_providers, open_session  # noqa: F401  (available_providers: the providers verify runs on)
 from rnnedge.spec import IOSpec
 
 log = logging.getLogger(__name__)
 
 
-class TorchRunner:
+class Runner:
+    """Base of every runner: a context manager (enter before use) with `infer(feeds) -> {output name: array}`."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def infer(self, feeds: dict) -> dict:
+        raise NotImplementedError
+
+    def caller(self, feeds: dict):
+        """A zero-argument call running `feeds` (what bench times); runners may prepare the feeds once here."""
+        return lambda: self.infer(feeds)
+
+
+class TorchRunner(Runner):
     """Runs a torch module on numpy feeds given in the spec's input order; outputs named by the spec.
 
     Integer inputs keep their declared dtype (int32 lengths stay int32). `infer_float64` runs a float64
@@ -67,6 +86,18 @@ class TorchRunner:
             names = (names + extra)[: len(leaves)]
             log.warning("torch returned %d tensors, the spec declares %d outputs", len(leaves), len(self.spec.outputs))
         return {name: v.detach().cpu().double().numpy() for name, v in zip(names, leaves)}
+
+    def caller(self, feeds: dict):
+        import torch
+
+        self._torch = torch
+        args = self._args(feeds, np.float32)
+
+        def call():
+            with torch.inference_mode():
+                return self.module(*args)
+
+        return call
 
     def infer_float64(self, feeds: dict) -> dict | None:
         """The float64 answer, or None (and `float64_error` set) when the module cannot run in float64."""
@@ -140,37 +171,10 @@ def _nudged_copy(module, seed: int):
 
 def ort_session(path, providers=None, threads: int | None = None):
     """A quiet onnxruntime session on exactly these providers (no silent CPU fallback); one-line errors."""
-    try:
-        from rnnedge.runtime.providers import open_session
-    except ImportError:  # before the runtime package's session factory existed
-        open_session = None
-    if open_session is not None:
-        return open_session(str(path), providers=list(providers or ["CPUExecutionProvider"]), threads=threads, fallback=False)
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # onnxruntime's own log would add lines to the CLI's one-line errors
-    if threads:
-        options.intra_op_num_threads = threads
-    try:
-        session = ort.InferenceSession(str(path), options, providers=list(providers or ["CPUExecutionProvider"]))
-    except Exception as exc:
-        raise BadInputError(f"{path}: onnxruntime cannot load it: {first_line(exc)}") from None
-    session.disable_fallback()
-    return session
+    return open_session(str(path), providers=list(providers or ["CPUExecutionProvider"]), threads=threads, fallback=False)
 
 
-def available_providers() -> list[str]:
-    try:
-        from rnnedge.runtime.providers import available_providers as available
-    except ImportError:
-        import onnxruntime as ort
-
-        return [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]
-    return available()
-
-
-class OrtRunner:
+class OrtRunner(Runner):
     """Runs an ONNX file with onnxruntime on the given providers (default: CPU); outputs by the file's names."""
 
     def __init__(self, path, providers=None, threads: int | None = None):

@@ -28,9 +28,10 @@ def feeds_from_arrays(session, arrays: dict, lengths_file: Path | None = None) -
 
 
 def run_file(model: str | Path, input_file: str | Path, lengths_file: str | Path | None = None, output: str | Path | None = None,
-             provider: str = "auto", threads: int | None = None) -> dict[str, Any]:
+             provider="auto", threads: int | None = None) -> dict[str, Any]:
     """Run `model` (.onnx/.ort) on `input_file`; write the main output (.npy) or all outputs (.npz) to `output`.
 
+    `provider`: as rnnedge.runtime.Session takes it ("auto", a name, or names and (name, {option: value}) pairs).
     Returns what `rnnedge run` prints: the output's name, shape and dtype, the providers, and (without
     `output`) the node placement, argmax/labels of a classifier and the values when small."""
     from rnnedge.runtime import Session

@@ -215,7 +215,8 @@ def bench(model, *, against=None, threads: int = 1, batch: int = 1, seq: int | N
           warmup: int = 5, block: int = 10, providers="cpu", plot=None) -> BenchReport:
     """Time `model` (.onnx/.ort) through rnnedge.runtime.Session; with `against` (a checkpoint), torch eager too.
 
-    `plot`: a PNG path for latency against sequence length (torch eager with `against`, onnx fp32,
+    `providers`: as rnnedge.runtime.Session takes them (names or (name, {option: value}) pairs); the report lists
+    those onnxruntime used. `plot`: a PNG path for latency against sequence length (torch eager with `against`, onnx fp32,
     onnx int8 quantized on the fly); needs matplotlib (`pip install rnnedge[plot]`). `block`: calls in a
     row per candidate and round (see `time_interleaved`).
     """

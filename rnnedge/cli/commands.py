@@ -34,6 +34,18 @@ class FiniteFloat(click.ParamType):
 
 FINITE = FiniteFloat()
 
+provider_option_option = click.option(
+    "--provider-option", "provider_options", multiple=True, metavar="KEY=VALUE",
+    help="An option for the provider named by --provider, as onnxruntime takes it (e.g. device_id=0); repeatable. "
+         "With several --provider: PROVIDER:KEY=VALUE.")
+
+
+def _providers(names, option_texts):
+    """--provider / --provider-option -> the API's providers list (rnnedge.runtime.provider_options)."""
+    from rnnedge.runtime.provider_options import cli_providers
+
+    return cli_providers(list(names), list(option_texts))
+
 # -- train ----------------------------------------------------------------------------------------
 
 TASK_CHOICE = click.Choice(task_names())
@@ -179,9 +191,10 @@ def export(source, output, target, lowering, chunk, opset, examples, input_names
 @click.option("--allow-ill-conditioned", is_flag=True,
               help="Pass although some outputs cannot be verified in float32 (torch float32 itself off float64); they stay listed.")
 @click.option("--cases", type=click.IntRange(min=0), default=0, show_default=True, help="Random cases beyond the fixed set.")
-@click.option("--provider", "providers", multiple=True, help="Execution provider(s) (default: every one available).")
+@click.option("--provider", "providers", multiple=True, help="Execution provider(s), each checked (default: every one available).")
+@provider_option_option
 @json_option
-def verify(checkpoint, model, atol, rtol, cases, providers, allow_ill_conditioned, as_json):
+def verify(checkpoint, model, atol, rtol, cases, providers, provider_options, allow_ill_conditioned, as_json):
     """Check that MODEL.onnx computes what CHECKPOINT computes; exit 1 on any difference."""
     from rnnedge.checkpoint import read_checkpoint
     from rnnedge.files import load_onnx
@@ -190,10 +203,11 @@ def verify(checkpoint, model, atol, rtol, cases, providers, allow_ill_conditione
     read_checkpoint(checkpoint)  # refuse a bad checkpoint before any work
     if not model.is_dir():  # a folder is a seq2seq export, checked file by file by rnnedge.families.seq2seq.verify
         load_onnx(model, load_weights=False)
-    if providers:  # unknown or unavailable names: one line (onnxruntime would fall back to CPU and say nothing useful)
-        from rnnedge.runtime.providers import select_providers
+    if providers or provider_options:  # unknown or unavailable names: one line (onnxruntime would fall back to CPU, unsaid)
+        from rnnedge.runtime.providers import provider_entries
 
-        providers = [select_providers(p)[0] for p in providers]
+        chosen = _providers(providers, provider_options)
+        providers = [provider_entries(p)[0] for p in ([chosen] if isinstance(chosen, str) else chosen)]
     report = verify_parity(checkpoint, model, atol=atol, rtol=rtol, cases=cases, providers=list(providers) or None,
                            allow_ill_conditioned=allow_ill_conditioned)
     emit(report.to_dict(), as_json, lambda c, d: render.render_parity(c, report))
@@ -289,13 +303,14 @@ def mobile(model, out_dir, as_json):
               help="A .npy of int lengths (B,), one per row.")
 @output_option("Write the main output to OUT.npy (or every output to OUT.npz).", required=False)
 @click.option("--provider", default="auto", show_default=True, help="auto, cpu, cuda, ... or a full provider name.")
+@provider_option_option
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (default: onnxruntime's).")
 @json_option
-def run(model, input_file, lengths_file, output, provider, threads, as_json):
+def run(model, input_file, lengths_file, output, provider, provider_options, threads, as_json):
     """Run MODEL (.onnx/.ort) on arrays from a .npy/.npz file, without torch."""
     from rnnedge.run import run_file
 
-    data = run_file(model, input_file, lengths_file, output, provider=provider, threads=threads)
+    data = run_file(model, input_file, lengths_file, output, provider=_providers([provider], provider_options), threads=threads)
     emit(data, as_json, render.render_run)
 
 
@@ -312,8 +327,10 @@ def run(model, input_file, lengths_file, output, provider, threads, as_json):
 @click.option("--repeats", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PNG of latency against sequence length: torch eager, onnx fp32, onnx int8 (needs matplotlib).")
+@click.option("--provider", default="cpu", show_default=True, help="The provider timed: cpu, cuda, auto, ... or a full name.")
+@provider_option_option
 @json_option
-def bench(model, against, threads, batch, seq, repeats, plot, as_json):
+def bench(model, against, threads, batch, seq, repeats, plot, provider, provider_options, as_json):
     """Latency (p50/p90/p99), throughput, size and memory of MODEL, against torch eager with --against."""
     from rnnedge.bench.latency import bench as run_bench
 
@@ -321,7 +338,8 @@ def bench(model, against, threads, batch, seq, repeats, plot, as_json):
         from rnnedge.checkpoint import read_checkpoint
 
         read_checkpoint(against)  # refuse a bad checkpoint before any timing
-    report = run_bench(model, against=against, threads=threads, batch=batch, seq=seq, repeats=repeats, plot=plot)
+    report = run_bench(model, against=against, threads=threads, batch=batch, seq=seq, repeats=repeats, plot=plot,
+                       providers=_providers([provider], provider_options))
     emit(report.to_dict(), as_json, render.render_bench)
 
 

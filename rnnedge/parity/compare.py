@@ -110,6 +110,12 @@ class ParityReport:
         return [(c.case, c.provider, o.name) for c in self.cases for o in c.outputs if o.ill_conditioned]
 
     @property
+    def providers(self) -> list[str]:
+        """The onnxruntime execution providers this report checked (each case's, in order), torch and the runtime's
+        range probes left out."""
+        return list(dict.fromkeys(c.provider for c in self.cases if c.provider and c.provider not in ("torch", "rnnedge.runtime")))
+
+    @property
     def policy(self) -> str:
         if self.atol is None:
             return f"noise x{NOISE_K:g} (vs torch float64)"
@@ -130,7 +136,7 @@ class ParityReport:
 
     def to_dict(self) -> dict:
         worst = self.worst()
-        return {"ok": bool(self), "policy": self.policy, "atol": self.atol, "rtol": self.rtol, "noise_k": NOISE_K,
+        return {"ok": bool(self), "providers": self.providers, "policy": self.policy, "atol": self.atol, "rtol": self.rtol, "noise_k": NOISE_K,
                 "cases": len(self.cases), "failed": len(self.failures), "max_abs": worst.max_abs if worst else None,
                 "max_noise_ratio": self.worst_ratio(), "allow_ill_conditioned": self.allow_ill_conditioned,
                 "ill_conditioned": [{"case": c, "provider": p, "output": o} for c, p, o in self.ill_conditioned],
@@ -148,8 +154,8 @@ class ParityReport:
             err = f"max abs error {worst.max_abs:.2e}" if worst else "no output compared"
             noise = f", {ratio:.1f}x noise" if ratio is not None else ""
             allowed = " (allowed)" if ill else ""
-            return f"parity ok: {len(self.cases)} cases, {err}{noise} ({self.policy}){ill_line}{allowed}"
-        lines = [f"parity FAILED: {len(self.failures)} of {len(self.cases)} cases ({self.policy}){ill_line}"]
+            return f"parity ok: {len(self.cases)} cases, {err}{noise} ({self.policy}){self._on()}{ill_line}{allowed}"
+        lines = [f"parity FAILED: {len(self.failures)} of {len(self.cases)} cases ({self.policy}){self._on()}{ill_line}"]
         for c in self.failures:
             if c.error:
                 lines.append(f"  {c.case} [{c.provider}]: {c.error}")
@@ -159,6 +165,10 @@ class ParityReport:
                     lines.append(f"  {c.case} [{c.provider}] {o.name}: max abs {o.max_abs:.3e} at {list(o.worst)}{ratio}, "
                                  f"max rel {o.max_rel:.3e} {o.note}".rstrip())
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+
+
+    def _on(self) -> str:
+        return f" on {', '.join(self.providers)}" if self.providers else ""
 
 
 def _names(ill) -> str:

@@ -17,6 +17,8 @@ from rnnedge.errors import BadInputError, ParityError, first_line
 from rnnedge.parity.cases import case_sizes, check_cases, generate_cases, sweep_cases, time_axis
 from rnnedge.parity.compare import EPS32, FP16_ATOL, FP16_RTOL, CaseResult, ParityReport, compare
 from rnnedge.parity.runners import OrtRunner, TorchRunner, available_providers, ort_session
+from rnnedge.runtime.provider_options import is_single_entry, split_entry
+from rnnedge.runtime.providers import canonical_entry
 from rnnedge.spec import IOSpec, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -124,15 +126,19 @@ def output_names_row(spec: IOSpec, file_outputs: list[str], provider: str) -> Ca
     return CaseResult("outputs by name", provider, [], f"the file's outputs {file_outputs} != declared {list(spec.outputs)}: {detail}")
 
 
-def run_provider(onnx_path, provider: str, refs, report: ParityReport, spec: IOSpec, torch_runner, stream: bool) -> None:
-    """Every case on one provider; a session that does not open is one row, not the end of verify."""
+def run_provider(onnx_path, provider, refs, report: ParityReport, spec: IOSpec, torch_runner, stream: bool) -> None:
+    """Every case on one provider (a name, or a (name, options) pair); a session that does not open is one row, not the
+    end of verify. A combination rnnedge.runtime knows to be wrong here is run all the same, and noted."""
     atol, rtol, allow = report.atol, report.rtol, report.allow_ill_conditioned
     try:
-        runner = OrtRunner(onnx_path, [provider]).__enter__()
+        provider, options = canonical_entry(provider)  # an unknown name is a row too
+        runner = OrtRunner(onnx_path, [(provider, options)]).__enter__()
     except Exception as exc:
+        provider = provider if isinstance(provider, str) else split_entry(provider)[0]
         log.debug("%s cannot open a session", provider, exc_info=True)
         report.cases.append(CaseResult("open session", provider, [], f"{provider} cannot open a session: {first_line(exc)}"))
         return
+    note_known_wrong(onnx_path, runner.session, report)
     try:
         row = output_names_row(spec, runner.output_names, provider)
         if row is not None:
@@ -155,16 +161,32 @@ def run_provider(onnx_path, provider: str, refs, report: ParityReport, spec: IOS
         runner.__exit__(None, None, None)
 
 
+def note_known_wrong(onnx_path, session, report: ParityReport) -> None:
+    """A note per entry of rnnedge.runtime's known-wrong table that applies to this file on this session's providers."""
+    from rnnedge.runtime.known_wrong import findings
+    from rnnedge.runtime.signature import tensor_info
+
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    for finding in findings(onnx_path, session.get_providers(), [tensor_info(a) for a in session.get_inputs()], meta):
+        note = f"known wrong: {finding.message(onnx_path)}"
+        if note not in report.notes:
+            report.notes.append(note)
+
+
 def verify(model_or_ckpt, onnx_path, *, atol: float | None = None, rtol: float | None = None, cases: int = 0,
-           providers: list[str] | None = None, spec: IOSpec | None = None, stream: bool = True,
+           providers: list | None = None, spec: IOSpec | None = None, stream: bool = True,
            allow_ill_conditioned: bool = False, example_seq: int | None = None) -> ParityReport:
     """Compare torch and onnxruntime on generated cases, on every available provider. Never raises on a mismatch.
 
-    atol/rtol None: the noise policy (see rnnedge.parity.compare); given: fixed tolerances.
+    atol/rtol None: the noise policy (see rnnedge.parity.compare); given: fixed tolerances. ``providers``: each is
+    checked on its own; names or ``(name, {option: value})`` pairs as onnxruntime takes them (default: every
+    available one); the report's ``providers`` lists those it checked.
     A path a model family owns (a seq2seq folder: encoder.onnx + decoder.onnx) is checked by that family's verify.
     """
     from rnnedge.families.registry import family_for_path
 
+    if isinstance(providers, str) or is_single_entry(providers):
+        providers = [providers]
     family = family_for_path(onnx_path)
     if family is not None and family.verify_path is not None:
         return family.verify_path(model_or_ckpt, onnx_path, atol=atol, rtol=rtol, cases=cases, providers=providers,

@@ -177,10 +177,20 @@ def _check_lengths(sess, feeds: dict, batch: int, seq: int | None) -> None:
     if seq is not None and (lengths > seq).any():
         raise BadInputError(f"lengths up to {int(lengths.max())} exceed the sequence length {seq}")
     if sess.has_lengths:
+        _refuse_ignored_lengths(sess, lengths, seq)
         feeds["lengths"] = lengths.astype(_lengths_dtype(sess))
     elif seq is not None and (lengths != seq).any():
         raise BadInputError(f"rows have different lengths ({int(lengths.min())}..{int(lengths.max())}) "
-                            "but this model has no 'lengths' input: pass equal-length sequences")
+                            "but this model has no 'lengths' input: pass equal-length sequences (or export with --lengths)")
+
+
+def _refuse_ignored_lengths(sess, lengths: np.ndarray, seq: int | None) -> None:
+    """A provider known to ignore lengths on this file (rnnedge.runtime.known_wrong): rows shorter than the sequence
+    would come out wrong, silently; refused with the reason."""
+    wrong = getattr(sess, "known_wrong", None)
+    if wrong and seq is not None and (lengths < seq).any():
+        raise BadInputError(f"rows shorter than the sequence (lengths {int(lengths.min())} < {seq}) refused: "
+                            f"{wrong[0].message(sess.path)}")
 
 
 def _lengths_dtype(sess):

@@ -20,8 +20,9 @@ import onnxruntime as ort
 
 from rnnedge.errors import BadInputError, RnnEdgeError, UnsafeFileError
 from rnnedge.runtime.checks import check_model_path
+from rnnedge.runtime.provider_options import dropped_providers, is_single_entry, option_error, split_entry, unreported_options
 
-__all__ = ["PROVIDER_ALIASES", "CPU", "available_providers", "select_providers", "uses_iobinding",
+__all__ = ["PROVIDER_ALIASES", "CPU", "available_providers", "canonical_entry", "provider_entries", "select_providers", "uses_iobinding",
            "session_options", "open_session", "ort_error"]
 
 log = logging.getLogger(__name__)
@@ -63,39 +64,64 @@ def _canonical(name: str, available: Sequence[str]) -> str:
     raise BadInputError(f"unknown provider {name!r}; expected 'auto' or one of: " + ", ".join(PROVIDER_ALIASES))
 
 
-def select_providers(requested: str | Sequence[str] | None, available: Sequence[str] | None = None) -> list[str]:
-    """Choose execution providers, best first, always ending with CPU as the fallback.
+def provider_entries(requested, available: Sequence[str] | None = None) -> list[tuple[str, dict[str, str]]]:
+    """Choose execution providers with their options, best first, always ending with CPU as the fallback.
 
-    ``"auto"`` (or None) takes TensorRT, CUDA, CoreML, NNAPI, XNNPACK and QNN, in that order,
-    where ``available`` has them. One explicit name (short like ``"cuda"`` or full like
-    ``"CUDAExecutionProvider"``) must be available. In a list, unavailable names are skipped
-    (logged) as long as one remains. ``available`` defaults to ``ort.get_available_providers()``;
-    pass a list to decide without onnxruntime (pure).
+    ``requested``: ``"auto"`` (or None), one name, one ``(name, {option: value})`` pair, or a list of names and
+    pairs exactly as onnxruntime takes them (``[("CUDAExecutionProvider", {"device_id": 0}),
+    "CPUExecutionProvider"]``); rnnedge's short names (``"cuda"``, ``"cpu"``, ...) work everywhere. Returns
+    ``[(full name, {option: str(value)})]``. ``"auto"`` takes TensorRT, CUDA, CoreML, NNAPI, XNNPACK and QNN,
+    in that order, where ``available`` has them. One explicit name must be available. In a list, unavailable
+    names are skipped (logged) as long as one remains. ``available`` defaults to
+    ``ort.get_available_providers()``; pass a list to decide without onnxruntime (pure).
     """
     avail = list(ort.get_available_providers() if available is None else available)
+    if is_single_entry(requested):
+        requested = [requested]
     if not (requested is None or isinstance(requested, str) or (
             isinstance(requested, Sequence) and not isinstance(requested, (bytes, bytearray)))):
-        raise BadInputError(f"providers must be 'auto', a name or a list of names, got {type(requested).__name__}")
+        raise BadInputError(f"providers must be 'auto', a name or a list of names and (name, options) pairs, "
+                            f"got {type(requested).__name__}")
     if requested is None or (isinstance(requested, str) and requested.strip().lower() == "auto"):
-        chosen = [PROVIDER_ALIASES[k] for k in _AUTO_ORDER if PROVIDER_ALIASES[k] in avail]
+        chosen = [(PROVIDER_ALIASES[k], {}) for k in _AUTO_ORDER if PROVIDER_ALIASES[k] in avail]
     elif isinstance(requested, str):
-        chosen = [_canonical(requested, avail)]
-        if chosen[0] not in avail and chosen[0] != CPU:
+        chosen = [(_canonical(requested, avail), {})]
+        if chosen[0][0] not in avail and chosen[0][0] != CPU:
             raise BadInputError(f"provider {requested!r} is not available in this onnxruntime; "
                                 f"available: {', '.join(avail) or 'none'}")
     else:
-        wanted = [_canonical(p, avail) for p in requested]
+        wanted = [(_canonical(name, avail), opts) for name, opts in map(split_entry, requested)]
         if not wanted:
             raise BadInputError("empty provider list; pass 'auto' or at least one provider")
-        chosen = [p for p in wanted if p in avail or p == CPU]
-        for p in wanted:
-            if p not in chosen:
+        if len(wanted) == 1 and wanted[0][0] not in avail and wanted[0][0] != CPU:
+            raise BadInputError(f"provider {wanted[0][0]!r} is not available in this onnxruntime; "
+                                f"available: {', '.join(avail) or 'none'}")
+        chosen = [(p, o) for p, o in wanted if p in avail or p == CPU]
+        for p, _ in wanted:
+            if p not in dict(chosen):
                 log.warning("provider %s is not available; skipping it", p)
         if not chosen:
-            raise BadInputError(f"none of the providers {', '.join(wanted)} is available; "
+            raise BadInputError(f"none of the providers {', '.join(p for p, _ in wanted)} is available; "
                                 f"available: {', '.join(avail) or 'none'}")
-    chosen = list(dict.fromkeys(chosen))
-    return chosen if CPU in chosen else chosen + [CPU]
+    unique: dict[str, dict[str, str]] = {}
+    for p, o in chosen:
+        if p in unique and o != unique[p]:
+            raise BadInputError(f"provider {p} is given twice, with different options")
+        unique.setdefault(p, o)
+    unique.setdefault(CPU, {})
+    return list(unique.items())
+
+
+def canonical_entry(item) -> tuple[str, dict[str, str]]:
+    """One provider as given (``"cuda"``, ``"CUDAExecutionProvider"``, ``("cuda", {"device_id": 0})``) -> (full name,
+    options as strings), whether or not this onnxruntime has it (verify reports an unavailable one as a row)."""
+    name, options = split_entry(item)
+    return _canonical(name, ort.get_available_providers()), options
+
+
+def select_providers(requested, available: Sequence[str] | None = None) -> list[str]:
+    """The provider names of ``provider_entries`` (options dropped): best first, CPU always last."""
+    return [name for name, _ in provider_entries(requested, available)]
 
 
 def uses_iobinding(providers: Sequence[str]) -> bool:
@@ -144,33 +170,63 @@ def _label(model) -> str:
     return f"<{len(model)} bytes>" if isinstance(model, (bytes, bytearray)) else os.fsdecode(model)
 
 
-def open_session(model: str | os.PathLike | bytes, *, providers: str | Sequence[str] | None = None,
+def open_session(model: str | os.PathLike | bytes, *, providers=None,
                  threads: int | None = None, options: ort.SessionOptions | None = None,
                  optimization: str | None = None, fallback: bool = True,
                  disabled_optimizers: Sequence[str] | None = None) -> ort.InferenceSession:
     """Open an onnxruntime session on ``model`` (a path, or the serialised model as bytes).
 
-    ``providers``: ``"auto"`` (None), one name or a list, chosen by ``select_providers`` (CPU always
-    last). ``fallback``: when the requested accelerators fail to start, log a warning and retry on CPU
-    alone; with ``fallback=False`` the failure is raised (parity wants to know). Errors are one line:
-    ``BadInputError`` for a file onnxruntime refuses, ``UnsafeFileError`` for escaping external data.
+    ``providers``: ``"auto"`` (None), one name, or names and ``(name, {option: value})`` pairs as onnxruntime
+    takes them, chosen by ``provider_entries`` (CPU always last). ``fallback``: when the requested
+    accelerators fail to start, log a warning and retry on CPU alone (onnxruntime may also drop a provider
+    itself, e.g. for an option value it refuses: logged too); with ``fallback=False`` either is raised
+    (parity wants to know what it checked). An option onnxruntime rejects is a ``BadInputError`` naming it,
+    never a silent CPU run. Errors are one line: ``BadInputError`` for a file onnxruntime refuses,
+    ``UnsafeFileError`` for escaping external data.
     """
     if not isinstance(model, (bytes, bytearray)):
         model = check_model_path(model)  # missing, empty, foreign or pickled files: one line before onnxruntime
-    wanted = select_providers(providers)
+    entries = provider_entries(providers)
     opts = session_options(threads=threads, optimization=optimization, options=options)
     source = bytes(model) if isinstance(model, (bytes, bytearray)) else os.fspath(model)
     extra = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
     try:  # no onnxruntime fallback: it prints to stdout (breaking --json) and retries a broken file
-        return ort.InferenceSession(source, opts, providers=wanted, enable_fallback=0, **extra)
+        return _checked(_create(source, opts, entries, extra), entries, fallback, model)
+    except RnnEdgeError:
+        raise
     except Exception as err:  # onnxruntime raises its own pybind classes
-        log.debug("onnxruntime cannot load the model on %s", wanted, exc_info=True)
+        log.debug("onnxruntime cannot load the model on %s", [p for p, _ in entries], exc_info=True)
         first = err
-    if fallback and wanted != [CPU]:  # an accelerator that failed to start: say so, then CPU alone
-        log.warning("providers %s failed (%s); retrying on CPU only", wanted, " ".join(str(first).split())[:200])
+    refused = option_error(entries, first)
+    if refused is not None:  # an option onnxruntime rejects: the user's to fix, not a reason to run elsewhere
+        raise refused from first
+    if fallback and [p for p, _ in entries] != [CPU]:  # an accelerator that failed to start: say so, then CPU alone
+        log.warning("providers %s failed (%s); retrying on CPU only", [p for p, _ in entries], " ".join(str(first).split())[:200])
         try:
-            return ort.InferenceSession(source, opts, providers=[CPU], enable_fallback=0, **extra)
+            return _create(source, opts, [(CPU, dict(entries).get(CPU, {}))], extra)
         except Exception as err:
             log.debug("onnxruntime cannot load the model on CPU", exc_info=True)
             first = err
     raise ort_error(f"cannot load model {_label(model)}", first) from first
+
+
+def _create(source, opts, entries, extra) -> ort.InferenceSession:
+    return ort.InferenceSession(source, opts, providers=[p for p, _ in entries], provider_options=[o for _, o in entries],
+                                enable_fallback=0, **extra)
+
+
+def _checked(session: ort.InferenceSession, entries, fallback: bool, model) -> ort.InferenceSession:
+    """A session onnxruntime opened on fewer providers than asked (it drops a provider whose device is missing or
+    whose option value it refuses, and says so only on stderr): logged as a CPU fallback, or raised without
+    fallback. Options an active provider does not report back are logged: onnxruntime may ignore them."""
+    active = session.get_providers()
+    dropped = [p for p in dropped_providers([p for p, _ in entries], active) if p != CPU]
+    if dropped:
+        why = f"onnxruntime did not start {', '.join(dropped)} for {_label(model)} (a device it cannot find, or an option value " \
+              f"it refuses: {({p: o for p, o in entries if p in dropped})}); running on {', '.join(active)}"
+        if not fallback:
+            raise BadInputError(why)
+        log.warning("%s", why)
+    for name, keys in unreported_options(entries, session.get_provider_options(), active).items():
+        log.warning("%s does not report the option(s) %s back: onnxruntime may ignore them", name, ", ".join(keys))
+    return session

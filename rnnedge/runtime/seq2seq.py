@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from rnnedge.errors import BadInputError
+from rnnedge.runtime import known_wrong
 from rnnedge.runtime.providers import open_session
+from rnnedge.runtime.signature import tensor_info
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +195,7 @@ class Seq2SeqSession:
     """An exported encoder-decoder folder, decoded with onnxruntime: `generate(strings, beam, max_len)`."""
 
     def __init__(self, folder: str | os.PathLike, *, providers=None, threads: int | None = None):
+        """``providers``: as ``Session`` takes them (names, or ``(name, {option: value})`` pairs)."""
         enc_path, dec_path = seq2seq_files(folder)
         self.folder = Path(folder)
         self.encoder = open_session(enc_path, providers=providers, threads=threads)
@@ -202,9 +205,16 @@ class Seq2SeqSession:
             raise BadInputError(f"{folder}: encoder.onnx and decoder.onnx disagree on the vocabulary")
         self.codec = Codec.from_meta(self.meta)
         self._dec_out = [o.name for o in self.decoder.get_outputs()]
+        self.known_wrong = known_wrong.findings(enc_path, self.encoder.get_providers(), [tensor_info(a) for a in
+                                                self.encoder.get_inputs()],
+                                                dict(self.encoder.get_modelmeta().custom_metadata_map))
+        for finding in self.known_wrong:
+            log.warning("%s; strings of different lengths in one batch are refused (batch_size=1 avoids it)", finding.message(enc_path))
 
     def encode(self, tokens: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(memory (B, T, M), memory_mask (B, T), state (B, S)) from ids and lengths."""
+        if self.known_wrong and (lengths < tokens.shape[1]).any():
+            raise BadInputError(f"strings of different lengths in one batch refused: {self.known_wrong[0].message(self.folder)}")
         memory, mask, state = self.encoder.run(None, {"tokens": tokens, "lengths": lengths})
         return memory, mask, state
 

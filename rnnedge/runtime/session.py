@@ -7,17 +7,17 @@ import math
 import os
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from rnnedge.errors import BadInputError
-from rnnedge.runtime import inputs
+from rnnedge.runtime import inputs, known_wrong
 from rnnedge.runtime.bound import BoundCall
 from rnnedge.runtime.checks import check_model_path
-from rnnedge.runtime.providers import open_session, ort_error, select_providers, session_options, uses_iobinding
+from rnnedge.runtime.providers import open_session, ort_error, provider_entries, session_options, uses_iobinding
 from rnnedge.runtime.signature import TensorInfo, find_roles, json_metadata, tensor_info
 
 __all__ = ["Session"]
@@ -42,15 +42,16 @@ def _fixed(dim) -> int | None:
 class Session:
     """An onnxruntime session for one exported model, with checked inputs.
 
-    ``providers``: ``"auto"``, one name, or a list (see ``select_providers``). ``threads``:
-    intra-op threads (None: onnxruntime's default). ``run`` may be called from many threads
-    at once: the session keeps no mutable state besides the lazily cached ``node_placement``.
+    ``providers``: ``"auto"``, one name, or names and ``(name, {option: value})`` pairs as onnxruntime takes
+    them (see ``provider_entries``). ``threads``: intra-op threads (None: onnxruntime's default). A provider
+    known to be wrong for this file (``rnnedge.runtime.known_wrong``) is warned about at open, and the calls
+    it would get wrong are refused. ``run`` may be called from many threads at once: the session keeps no
+    mutable state besides the lazily cached ``node_placement``.
     """
 
-    def __init__(self, path: str | os.PathLike, providers: str | Sequence[str] | None = "auto",
-                 threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, providers="auto", threads: int | None = None):
         self.path = check_model_path(path)
-        self._wanted = select_providers(providers, ort.get_available_providers())
+        self._wanted = provider_entries(providers, ort.get_available_providers())
         session_options(threads=threads)  # refuses a bad thread count before the file is opened
         self._threads = threads
         self._sess = self._open(profile_dir=None)
@@ -58,6 +59,11 @@ class Session:
         self._lock = threading.Lock()
         self._local = threading.local()  # per thread: pre-bound calls of the fast path (rnnedge.runtime.bound)
         self._read_signature()
+        self.known_wrong = known_wrong.findings(self.path, self.providers, self.inputs, self.metadata)
+        for finding in self.known_wrong:
+            if not finding.guarded:
+                raise BadInputError(f"refused: {finding.message(self.path)}")
+            log.warning("%s; rnnedge.runtime refuses calls with rows shorter than the sequence", finding.message(self.path))
         self.iobinding = uses_iobinding(self.providers)  # CUDA: bind numpy in, CPU out
         log.info("loaded %s on %s (target %s)", self.path, ", ".join(self.providers), self.target)
 
@@ -103,6 +109,11 @@ class Session:
         """The execution providers onnxruntime actually uses for this session."""
         return list(self._sess.get_providers())
 
+    @property
+    def provider_options(self) -> dict[str, dict[str, str]]:
+        """The options of each provider in use, as onnxruntime reports them (``get_provider_options``)."""
+        return dict(self._sess.get_provider_options())
+
     def node_placement(self) -> dict[str, int]:
         """How many graph nodes each execution provider runs, e.g. ``{"CPUExecutionProvider": 7}``.
 
@@ -146,10 +157,17 @@ class Session:
         """Run the model and return its main output (``logits`` or ``y``) as numpy.
 
         ``x``: an array ``(B, T, F)`` (``(B, T)`` token ids for token models) with optional
-        ``lengths`` ``(B,)``; or a list of ``(T_i, F)`` / ``(T_i,)`` sequences, padded to the
-        longest and batched with ``lengths`` (needs a model with a ``lengths`` input unless all
-        have equal length). Streaming models start from a zero state here.
+        ``lengths`` ``(B,)``; a list of ``(T_i, F)`` / ``(T_i,)`` sequences, padded to the
+        longest and batched with ``lengths`` (sequences of equal length are stacked for a model
+        without a ``lengths`` input; different lengths need one: a ``BadInputError`` says so); or a
+        dict of input name -> array, as onnxruntime takes it (missing ``lengths`` is the full
+        length, missing states are zeros; other missing or unknown names are a ``BadInputError``).
+        Streaming models start from a zero state here.
         """
+        if isinstance(x, Mapping):
+            if lengths is not None:
+                raise BadInputError("with a dict of inputs, pass lengths in it ('lengths': ...), not as an argument")
+            return self._infer(self._check_feeds(dict(x)), [self.output_name])[self.output_name]
         if lengths is None and type(x) is np.ndarray:
             fast = self._fast_run(x)
             if fast is not None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from rnnedge.families.seq2seq.parts import load_model, part_specs
 from rnnedge.parity import CaseResult, OutputDiff, ParityReport, TorchRunner, compare
+from rnnedge.runtime.providers import canonical_entry
 from rnnedge.runtime.seq2seq import Seq2SeqSession, seq2seq_files
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def _shapes(config, extra: int, seed: int) -> list[tuple[int, int]]:
     return shapes
 
 
-def check_files(model, folder, *, atol=None, rtol=None, cases: int = 0, provider: str = "CPUExecutionProvider",
+def check_files(model, folder, *, atol=None, rtol=None, cases: int = 0, provider: str = "CPUExecutionProvider", options=None,
                 allow_ill_conditioned: bool = False, shapes=None) -> ParityReport:
     """Per-file numerical parity of encoder.onnx and decoder.onnx (section 1 of the module docstring)."""
     from rnnedge.parity import OrtRunner
@@ -55,7 +56,7 @@ def check_files(model, folder, *, atol=None, rtol=None, cases: int = 0, provider
     report = ParityReport(atol=atol, rtol=rtol, allow_ill_conditioned=allow_ill_conditioned)
     opts = {"atol": atol, "rtol": rtol, "provider": provider, "allow_ill_conditioned": allow_ill_conditioned}
     with TorchRunner(model.encoder, enc_spec) as t_enc, TorchRunner(model.decoder, dec_spec) as t_dec, \
-            OrtRunner(enc_path, [provider]) as o_enc, OrtRunner(dec_path, [provider]) as o_dec:
+            OrtRunner(enc_path, [(provider, options or {})]) as o_enc, OrtRunner(dec_path, [(provider, options or {})]) as o_dec:
         for i, (batch, seq) in enumerate(shapes or _shapes(model.config, cases, seed=7)):
             label = f"batch={batch} seq={seq}"
             feeds = encoder_feeds(model.config, batch, seq, seed=100 + i)
@@ -114,10 +115,11 @@ def verify_folder(model_or_ckpt, folder: str | os.PathLike, *, atol: float | Non
     model = load_model(model_or_ckpt)
     strings = list(strings) if strings is not None else default_strings(model.config, n_strings)
     report = ParityReport(atol=atol, rtol=rtol, allow_ill_conditioned=allow_ill_conditioned)
-    for provider in providers or ["CPUExecutionProvider"]:
-        report.extend(check_files(model, folder, atol=atol, rtol=rtol, cases=cases, provider=provider,
+    for entry in providers or ["CPUExecutionProvider"]:
+        provider, options = canonical_entry(entry)
+        report.extend(check_files(model, folder, atol=atol, rtol=rtol, cases=cases, provider=provider, options=options,
                                   allow_ill_conditioned=allow_ill_conditioned))
-        session = Seq2SeqSession(folder, providers=[provider])
+        session = Seq2SeqSession(folder, providers=[(provider, options)])
         for beam in beams:
             report.cases.append(check_decode(model, session, strings, beam, provider))
     return report

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from exporters.graph import GraphEditor
+from exporters.graph import GraphEditor, recurrent_io
 from exporters.names import DOMAIN
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
@@ -65,13 +65,13 @@ def read_recurrence(node: onnx.NodeProto, ed: GraphEditor) -> Recurrence | str:
         if op == "RNN" and mine[0].lower() not in ("tanh", "relu"):
             return f"RNN activation {mine[0]}"
     activation = (acts[0] if acts else "Tanh").capitalize() if op == "RNN" else "Tanh"
-    inputs = list(node.input) + [""] * (9 - len(node.input))
-    if inputs[7]:
+    io = recurrent_io(node)
+    if io.peepholes:
         return "peephole weights are not supported"
-    W, R = ed.array(inputs[1]), ed.array(inputs[2])
-    B = ed.array(inputs[3]) if inputs[3] else None
-    P = ed.array(inputs[8]) if inputs[8] else None
-    if W is None or R is None or (inputs[3] and B is None) or (inputs[8] and P is None):
+    W, R = ed.array(io.w), ed.array(io.r)
+    B = ed.array(io.b) if io.b else None
+    P = ed.array(io.projection) if io.projection else None
+    if W is None or R is None or (io.b and B is None) or (io.projection and P is None):
         return "weights are not constant initializers"
     gates, hidden = GATES[op], int(attrs["hidden_size"])
     out_size = P.shape[1] if P is not None else hidden

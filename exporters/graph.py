@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 import onnx
@@ -44,6 +45,30 @@ def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
     """Every node of `graph` and of every graph nested in it."""
     for g in all_graphs(graph):
         yield from g.node
+
+
+class RecurrentIO(NamedTuple):
+    """The named inputs and outputs of a standard RNN/GRU/LSTM node ("" where absent): the one place that unpacks them."""
+
+    x: str
+    w: str
+    r: str
+    b: str
+    sequence_lens: str
+    initial_h: str
+    initial_c: str
+    peepholes: str  # LSTM P (standard ONNX)
+    projection: str  # an LSTM's projection weights (rnnedge's own ninth input, for proj_size)
+    y: str
+    y_h: str
+    y_c: str
+
+
+def recurrent_io(node: onnx.NodeProto) -> RecurrentIO:
+    """RecurrentIO of an ONNX RNN/GRU/LSTM node (its optional inputs and outputs padded with "")."""
+    ins = list(node.input)[:9] + [""] * (9 - min(len(node.input), 9))
+    outs = list(node.output)[:3] + [""] * (3 - min(len(node.output), 3))
+    return RecurrentIO(*ins, *outs)
 
 
 class GraphEditor:

@@ -26,7 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from exporters.cells import Recurrence, read_recurrence, step
-from exporters.graph import GraphEditor, drop_unused_initializers, rewrite_nodes, tidy_opsets
+from exporters.graph import GraphEditor, drop_unused_initializers, recurrent_io, rewrite_nodes, tidy_opsets
 from exporters.names import DOMAIN
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,9 @@ def lower_to_scan(model: onnx.ModelProto, ops: tuple[str, ...] = ("RNN", "GRU", 
 
 
 def _lower_node(ed: GraphEditor, node: onnx.NodeProto, rec: Recurrence) -> list[onnx.NodeProto]:
-    inputs = list(node.input) + [""] * (9 - len(node.input))
-    x, seq_lens, init_h, init_c = inputs[0], inputs[4], inputs[5], inputs[6]
-    outputs = list(node.output) + [""] * (3 - len(node.output))
+    io = recurrent_io(node)
+    x, seq_lens, init_h, init_c = io.x, io.sequence_lens, io.initial_h, io.initial_c
+    outputs = [io.y, io.y_h, io.y_c]
     nodes: list[onnx.NodeProto] = []
 
     def emit(op, ins, n=1, outputs=None, **kw):

@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 
 from exporters.cells import Recurrence, read_recurrence, step
-from exporters.graph import GraphEditor, drop_unused_initializers, rewrite_nodes, tidy_opsets
+from exporters.graph import GraphEditor, drop_unused_initializers, recurrent_io, rewrite_nodes, tidy_opsets
 from exporters.names import DOMAIN
 
 log = logging.getLogger(__name__)
@@ -90,9 +90,9 @@ def _static_steps(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def _lower_node(ed: GraphEditor, node: onnx.NodeProto, rec: Recurrence, steps: int) -> list[onnx.NodeProto]:
-    inputs = list(node.input) + [""] * (9 - len(node.input))
-    x, seq_lens, init_h, init_c = inputs[0], inputs[4], inputs[5], inputs[6]
-    outputs = list(node.output) + [""] * (3 - len(node.output))
+    io = recurrent_io(node)
+    x, seq_lens, init_h, init_c = io.x, io.sequence_lens, io.initial_h, io.initial_c
+    outputs = [io.y, io.y_h, io.y_c]
     nodes: list[onnx.NodeProto] = []
     dirs = len(rec.directions)
     lstm = rec.op == "LSTM"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rnnedge.errors import BadInputError
+from rnnedge.families.configs import config_from_dict
 
 CELLS = ("rnn", "gru", "lstm")
 ATTENTIONS = ("luong", "bahdanau")
@@ -68,15 +69,7 @@ class Seq2SeqConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Seq2SeqConfig:
-        if not isinstance(d, dict):
-            raise BadInputError(f"seq2seq config must be a JSON object, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise BadInputError(f"seq2seq config: unknown key(s) {', '.join(unknown)}")
-        if "vocab" not in d:
-            raise BadInputError("seq2seq config: missing key vocab")
-        return cls(**d)
+        return config_from_dict(cls, d, "seq2seq config")
 
     @classmethod
     def for_task(cls, vocab: list, *, cell: str = "gru", hidden: int | None = None, layers: int | None = None,

@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnedge.errors import BadInputError
+from rnnedge.families.configs import config_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +93,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """Build from a dict (e.g. parsed JSON); unknown or missing keys and bad values -> BadInputError."""
-        if not isinstance(d, dict):
-            raise BadInputError(f"model config must be a JSON object, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise BadInputError(f"model config: unknown key(s) {', '.join(unknown)}")
-        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
-        missing = [k for k in required if k not in d]
-        if missing:
-            raise BadInputError(f"model config: missing key(s) {', '.join(missing)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "model config")
 
     def replace(self, **changes: Any) -> ModelConfig:
         """A copy with some fields changed (validated)."""

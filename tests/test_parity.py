@@ -392,3 +392,14 @@ def test_verify_streams_sequence_first_files_along_their_time_axis(tmp_path):
                        dynamic_axes=axes, target=target)
         report = rnnedge.verify(module, path, providers=["CPUExecutionProvider"])
         assert report and any(c.case.startswith("stream:") for c in report.cases), report.summary()
+
+
+def test_tolerance_policy_follows_the_files_quantization_and_explicit_tolerances():
+    """The fp16 file quantize writes (rnnedge.quantization = "fp16") gets FP16; explicit atol/rtol win; else noise."""
+    from rnnedge.parity import FP16, NOISE, tolerance_for
+
+    assert tolerance_for({"rnnedge.quantization": "fp16"}) is FP16 and FP16.atol == 2e-2
+    assert tolerance_for({}) is NOISE and NOISE.noise_scaled
+    assert tolerance_for({"rnnedge.quantization": "int8"}) is NOISE  # int8 files are judged by drift, not here
+    explicit = tolerance_for({"rnnedge.quantization": "fp16"}, atol=1e-3)
+    assert (explicit.name, explicit.atol, explicit.rtol) == ("fixed", 1e-3, 0.0)

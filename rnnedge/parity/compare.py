@@ -46,7 +46,50 @@ ABS_FLOOR = EPS32  # the noise is never below one rounding of 1: onnxruntime's S
 ILL_CONDITIONED = 3e-4  # torch float32 off float64 by more than this x scale: float32 cannot be verified
 NEAR_OVERFLOW = 1e25  # outputs this large: a failure may be float32 overflowing inside, judged ill-conditioned
 OVERFLOW = 1e30  # |torch| beyond this is at the edge of float32's range (3.4e38): not compared
-FP16_ATOL, FP16_RTOL = 2e-2, 2e-2
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """A tolerance policy for float files. atol and rtol None: the noise-scaled policy (the default, see above);
+    given: the classic |onnx - torch| <= atol + rtol |torch|. `name` says which in reports."""
+
+    name: str = "noise"
+    atol: float | None = None
+    rtol: float | None = None
+
+    @property
+    def noise_scaled(self) -> bool:
+        return self.atol is None and self.rtol is None
+
+
+@dataclass(frozen=True)
+class DriftTolerance:
+    """int8 files: judged by how far their outputs move, relative to each output's range (not element by element)."""
+
+    name: str = "int8-drift"
+    max_relative: float = 0.05  # of the output's range (max - min) on the inputs judged
+
+    def ok(self, worst_relative: float) -> bool:
+        return worst_relative <= self.max_relative
+
+
+NOISE = Tolerance()
+FP16 = Tolerance("fp16", 2e-2, 2e-2)  # float16 files: their error is float16's, not float32's
+INT8_DRIFT = DriftTolerance()
+FP16_ATOL, FP16_RTOL = FP16.atol, FP16.rtol
+QUANTIZATION_TOLERANCES = {"fp16": FP16}  # rnnedge.quantization metadata (what `quantize --mode` wrote) -> policy
+
+
+def fixed(atol: float | None, rtol: float | None) -> Tolerance:
+    """Explicit tolerances (a missing one is 0)."""
+    return Tolerance("fixed", 0.0 if atol is None else atol, 0.0 if rtol is None else rtol)
+
+
+def tolerance_for(meta: dict, atol: float | None = None, rtol: float | None = None) -> Tolerance:
+    """The policy for a file: explicit atol/rtol when given, else its quantization's (fp16), else noise-scaled."""
+    if atol is not None or rtol is not None:
+        return fixed(atol, rtol)
+    return QUANTIZATION_TOLERANCES.get(meta.get("rnnedge.quantization", ""), NOISE)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 
 from rnnedge.errors import BadInputError, ParityError, first_line
 from rnnedge.parity.cases import case_sizes, check_cases, generate_cases, sweep_cases, time_axis
-from rnnedge.parity.compare import EPS32, FP16_ATOL, FP16_RTOL, CaseResult, ParityReport, compare
+from rnnedge.parity.compare import EPS32, CaseResult, ParityReport, compare, tolerance_for
 from rnnedge.parity.runners import OrtRunner, TorchRunner, available_providers, ort_session
 from rnnedge.runtime.provider_options import is_single_entry, split_entry
 from rnnedge.runtime.providers import canonical_entry
@@ -48,15 +48,6 @@ def spec_of(onnx_path) -> tuple[IOSpec, dict]:
         role = ("lengths" if len(shape) == 1 else "tokens") if dtype != "float32" else ("state" if i.name in ("h0", "c0") else "features")
         inputs.append(TensorSpec(i.name, dtype, shape, role, None))
     return IOSpec(inputs, [o.name for o in session.get_outputs()], axes=axes), meta
-
-
-def tolerances(meta: dict, atol: float | None, rtol: float | None) -> tuple[float | None, float | None]:
-    """None, None: the noise policy; float16 files keep fixed tolerances (their error is not float32's)."""
-    if atol is None and rtol is None and "float16" in meta.get("rnnedge.quantization", ""):
-        return FP16_ATOL, FP16_RTOL
-    if atol is None and rtol is None:
-        return None, None
-    return (0.0 if atol is None else atol), (0.0 if rtol is None else rtol)
 
 
 def torch_module_for(model_or_ckpt, meta: dict):
@@ -193,7 +184,8 @@ def verify(model_or_ckpt, onnx_path, *, atol: float | None = None, rtol: float |
                                   allow_ill_conditioned=allow_ill_conditioned)
     stored_spec, meta = spec_of(onnx_path)
     spec = spec or stored_spec
-    atol, rtol = tolerances(meta, atol, rtol)
+    policy = tolerance_for(meta, atol, rtol)
+    atol, rtol = policy.atol, policy.rtol
     module = torch_module_for(model_or_ckpt, meta)
     stream = stream and meta.get("rnnedge.bidirectional") != "1"  # a bidirectional chunk is a whole sequence: never chained
     report = ParityReport(atol=atol, rtol=rtol, allow_ill_conditioned=allow_ill_conditioned)

@@ -37,12 +37,13 @@ def _version() -> str:
 
 def save_checkpoint(path: str | os.PathLike, model, *, task: str | None = None, labels: list[str] | None = None,
                     metrics: dict[str, Any] | None = None) -> Path:
-    """Write `model` (a SequenceModel) and its metadata to `path` atomically; returns the path."""
+    """Write `model` (any family's model: a module with a `.config` that has to_dict()) and its metadata to `path`
+    atomically; returns the path."""
     from safetensors.torch import save
 
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "to_dict"):
-        raise BadInputError("save_checkpoint needs an rnnedge SequenceModel (a module with a ModelConfig .config)")
+        raise BadInputError("save_checkpoint needs an rnnedge model (a module with a config .config that has to_dict())")
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     meta = {
         "rnnedge.format": FORMAT,

@@ -240,7 +240,7 @@ def train(
     metrics = family.evaluate_model(model, task, "test")
     metrics[f"val_{task.metric}"] = best_val[task.metric]
     metrics["best_epoch"] = best_epoch
-    log.info("trained %s on %s in %.1fs: test %s %.4f", config.cell, task.name, seconds, task.metric, metrics[task.metric])
+    log.info("trained a %s model on %s in %.1fs: test %s %.4f", family.name, task.name, seconds, task.metric, metrics[task.metric])
     return TrainResult(model=model, metrics=metrics, history=history, seconds=seconds)
 
 

@@ -317,8 +317,7 @@ def test_cli_eval_on_own_inputs_reports_drift_and_max_drift_exits_1(models, tmp_
 
 def test_a_unit_whose_int8_weights_drift_keeps_float32_and_says_so(tmp_path):
     """A ReLU recurrence near marginal stability amplifies any change of W_hh (15% of the output range at 300 steps
-    with int8 weights): that unit keeps float32 weights, with a warning; the rest is still int8. (It was written
-    int8 with exit 0 and no warning before.)"""
+    with int8 weights): deployed at 300 steps, that unit keeps float32 weights with one reason; the rest is still int8."""
     torch = pytest.importorskip("torch")
     import rnnedge
 
@@ -336,10 +335,12 @@ def test_a_unit_whose_int8_weights_drift_keeps_float32_and_says_so(tmp_path):
         module.rnn.weight_hh_l0.copy_(torch.eye(64) * 0.95 + torch.randn(64, 64) * 0.02)
     src, out = tmp_path / "relu.onnx", tmp_path / "q.onnx"
     rnnedge.export(module, (torch.randn(2, 10, 8),), src, input_names=["x"], dynamic_axes={"x": {0: "batch", 1: "seq"}})
-    result = quantize(src, out)
+    result = quantize(src, out, deploy="batch=4,seq=300")  # judged at the deployment sizes: 300 steps
     recurrent = [name for name in result.forms if name != "(outside loops)"]
     assert recurrent and all(result.forms[n] == "float32" for n in recurrent), result.forms
-    assert any("keeps float32 weights" in w and "drift" in w for w in result.warnings)
+    lines = result.stayed_float  # one line per kept-float node, one reason each (it said two contradicting ones before)
+    assert lines and all("move the outputs too far" in w and "300 steps" in w for w in lines), lines
+    assert len({w.split(" stays")[0] for w in lines}) == len(lines) and not any("could not be quantized" in w for w in result.warnings)
     x = {"x": np.random.default_rng(3).standard_normal((4, 300, 8)).astype(np.float32)}
     want, got = _run(src, x)[0], _run(out, x)[0]
     assert np.abs(want - got).max() < 0.05 * (want.max() - want.min())

@@ -245,10 +245,15 @@ def _eval_source(ctx, param, value):
               help="Also report drift per output against float32 on a task's test split or your own inputs (.npz by input name).")
 @click.option("--max-drift", type=FINITE, default=None,
               help="Exit 1 if an output moves by more than this fraction of its range (on --eval's inputs, else random ones).")
+@click.option("--example", "examples", multiple=True, metavar="NAME=VALUE",
+              help="int8: an input the file cannot describe, for timing and the drift check: a value (sr=16000) or a shape "
+                   "(audio=float32[1,512]); repeatable.")
+@click.option("--provider", default=None, metavar="NAME",
+              help="int8: the execution provider the file will run on: forms are timed there and never one it cannot run (default cpu).")
 @json_option
 def quantize(model: Path, output: Path, mode: str, calibration: str | None, calibration_method: str, per_channel: bool | None,
              deploy: str | None, form: str | None, op_types: str | None, quantize_conv: bool, eval_task: str | None,
-             max_drift: float | None, as_json: bool) -> None:
+             max_drift: float | None, examples: tuple[str, ...], provider: str | None, as_json: bool) -> None:
     """Quantize MODEL.onnx to int8 (forms measured per recurrent unit, or static) or float16."""
     from rnnedge.errors import ParityError
     from rnnedge.quantizing.api import quantize as run_quantize
@@ -260,7 +265,8 @@ def quantize(model: Path, output: Path, mode: str, calibration: str | None, cali
     target = output.with_name(f".{output.name}.{os.getpid()}.unchecked.onnx") if checked else output
     try:
         result = run_quantize(model, target, mode=mode, calibration=calibration, calibration_method=calibration_method,
-                              per_channel=per_channel, deploy=deploy, forms=form, op_types=op_types, quantize_conv=quantize_conv)
+                              per_channel=per_channel, deploy=deploy, forms=form, op_types=op_types, quantize_conv=quantize_conv,
+                              data=eval_task if mode == "int8" else None, examples=list(examples) or None, providers=provider)
         data = result.to_dict()
         data.update(evaluate(model, target, eval_task, max_drift))
         passed = data.get("drift_ok") is not False

@@ -92,6 +92,9 @@ def render_quantize(console: Console, d: dict[str, Any]) -> None:
     for name, o in (d.get("drift") or {}).get("outputs", {}).items():
         agree = f", labels agree {o['label_agreement']:.1%}" if "label_agreement" in o else ""
         console.print(f"- drift {name}: max {o['max_abs']:.3g} ({o['relative_max']:.2%} of range), p99 {o['p99_abs']:.3g}{agree}")
+    if d.get("judged_on"):
+        judged = ", ".join(f"{k} {'unjudged (constant there)' if v is None else f'{v:.2%} of range'}" for k, v in d.get("judged_drift", {}).items())
+        console.print(f"- judged on {d['judged_on']}" + (f": {judged}" if judged else ""))
     for line in d["notes"]:
         console.print(f"- {line}")
     for line in d["stayed_float"]:

@@ -46,7 +46,19 @@ from exporters.graph import compact_names, fold_constant_weights
 from rnnedge.errors import BadInputError, first_line
 from rnnedge.files import load_onnx, save_onnx
 from rnnedge.quantizing.drift import compare_models, drift  # noqa: F401  (public here too)
-from rnnedge.quantizing.forms import DEFAULT_OP_TYPES, FLOOR, FORMS, FP32, RECURRENT, WEIGHT_INPUTS, build, constants_to_initializers, find_units, name_nodes
+from rnnedge.quantizing.forms import (
+    DEFAULT_OP_TYPES,
+    FLOOR,
+    FORMS,
+    FP32,
+    RECURRENT,
+    WEIGHT_INPUTS,
+    build,
+    constants_to_initializers,
+    find_units,
+    name_nodes,
+    unit_nodes,
+)
 from rnnedge.quantizing.forms import quiet_ort as _quiet_ort
 from rnnedge.quantizing.forms import subgraphs as _subgraphs
 from rnnedge.quantizing.select import CANDIDATE_DRIFT, MARGIN
@@ -91,6 +103,9 @@ class QuantizeResult:
     fp32_ms: float | None = None  # int8: float32 and chosen int8 latency at `deploy`, one interleaved run
     int8_ms: float | None = None
     kept_fp32: str | None = None  # int8: why the float32 model was written instead (int8 does not pay)
+    judged_on: str = ""  # int8: the inputs forms were timed and drift judged on, in words ("" when none ran)
+    judged_drift: dict = field(default_factory=dict)  # int8: {output: worst drift / its range} on judged_on; None: unjudged
+    float_reasons: dict = field(default_factory=dict, repr=False)  # {node name: why its weights stayed float32}
 
     @property
     def latency_ratio(self) -> float | None:
@@ -106,12 +121,15 @@ class QuantizeResult:
 
 def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, calibration_method: str = "minmax",
              per_channel: bool | None = None, keep_io_types: bool = True, deploy=None, forms=None, op_types=None,
-             quantize_conv: bool = False, threads: int = 1) -> QuantizeResult:
+             quantize_conv: bool = False, threads: int = 1, data=None, examples=None, providers=None) -> QuantizeResult:
     """Write a quantized copy of `model_path` to `out_path` (atomically). See the module docstring.
 
     int8 only: `deploy` ("batch=B,seq=T" or a dict) is the shape the forms are measured at; `forms` (one
     form name for every unit it applies to, or {node name: form}) skips measuring; `op_types` (default
-    DEFAULT_OP_TYPES, Conv added by `quantize_conv`) are the op types whose weights become int8.
+    DEFAULT_OP_TYPES, Conv added by `quantize_conv`) are the op types whose weights become int8; `data` (a task
+    name, an .npz path or a dict of arrays by input name; `calibration` serves too) is what drift is judged on,
+    `examples` ({name: "16000" | "float32[1,512]"}) fix inputs the file cannot describe (rnnedge.quantizing.inputs);
+    `providers` is where the file will run: forms are timed there and a form it cannot run is never chosen.
     """
     from rnnedge.families.registry import family_for_path
     from rnnedge.quantizing.select import parse_for
@@ -125,10 +143,16 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
         raise BadInputError(f"unknown quantization mode {mode!r}: expected one of {', '.join(MODES)}")
     if calibration_method not in CALIBRATION_METHODS:
         raise BadInputError(f"unknown calibration method {calibration_method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
-    if calibration is not None and mode != "int8-static":
-        raise BadInputError(f"--calibration is for --mode int8-static, not {mode}")
-    if mode != "int8" and (deploy is not None or forms is not None):
-        raise BadInputError(f"--for and --form are for --mode int8, not {mode}")
+    if calibration is not None and mode == "fp16":
+        raise BadInputError(f"--calibration is for --mode int8-static (or int8's drift check), not {mode}")
+    if mode != "int8" and (deploy is not None or forms is not None or examples or providers is not None):
+        raise BadInputError(f"--for, --form, --example and --provider are for --mode int8, not {mode}")
+    if mode == "int8":
+        data = calibration if data is None else data
+        if providers is not None:
+            from rnnedge.runtime.providers import select_providers
+
+            select_providers(providers)  # an unknown or absent provider: one line before any work
     shape = parse_for(deploy)
     ops = _op_types(op_types, quantize_conv)
     _check_forms(forms)
@@ -151,13 +175,12 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
     elif mode == "int8-static":
         out = _int8_static(model, meta, calibration, calibration_method, result)
     else:
-        out = _int8(model, meta, shape, forms, ops, threads, result)
+        out = _int8(model, meta, shape, forms, ops, threads, result, data=data, examples=examples, providers=providers)
         record = {"for": result.deploy, "forms": result.forms, "fp32_ms": result.fp32_ms, "int8_ms": result.int8_ms}
         new_meta["rnnedge.quantization.forms"] = '{"kept_fp32":1}' if result.kept_fp32 else json.dumps(record, sort_keys=True)
     if result.relowered and "rnnedge.lowering" in meta and not any(n.op_type in RECURRENT for n in out.graph.node):
         new_meta["rnnedge.lowering"] = "scan"
-    if result.kept_fp32 is None:
-        result.stayed_float = stayed_float(out, mode, ops)
+    result.stayed_float = stayed_float(out if result.kept_fp32 is None else model, mode, ops, _reasons(result))
     compact_names(out)  # the quantizer's long value names are ~10% of a small int8 file
     result.warnings.extend(result.stayed_float)
     del out.metadata_props[:]
@@ -169,7 +192,8 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
         save_onnx(load_onnx(model_path), out_path)  # self-contained: external data of the input comes along
         result.kept_fp32 = result.kept_fp32 or (f"int8 does not pay for this model: the int8 file would be {result.output_bytes:,} bytes, "
                                                 f"float32 {result.input_bytes:,} (too few weights); float32 kept")
-        result.output_bytes, result.forms, result.relowered, result.stayed_float = result.input_bytes, {}, False, []
+        result.output_bytes, result.forms, result.relowered = result.input_bytes, {}, False
+        result.stayed_float = stayed_float(model, mode, ops, _reasons(result))
         result.notes.append("written unchanged (no rnnedge.quantization record): float32 kept, never larger")
     result.size_ratio = result.output_bytes / result.input_bytes
     for w in result.warnings:
@@ -201,43 +225,37 @@ def _check_forms(forms) -> None:
 # -- int8: forms measured per unit ---------------------------------------------------------------
 
 
-def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeResult):
-    """The int8 model: forms forced or measured (see quantize_select); float32 kept where int8 does not pay."""
-    from rnnedge.quantizing.select import Timer, choose_forms, default_shape, deployment_feeds
+def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeResult, data=None, examples=None, providers=None):
+    """The int8 model: forms forced or measured (see quantizing.select); float32 kept where int8 does not pay."""
+    from rnnedge.quantizing.select import default_shape
 
     units = find_units(model)
     result.deploy = default_shape(meta, model, shape)
     if forms is not None:  # forced: no measuring
-        chosen = {u.name: (forms if isinstance(forms, str) else forms.get(u.name, FLOOR)) for u in units}
-        chosen = {name: (f if f in next(u.forms for u in units if u.name == name) else FLOOR) for name, f in chosen.items()}
-        if isinstance(forms, dict) and set(forms) - set(chosen):
-            raise BadInputError(f"--form: no unit named {sorted(set(forms) - set(chosen))[0]!r}; units: {sorted(chosen)}")
+        chosen = _forced(units, forms)
+        timer = None
     else:
-        feeds = deployment_feeds(model, meta, result.deploy)
-        timer = Timer(model, feeds, ops, bool(result.per_channel), threads, result.notes, long_feeds=_long_feeds(model, meta, result.deploy))
-        chosen, result.measured = choose_forms(units, timer, accurate=timer.accurate)
-        for name, why in timer.drift.items():
-            if chosen.get(name) == FP32:
-                result.warnings.append(f"{name} keeps float32 weights: its int8 weights move the outputs too far ({why}; "
-                                       f"the limit is {CANDIDATE_DRIFT:.0%} of the range)")
-        if not all(f == FP32 for f in chosen.values()) and not timer.accurate(chosen):  # each alone fine, together not
-            result.warnings.append(f"int8 forms {chosen} together move the outputs by more than {CANDIDATE_DRIFT:.0%} of their range: "
-                                   "float32 kept for every unit")
-            chosen = {u.name: FP32 for u in units}
-        if all(f == FP32 for f in chosen.values()):
-            result.kept_fp32 = "int8 moves this model's outputs too far (see the warnings); float32 kept"
-            result.forms = {}
+        timer = _timer(model, meta, ops, threads, result, data, examples, providers)
+        chosen = _choose(units, timer, result) if timer is not None else {u.name: FLOOR for u in units}
+        if chosen is None:
             return _as_given(result.input_path)
     out = _build(model, chosen, ops, bool(result.per_channel))
-    if forms is None:
+    if timer is None and forms is not None and providers is not None:  # forced: refused where it cannot run
+        from rnnedge.quantizing.select import runs_on
+
+        refused = runs_on(out, providers)
+        if refused:
+            raise BadInputError(f"--form {forms}: {refused}")
+    if timer is not None:
         floor = {u.name: (FP32 if chosen[u.name] == FP32 else FLOOR) for u in units}
         result.fp32_ms, result.int8_ms, floor_ms, confirmed = timer.final(out, None if chosen == floor else _build(model, floor, ops, False))
         if not confirmed:  # the greedy steps did not hold up in a second, separate run: the floor
             result.notes.append(f"forms {chosen} measured {result.int8_ms:.3f} ms against the floor's {floor_ms:.3f} "
                                 f"(not {MARGIN:.0%} faster in two separate runs): floor kept")
             chosen, out, result.int8_ms = floor, _build(model, floor, ops, bool(result.per_channel)), floor_ms
+        result.judged_drift = timer.judge(timer._session(out))[1]
     result.forms = chosen
-    if forms is None and result.deploy["batch"] < 8 and any(u.op in (*RECURRENT, "Scan") and chosen[u.name] == FLOOR for u in units):
+    if timer is not None and result.deploy["batch"] < 8 and any(len(u.forms) > 1 and chosen[u.name] == FLOOR for u in units):
         result.notes.append(f"forms chosen for batch {result.deploy['batch']} x {result.deploy['seq']} steps; at batch 8 and more the "
                             "int8-compute forms (scan-int8, lstm-int8) often win: pass --for batch=B,seq=T for your shape")
     result.relowered = any(f.startswith("scan") and u.op in RECURRENT for u in units for n, f in chosen.items() if n == u.name)
@@ -256,25 +274,73 @@ def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeRe
     return out
 
 
+def _forced(units, forms) -> dict:
+    chosen = {u.name: (forms if isinstance(forms, str) else forms.get(u.name, FLOOR)) for u in units}
+    chosen = {name: (f if f in next(u.forms for u in units if u.name == name) else FLOOR) for name, f in chosen.items()}
+    if isinstance(forms, dict) and set(forms) - set(chosen):
+        raise BadInputError(f"--form: no unit named {sorted(set(forms) - set(chosen))[0]!r}; units: {sorted(chosen)}")
+    return chosen
+
+
+def _timer(model, meta: dict, ops, threads: int, result: QuantizeResult, data, examples, providers):
+    """The Timer on the inputs the file is made for (quantizing.inputs), or None, said in one line, when none run:
+    then every unit keeps the default form (weights-int8), unmeasured and unjudged."""
+    from rnnedge.quantizing.inputs import find_inputs, ort_reason
+    from rnnedge.quantizing.select import Timer
+
+    def run(feeds):
+        return ref.run(None, feeds)
+
+    ref = _session(model, providers, threads)
+    found = find_inputs(model, meta, result.deploy, data=data, examples=examples, run=run)
+    if found.timing is not None:
+        try:
+            timer = Timer(model, found, ops, bool(result.per_channel), threads, result.notes, providers=providers)
+        except Exception as exc:  # the model refuses the spec's / the user's inputs: the default form, said so
+            log.debug("float model does not run on %s", found.source, exc_info=True)
+            found.timing, found.why = None, f"the float model does not run on {found.source}: {ort_reason(exc)}"
+    if found.timing is None:
+        result.warnings.append(f"forms not measured and drift not judged: {found.why}; every unit keeps the default form "
+                               f"({FLOOR}); pass --eval INPUTS.npz or --example NAME=VALUE")
+        return None
+    result.deploy, result.judged_on = found.deploy, found.source
+    return timer
+
+
+def _choose(units, timer, result: QuantizeResult) -> dict | None:
+    """The measured forms; None (float32 kept for the whole model, said why) when no unit can be int8 accurately."""
+    from rnnedge.quantizing.select import choose_forms
+
+    chosen, result.measured = choose_forms(units, timer, accurate=timer.accurate)
+    for unit in units:
+        why = timer.drift.get(unit.name)
+        if chosen.get(unit.name) == FP32 and why:
+            for name in unit_nodes(timer.model, unit):
+                result.float_reasons[name] = (f"its int8 weights move the outputs too far ({why} on {timer.source}; "
+                                          f"the limit is {CANDIDATE_DRIFT:.0%} of the range)")
+    if not all(f == FP32 for f in chosen.values()) and not timer.accurate(chosen):  # each alone fine, together not
+        why = f"int8 forms {chosen} together move the outputs by more than {CANDIDATE_DRIFT:.0%} of their range on {timer.source}"
+        chosen = {u.name: FP32 for u in units}
+        result.kept_fp32 = why + "; float32 kept"
+    elif all(f == FP32 for f in chosen.values()):
+        result.kept_fp32 = "int8 moves this model's outputs too far (see stayed_float); float32 kept"
+    if result.kept_fp32:
+        result.forms = {}
+        return None
+    return chosen
+
+
+def _session(model, providers, threads: int):
+    from rnnedge.runtime.providers import open_session
+
+    return open_session(model.SerializeToString(), providers=providers or "cpu", threads=threads, fallback=False)
+
+
 def _as_given(path):
     """The float32 model as the user wrote it (no node names added), names compacted as a written file's are."""
     plain = load_onnx(path)
     compact_names(plain)
     return plain
-
-
-def _long_feeds(model, meta: dict, deploy: dict) -> dict | None:
-    """Deployment inputs over CHECK_SEQ steps (drift grows with length in an unstable recurrence); None where the
-    file fixes its sequence (a mobile chunk) or the deployment is already that long."""
-    from rnnedge.quantizing.select import CHECK_BATCH, CHECK_SEQ, _fixed_seq, deployment_feeds
-
-    if deploy["seq"] >= CHECK_SEQ or meta.get("rnnedge.chunk") or _fixed_seq(model):
-        return None
-    try:
-        return deployment_feeds(model, meta, {"batch": max(CHECK_BATCH, min(deploy["batch"], 8)), "seq": CHECK_SEQ}, seed=1)
-    except Exception as exc:  # a file that takes no other length: the deployment inputs alone
-        log.debug("no longer check inputs: %s", exc)
-        return None
 
 
 def _build(model, forms: dict, ops, per_channel: bool):
@@ -364,8 +430,16 @@ def _to_fp16(model, keep_io_types: bool):
 # -- reporting -----------------------------------------------------------------------------------
 
 
-def stayed_float(model, mode: str = "int8", op_types=DEFAULT_OP_TYPES) -> list[str]:
-    """One line per node (top level and subgraphs) whose weight (a float32 initializer of rank >= 2) stayed float32."""
+def _reasons(result: QuantizeResult) -> dict:
+    """{node name: why} for stayed_float: the whole model's reason where float32 was kept, else each unit's own."""
+    if result.kept_fp32:
+        return {**result.float_reasons, "*": result.kept_fp32.removesuffix("; float32 kept")}
+    return result.float_reasons
+
+
+def stayed_float(model, mode: str = "int8", op_types=DEFAULT_OP_TYPES, reasons: dict | None = None) -> list[str]:
+    """One line per node (top level and subgraphs) whose weight (a float32 initializer of rank >= 2) stayed float32,
+    with one reason: `reasons[node name]` (or `reasons["*"]` for every node) where quantize decided so."""
     import onnx
 
     lines = []
@@ -381,6 +455,8 @@ def stayed_float(model, mode: str = "int8", op_types=DEFAULT_OP_TYPES) -> list[s
                 why = WHY_FLOAT.get(node.op_type, "not quantized")
                 if mode == "int8" and node.op_type not in op_types:
                     why = WHY_FLOAT["Conv"] if node.op_type == "Conv" else f"{node.op_type} is not in --op-types"
+                elif reasons and (node.name in reasons or "*" in reasons):
+                    why = reasons.get(node.name) or reasons["*"]
                 lines.append(f"{node.op_type} node {node.name or '?'!r} stays float32: {why} (weight {held[0]} {weights[held[0]]})")
     return lines
 

@@ -127,6 +127,8 @@ def find_units(model) -> list[Unit]:
             has_rest = True
     if has_rest:
         units.append(Unit(REST, "REST", (FLOOR, "matmul-int8")))
+    for graph in subgraphs(model.graph):  # recurrent nodes in If/Loop bodies: the floor, or float32 where it drifts
+        units += [Unit(n.name, n.op_type, (FLOOR,)) for n in graph.node if n.op_type in RECURRENT and n.domain in ("", "ai.onnx")]
     return units
 
 
@@ -146,7 +148,7 @@ def build(model, forms: dict[str, str], *, op_types=DEFAULT_OP_TYPES, per_channe
         if unit is None or form == FLOOR:
             continue
         if form == FP32:
-            floats.update(_unit_nodes(out, unit))
+            floats.update(unit_nodes(out, unit))
             continue
         if form not in unit.forms:
             raise ValueError(f"form {form!r} does not apply to {unit.op} unit {name!r}")
@@ -166,13 +168,13 @@ def build(model, forms: dict[str, str], *, op_types=DEFAULT_OP_TYPES, per_channe
     return out
 
 
-def _unit_nodes(model, unit: Unit) -> set[str]:
+def unit_nodes(model, unit: Unit) -> set[str]:
     """Names of the nodes whose weights belong to `unit` (a Scan's body nodes, all levels, included)."""
     from exporters.graph import all_nodes, node_graphs
 
     if unit.op == "REST":
         return set(_rest_matmuls(model, {}))
-    node = next(n for n in model.graph.node if n.name == unit.name)
+    node = next(n for n in all_nodes(model.graph) if n.name == unit.name)
     return {unit.name} | {n.name for body in node_graphs(node) for n in all_nodes(body)}
 
 

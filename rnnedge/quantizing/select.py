@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rnnedge.errors import BadInputError
+from rnnedge.errors import BadInputError, RnnEdgeError
 from rnnedge.quantizing.forms import FLOOR, FP32, Unit, build
 from rnnedge.runtime.providers import open_session
 
@@ -34,7 +34,6 @@ CANDIDATE_DRIFT = 0.05  # a form whose outputs move by more than this fraction o
 MARGIN = 0.08  # a form must beat the current choice by this fraction to replace it (noise on a shared machine: +-5%)
 DEFAULT_BATCH = 1  # the edge case: one stream, one sequence at a time
 DEFAULT_SEQ = 16  # a streaming-ish chunk, when the file fixes none (stream targets: 1 step)
-CHECK_SEQ, CHECK_BATCH = 256, 4  # drift is also checked on this many steps x rows where the sequence axis is free
 BUDGET_S = 0.6  # seconds of timing per comparison (all candidates together), after warm-up
 MIN_REPEATS = 5  # timed blocks per candidate at least
 QUANTILE = 10  # percentile of the block times reported: other processes' bursts only ever add time
@@ -167,20 +166,48 @@ def choose_forms(units: list[Unit], timer: Callable[[list[dict]], list[float | N
     return forms, figures
 
 
-class Timer:
-    """timer(assignments) -> ms each, for quantize_select.choose_forms; candidates that fail or drift get None."""
+UNJUDGED_SPAN = 1e-6  # an output whose range on the judged inputs is at most this (x its scale) is constant there: unjudged
 
-    def __init__(self, model, feeds: dict, ops, per_channel: bool, threads: int, notes: list[str], long_feeds: dict | None = None):
-        self.model, self.feeds, self.ops, self.per_channel, self.threads, self.notes = model, feeds, ops, per_channel, threads, notes
+
+def judge(want: list, got: list, names: list[str]) -> tuple[str, dict]:
+    """('' or why the outputs drift past CANDIDATE_DRIFT of their range, {output: worst relative drift or None}) over
+    judged batches. An output constant on every judged batch has no range to judge against: None (unjudged)."""
+    worst: dict[str, float | None] = {n: None for n in names}
+    why = ""
+    for ref_outs, outs in zip(want, got):
+        for name, ref, out in zip(names, ref_outs, outs):
+            ref, out = np.asarray(ref, np.float64), np.asarray(out, np.float64)
+            if not ref.size:
+                continue
+            span = float(ref.max() - ref.min())
+            if span <= UNJUDGED_SPAN * max(1.0, float(np.abs(ref).max())):
+                continue
+            rel = float(np.abs(ref - out).max()) / span
+            worst[name] = max(worst[name] or 0.0, rel)
+            if rel > CANDIDATE_DRIFT and not why:
+                why = f"output '{name}' drifts {np.abs(ref - out).max():.3g} of its range {span:.3g}"
+    return why, worst
+
+
+class Timer:
+    """timer(assignments) -> ms each, for choose_forms; candidates that fail or drift get None.
+
+    `found` (quantizing.inputs.Inputs): `found.timing` is what forms are timed on, `found.judged` what drift is
+    judged on; `providers`: where the file will run (forms are opened and timed there)."""
+
+    def __init__(self, model, found, ops, per_channel: bool, threads: int, notes: list[str], providers=None):
+        self.model, self.ops, self.per_channel, self.threads, self.notes = model, ops, per_channel, threads, notes
+        self.feeds, self.judged, self.source = found.timing, found.judged, found.source
+        self.providers = providers or "cpu"
         self.ref = self._session(model)
-        self.ref_out = self.ref.run(None, self.feeds)
-        self.long_feeds = long_feeds  # a longer sequence, for the drift check only
-        self.long_out = self.ref.run(None, long_feeds) if long_feeds is not None else None
+        self.names = [o.name for o in self.ref.get_outputs()]
+        self.ref.run(None, self.feeds)  # the timing inputs run (onnxruntime raises where they do not)
+        self.want = [self.ref.run(None, f) for f in self.judged]
         self.drift: dict[str, str] = {}  # why a unit kept float32, by unit name (filled by `accurate`)
         self._seen: dict[tuple, tuple] = {}  # assignment -> (session or None, drift or failure), see _checked
 
     def _session(self, model):
-        return open_session(model.SerializeToString(), providers="cpu", threads=self.threads, fallback=False)
+        return open_session(model.SerializeToString(), providers=self.providers, threads=self.threads, fallback=False)
 
     def _checked(self, forms: dict) -> tuple:
         """(session, why it drifts or '') of an assignment, or (None, why it failed): built and checked once, since the
@@ -188,12 +215,21 @@ class Timer:
         key = tuple(sorted(forms.items()))
         if key not in self._seen:
             try:
-                sess = self._session(build(self.model, forms, op_types=self.ops, per_channel=self.per_channel))
-                self._seen[key] = (sess, self._drift(sess))
+                built = build(self.model, forms, op_types=self.ops, per_channel=self.per_channel)
+                refused = runs_on(built, self.providers)
+                if refused:
+                    self._seen[key] = (None, refused)
+                else:
+                    sess = self._session(built)
+                    self._seen[key] = (sess, self.judge(sess)[0])
             except Exception as exc:  # a form onnxruntime cannot build or run here
                 log.debug("forms %s not usable", forms, exc_info=True)
                 self._seen[key] = (None, f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}")
         return self._seen[key]
+
+    def judge(self, sess) -> tuple[str, dict]:
+        """(why the outputs of `sess` drift too far or '', {output: worst relative drift, None where unjudged})."""
+        return judge(self.want, [sess.run(None, f) for f in self.judged], self.names)
 
     def _candidate(self, forms: dict):
         sess, why = self._checked(forms)
@@ -204,19 +240,6 @@ class Timer:
             self.notes.append(f"form {forms} not chosen: {why}")
             return None
         return sess
-
-    def _drift(self, sess) -> str:
-        """'' when every output stays within CANDIDATE_DRIFT of its range (deployment and long feeds), else why not."""
-        checks = [(self.feeds, self.ref_out)] + ([(self.long_feeds, self.long_out)] if self.long_feeds is not None else [])
-        for feeds, want in checks:
-            outs = sess.run(None, feeds)
-            for ref, got in zip(want, outs):
-                ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
-                span = float(ref.max() - ref.min()) if ref.size else 0.0
-                if ref.size and np.abs(ref - got).max() > CANDIDATE_DRIFT * max(span, 1e-6):
-                    steps = next(iter(feeds.values())).shape[1] if next(iter(feeds.values())).ndim > 1 else 1
-                    return f"outputs drift {np.abs(ref - got).max():.3g} (range {span:.3g}, {steps} steps)"
-        return ""
 
     def accurate(self, forms: dict) -> bool:
         """Whether `forms` keeps every output within CANDIDATE_DRIFT of its range. When one unit alone is int8 (the
@@ -249,3 +272,35 @@ class Timer:
             again = time_sessions(sessions[1:], self.feeds)
             wins = again[0] < again[1] * (1 - MARGIN)
         return round(ms[0], 4), round(ms[1], 4), round(ms[2], 4), wins
+
+
+CPU_ONLY_OPS = ("DynamicQuantizeLSTM",)  # onnxruntime implements these contrib ops for its CPU provider only
+
+
+def runs_on(model, providers) -> str:
+    """'' when every node of `model` runs on the first of `providers`, else why not. The CPU provider runs everything;
+    another is asked by opening a session with onnxruntime's CPU fallback off. A provider that cannot open even
+    then (the float model's own nodes fall back too) is judged by CPU_ONLY_OPS: the forms that add those are refused."""
+    from rnnedge.runtime.providers import CPU, select_providers
+
+    first = select_providers(providers)[0]
+    if first == CPU:
+        return ""
+    cpu_only = sorted({n.op_type for n in _nodes(model) if n.op_type in CPU_ONLY_OPS})
+    if cpu_only:
+        return f"{', '.join(cpu_only)} runs on the CPU provider only, not on {first}"
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    try:
+        open_session(model.SerializeToString(), providers=[first], options=opts, fallback=False)
+    except RnnEdgeError as exc:
+        return f"{first} cannot run every node of this form ({str(exc)[:160]})"
+    return ""
+
+
+def _nodes(model):
+    from exporters.graph import all_nodes
+
+    return list(all_nodes(model.graph))

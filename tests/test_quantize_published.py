@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from rnnedge.cli import cli
+from rnnedge.errors import BadInputError
 from rnnedge.quantizing.api import int8_weights, quantize
 from rnnedge.quantizing.forms import FLOOR, FP32
 from rnnedge.quantizing.select import CANDIDATE_DRIFT, judge
@@ -119,3 +120,59 @@ def test_judge_reads_drift_against_a_range_that_exists():
     assert why == "" and worst == {"prob": None, "h": pytest.approx(0.01)}
     why, worst = judge(ref, [[np.zeros((4, 1)), np.linspace(0, 1, 8) + 0.2]], ["prob", "h"])
     assert "'h' drifts" in why and worst["h"] == pytest.approx(0.2)
+
+
+# -- quantize --provider: forms timed on the provider the file will run on, never one it cannot run -----------------
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """A CUDA provider that 'exists' (only CPU does here): names resolve to it, sessions open on CPU."""
+    from rnnedge.quantizing import select
+    from rnnedge.runtime import providers
+
+    real_entries, real_open = providers.provider_entries, select.open_session
+
+    def entries(requested, available=None):
+        names = [requested] if isinstance(requested, (str, tuple)) else list(requested or [])
+        if any("cuda" in str(n).lower() for n in names):
+            return [("CUDAExecutionProvider", {}), ("CPUExecutionProvider", {})]
+        return real_entries(requested, available)
+
+    monkeypatch.setattr(providers, "provider_entries", entries)
+    monkeypatch.setattr(select, "open_session", lambda model, **kw: real_open(model, **{**kw, "providers": "cpu"}))
+    monkeypatch.setattr(select, "_probe", lambda model, entry: "")  # every standard node runs there
+
+
+def test_runs_on_refuses_a_cpu_only_operator_for_another_provider(fake_cuda, tmp_path):
+    from rnnedge.quantizing.forms import build, find_units, name_nodes
+    from rnnedge.quantizing.select import runs_on
+
+    model = onnx.load(str(build_gated(tmp_path / "gated.onnx")))
+    name_nodes(model)
+    lstm = build(model, {u.name: "lstm-int8" for u in find_units(model) if u.op == "LSTM"})
+    assert "DynamicQuantizeLSTM runs on the CPU provider only, not on CUDAExecutionProvider" in runs_on(lstm, "cuda")
+    assert runs_on(lstm, "cpu") == "" and runs_on(model, "cuda") == ""
+
+
+def test_runs_on_asks_the_provider_and_trusts_the_table_where_the_float_model_falls_back_too(fake_cuda, tmp_path, monkeypatch):
+    from rnnedge.quantizing import select
+
+    model = onnx.load(str(build_gated(tmp_path / "gated.onnx")))
+    monkeypatch.setattr(select, "_probe", lambda m, entry: "" if m is model else "no kernel for MatMulInteger")
+    candidate = onnx.ModelProto()
+    candidate.CopyFrom(model)
+    assert "cannot run every node of this form (no kernel for MatMulInteger)" in select.runs_on(candidate, "cuda", reference=model)
+    monkeypatch.setattr(select, "_probe", lambda m, entry: "Shape falls back to CPU")  # the float model cannot either
+    assert select.runs_on(candidate, "cuda", reference=model) == ""
+
+
+def test_quantize_for_a_provider_never_picks_a_form_it_cannot_run(fake_cuda, tmp_path):
+    src = build_gated(tmp_path / "gated.onnx")
+    on_cpu = quantize(src, tmp_path / "cpu.onnx", deploy="batch=16,seq=32")
+    assert "lstm-int8" in on_cpu.measured["lstm"]  # a candidate on CPU
+    on_cuda = quantize(src, tmp_path / "cuda.onnx", deploy="batch=16,seq=32", providers="cuda")
+    assert on_cuda.forms["lstm"] != "lstm-int8" and "lstm-int8" not in on_cuda.measured["lstm"]
+    assert any("runs on the CPU provider only" in n for n in on_cuda.notes)
+    with pytest.raises(BadInputError, match="CPU provider only"):
+        quantize(src, tmp_path / "forced.onnx", forms="lstm-int8", providers="cuda")

@@ -250,10 +250,12 @@ def _eval_source(ctx, param, value):
                    "(audio=float32[1,512]); repeatable.")
 @click.option("--provider", default=None, metavar="NAME",
               help="int8: the execution provider the file will run on: forms are timed there and never one it cannot run (default cpu).")
+@provider_option_option
 @json_option
 def quantize(model: Path, output: Path, mode: str, calibration: str | None, calibration_method: str, per_channel: bool | None,
              deploy: str | None, form: str | None, op_types: str | None, quantize_conv: bool, eval_task: str | None,
-             max_drift: float | None, examples: tuple[str, ...], provider: str | None, as_json: bool) -> None:
+             max_drift: float | None, examples: tuple[str, ...], provider: str | None, provider_options: tuple[str, ...],
+             as_json: bool) -> None:
     """Quantize MODEL.onnx to int8 (forms measured per recurrent unit, or static) or float16."""
     from rnnedge.errors import ParityError
     from rnnedge.quantizing.api import quantize as run_quantize
@@ -266,7 +268,8 @@ def quantize(model: Path, output: Path, mode: str, calibration: str | None, cali
     try:
         result = run_quantize(model, target, mode=mode, calibration=calibration, calibration_method=calibration_method,
                               per_channel=per_channel, deploy=deploy, forms=form, op_types=op_types, quantize_conv=quantize_conv,
-                              data=eval_task if mode == "int8" else None, examples=list(examples) or None, providers=provider)
+                              data=eval_task if mode == "int8" else None, examples=list(examples) or None,
+                              providers=_providers([provider or "cpu"], provider_options) if provider or provider_options else None)
         data = result.to_dict()
         data.update(evaluate(model, target, eval_task, max_drift))
         passed = data.get("drift_ok") is not False

@@ -286,12 +286,12 @@ def _timer(model, meta: dict, ops, threads: int, result: QuantizeResult, data, e
     """The Timer on the inputs the file is made for (quantizing.inputs), or None, said in one line, when none run:
     then every unit keeps the default form (weights-int8), unmeasured and unjudged."""
     from rnnedge.quantizing.inputs import find_inputs, ort_reason
-    from rnnedge.quantizing.select import Timer
+    from rnnedge.quantizing.select import Timer, open_on
 
     def run(feeds):
         return ref.run(None, feeds)
 
-    ref = _session(model, providers, threads)
+    ref = open_on(model, providers, threads)
     found = find_inputs(model, meta, result.deploy, data=data, examples=examples, run=run)
     if found.timing is not None:
         try:
@@ -328,12 +328,6 @@ def _choose(units, timer, result: QuantizeResult) -> dict | None:
         result.forms = {}
         return None
     return chosen
-
-
-def _session(model, providers, threads: int):
-    from rnnedge.runtime.providers import open_session
-
-    return open_session(model.SerializeToString(), providers=providers or "cpu", threads=threads, fallback=False)
 
 
 def _as_given(path):

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rnnedge.errors import BadInputError, RnnEdgeError
+from rnnedge.errors import BadInputError
 from rnnedge.quantizing.forms import FLOOR, FP32, Unit, build
 from rnnedge.runtime.providers import open_session
 
@@ -207,7 +207,7 @@ class Timer:
         self._seen: dict[tuple, tuple] = {}  # assignment -> (session or None, drift or failure), see _checked
 
     def _session(self, model):
-        return open_session(model.SerializeToString(), providers=self.providers, threads=self.threads, fallback=False)
+        return open_on(model, self.providers, self.threads)
 
     def _checked(self, forms: dict) -> tuple:
         """(session, why it drifts or '') of an assignment, or (None, why it failed): built and checked once, since the
@@ -216,7 +216,7 @@ class Timer:
         if key not in self._seen:
             try:
                 built = build(self.model, forms, op_types=self.ops, per_channel=self.per_channel)
-                refused = runs_on(built, self.providers)
+                refused = runs_on(built, self.providers, reference=self.model)
                 if refused:
                     self._seen[key] = (None, refused)
                 else:
@@ -274,29 +274,47 @@ class Timer:
         return round(ms[0], 4), round(ms[1], 4), round(ms[2], 4), wins
 
 
+def open_on(model, providers, threads: int | None = None, options=None):
+    """A session of `model` (a ModelProto) on `providers` (None: CPU), never falling back: what quantize times and judges."""
+    return open_session(model.SerializeToString(), providers=providers or "cpu", threads=threads, options=options, fallback=False)
+
+
 CPU_ONLY_OPS = ("DynamicQuantizeLSTM",)  # onnxruntime implements these contrib ops for its CPU provider only
 
 
-def runs_on(model, providers) -> str:
+def runs_on(model, providers, reference=None) -> str:
     """'' when every node of `model` runs on the first of `providers`, else why not. The CPU provider runs everything;
-    another is asked by opening a session with onnxruntime's CPU fallback off. A provider that cannot open even
-    then (the float model's own nodes fall back too) is judged by CPU_ONLY_OPS: the forms that add those are refused."""
-    from rnnedge.runtime.providers import CPU, select_providers
+    another one refuses the forms that add a CPU_ONLY_OPS operator, and is asked about the rest by opening a session
+    with onnxruntime's CPU fallback off (`_probe`). Where even `reference` (the float model) does not open so (its
+    own nodes fall back to CPU too), the table alone decides."""
+    from rnnedge.runtime.providers import CPU, provider_entries
 
-    first = select_providers(providers)[0]
-    if first == CPU:
+    entry = provider_entries(providers)[0]
+    if entry[0] == CPU:
         return ""
     cpu_only = sorted({n.op_type for n in _nodes(model) if n.op_type in CPU_ONLY_OPS})
     if cpu_only:
-        return f"{', '.join(cpu_only)} runs on the CPU provider only, not on {first}"
+        return f"{', '.join(cpu_only)} runs on the CPU provider only, not on {entry[0]}"
+    why = _probe(model, entry)
+    if why and reference is not None and _probe(reference, entry):
+        return ""
+    return f"{entry[0]} cannot run every node of this form ({why})" if why else ""
+
+
+def _probe(model, entry) -> str:
+    """'' when onnxruntime opens `model` on the provider `entry` alone with CPU fallback off, else its reason."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
+    from rnnedge.quantizing.inputs import ort_reason
+    from rnnedge.runtime.providers import session_options
+
+    opts = session_options()
     opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     try:
-        open_session(model.SerializeToString(), providers=[first], options=opts, fallback=False)
-    except RnnEdgeError as exc:
-        return f"{first} cannot run every node of this form ({str(exc)[:160]})"
+        ort.InferenceSession(model.SerializeToString(), opts, providers=[entry[0]], provider_options=[entry[1]])
+    except Exception as exc:  # onnxruntime's own classes: the provider cannot take some node
+        log.debug("%s cannot open this model alone", entry[0], exc_info=True)
+        return ort_reason(exc)
     return ""
 
 

@@ -86,6 +86,8 @@ class IOSpec:
     fixed: dict = field(default_factory=dict)  # {axis: size} pinned in the file (--fix-dim)
     checks: list = field(default_factory=list)  # [{axis: size}] of the user's check inputs
     nesting: str | None = None  # forward's nested arguments (torch pytree spec JSON) the flat inputs rebuild; None: flat
+    states: list = field(default_factory=list)  # stream: [{"input", "output", "shape", "batch_axis", "init", "layer", "kind"}]
+    stride: int = 1  # stream: chunks must be a multiple of this many frames (strided convs/pooling over time)
     check_feeds: list = field(default_factory=list, repr=False, compare=False)  # [{name: array}], never stored
 
     def make_inputs(self, sizes: dict[str, int], seed: int = 0, scale: float = 1.0) -> dict[str, np.ndarray]:
@@ -139,7 +141,10 @@ class IOSpec:
             for key, unset in (("seq_label", None), ("descending", False)):
                 if t.get(key) == unset:
                     t.pop(key)
-        for key in ("ties", "fixed", "checks", "nesting"):  # files stay as they were when nothing relates the axes
+        for key, unset in (("stride", 1),):
+            if data[key] == unset:
+                data.pop(key)
+        for key in ("ties", "fixed", "checks", "nesting", "states"):  # files stay as they were when nothing relates the axes
             if not data[key]:
                 data.pop(key)
         return json.dumps(data, sort_keys=True)

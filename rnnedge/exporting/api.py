@@ -178,8 +178,6 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     if isinstance(module, ops.RECURRENT_TYPES):
         module = capture.bare_module()(module)
     layers = ops.find_recurrent(module)
-    if not layers:  # cells, hand-written recurrences, step modules: plain torch.onnx, same checks (rnnedge.exporting.recurrence)
-        recurrence.refuse_stream(target)
     if target == "stream" and any(layer.bidirectional for _, layer in layers):
         raise BadInputError("a bidirectional layer cannot stream (--target stream): its backward direction needs the whole "
                             "sequence, so chunks fed one after another would give other answers; export --target dynamic")
@@ -229,6 +227,10 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
         raise eager_failure
     model = program.model_proto
     fixups.repair(model, axes)  # torch.onnx quirks that are no-ops in torch (Squeeze of a non-1 axis, ...)
+    if target == "stream" and not getattr(module, "rnnedge_contract", False):  # a user's module: state made explicit
+        from rnnedge.exporting.stream import stream_rewrite
+
+        stream_rewrite(model, spec, names, axes)
     native.lower_torch_recurrent(model)
     model = _optimize(model)  # after lowering: onnxscript's optimizer cannot type the placeholder
     _apply_lowering(model, chosen)

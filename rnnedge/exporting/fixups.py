@@ -222,7 +222,8 @@ def finish(model, axes: dict, spec, user_axes: dict) -> None:
                 dims[int(ax)].dim_param = str(label)
     outputs_from_nodes(model.graph)  # a returned parameter or input: renamed below like any other output
     if not spec.outputs:  # torch's own names ("getitem_1") say nothing: output_0, output_1, ...
-        for i, out in enumerate(model.graph.output):
+        carried = {s["output"] for s in getattr(spec, "states", None) or []}  # stream state outputs keep their names
+        for i, out in enumerate([o for o in model.graph.output if o.name not in carried]):
             rename_everywhere(model.graph, out.name, f"output_{i}")
     for node in model.graph.node:
         del node.metadata_props[:]

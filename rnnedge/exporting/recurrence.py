@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 
-from rnnedge.errors import BadInputError, ExportError
+from rnnedge.errors import BadInputError
 
 log = logging.getLogger(__name__)
 
@@ -180,9 +180,3 @@ def adjust_spec(spec, module) -> None:
     for t in spec.inputs:
         if t.role == "lengths" and vocab and "len" not in t.name.lower():
             t.role, t.vocab = "tokens", vocab
-
-
-def refuse_stream(target: str) -> None:
-    if target == "stream":
-        raise ExportError("--target stream adds h0/c0 to nn.RNN/GRU/LSTM layers; a module without them is exported as it is "
-                          "(a step module already takes and returns its state): use --target dynamic")

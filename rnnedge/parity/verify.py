@@ -285,6 +285,11 @@ def quick_check(module, onnx_path, spec: IOSpec, examples=None, only_checks: boo
     Outputs float32 cannot verify at a probe (ill-conditioned) are listed in the report and logged, not
     raised: the export cannot prove anything there, and `rnnedge verify` makes that call explicitly.
     """
+    if getattr(spec, "states", None):  # a user module's stream file: chunked == whole, at 1, 7 and the example's length
+        from rnnedge.parity.stream import check_chunked
+
+        report = check_chunked(module, onnx_path, spec, example=example_length(spec, examples))
+        return _raise_on_failure(report)
     report = ParityReport(allow_ill_conditioned=True)
     cases = check_cases(spec) if only_checks else generate_cases(spec, quick=not full, example_seq=example_length(spec, examples))
     if full:
@@ -292,6 +297,10 @@ def quick_check(module, onnx_path, spec: IOSpec, examples=None, only_checks: boo
     with TorchRunner(module, spec) as torch_runner:
         refs = reference(torch_runner, cases, report)
         run_provider(onnx_path, CPU, refs, report, spec, torch_runner, stream=False)
+    return _raise_on_failure(report)
+
+
+def _raise_on_failure(report: ParityReport) -> ParityReport:
     if report.ill_conditioned:
         log.warning("parity: %s", report.summary().splitlines()[0])
     if not report:

@@ -53,19 +53,21 @@ class BoundCall:
 class BoundStream:
     """One stream's calls of `chunk` steps (batch 1): data buffers bound once, states swapping between two sets.
 
-    ``states[k]`` are the two state sets ({input name: (L, 1, H) buffer}); after ``step()``, the
-    current state is ``states[self.current]``; ``views[k]`` are (L, H) views of set k (what
+    ``states[k]`` are the two state sets ({input name: batch-1 buffer, e.g. (L, 1, H)}); after ``step()``, the
+    current state is ``states[self.current]``; ``views[k]`` are views of set k without the batch axis (what
     StreamingSession keeps per stream).
     """
 
-    def __init__(self, sess: ort.InferenceSession, feeds: dict[str, np.ndarray], state_out: dict[str, str], main_out: str):
+    def __init__(self, sess: ort.InferenceSession, feeds: dict[str, np.ndarray], state_out: dict[str, str], main_out: str,
+                 batch_axes: dict[str, int] | None = None):
         names = [main_out, *state_out.values()]
         first = dict(zip(names, sess.run(names, feeds)))
         data = {n: np.array(a, copy=True, order="C") for n, a in feeds.items() if n not in state_out}
         self.inputs = data
         self.output = np.empty_like(first[main_out], order="C")
         self.states = [{n: np.array(feeds[n], copy=True, order="C") for n in state_out} for _ in range(2)]
-        self.views = [{n: s[n][:, 0] for n in state_out} for s in self.states]
+        axes = batch_axes or {}
+        self.views = [{n: s[n][(slice(None),) * axes.get(n, 1) + (0,)] for n in state_out} for s in self.states]
         self.current = 0
         self._values, self._runs = [], []
         for k in range(2):  # call k reads states[k] and writes states[1 - k]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnedge.errors import BadInputError
-from rnnedge.runtime.signature import STATE_OUT, TensorInfo
+from rnnedge.runtime.signature import TensorInfo
 
 __all__ = ["batch_sequences", "coerce", "check_feeds"]
 
@@ -98,16 +98,13 @@ def check_feeds(sess, feeds: dict) -> dict[str, np.ndarray]:
     for s in sess.inputs:
         if s.name == main.name or s.name == "lengths":
             continue
-        if s.name not in feeds and s.name in STATE_OUT:
-            shape = [d if isinstance(d, int) else batch if i == 1 else None
-                     for i, d in enumerate(s.shape)]
-            if len(shape) != 3 or None in shape:
-                raise BadInputError(f"cannot size a zero {s.name!r} from shape {s.shape}; pass it")
-            feeds[s.name] = np.zeros(shape, dtype=s.dtype)
+        pair = next((p for p in sess.state_pairs if p.input == s.name), None)
+        if s.name not in feeds and pair is not None:  # a stream's start: the state's declared initial value
+            feeds[s.name] = initial_state(s, pair, batch)
         elif s.name not in feeds:
             raise BadInputError(f"missing input {s.name!r} {s.shape}")
         arr = coerce(sess, feeds[s.name], f"input {s.name!r}", s)
-        if arr.ndim != len(s.shape) or (s.name in STATE_OUT and arr.shape[1] != batch):
+        if arr.ndim != len(s.shape) or (pair is not None and arr.shape[pair.batch_axis] != batch):
             raise BadInputError(f"input {s.name!r} has shape {arr.shape}; expected {s.shape} "
                                 f"with batch {batch}")
         _check_static(sess, arr, s)
@@ -115,6 +112,14 @@ def check_feeds(sess, feeds: dict) -> dict[str, np.ndarray]:
         feeds[s.name] = arr
     _check_ranges(sess, feeds)
     return feeds
+
+
+def initial_state(spec: TensorInfo, pair, batch: int) -> np.ndarray:
+    """A state input's start value for `batch` streams: its declared init, the batch at the pair's batch axis."""
+    shape = [d if isinstance(d, int) and d > 0 else batch if i == pair.batch_axis else None for i, d in enumerate(spec.shape)]
+    if None in shape:
+        raise BadInputError(f"cannot size the initial {spec.name!r} from shape {spec.shape}; pass it")
+    return np.full(shape, pair.init, dtype=spec.dtype)
 
 
 def _check_ranges(sess, feeds: dict) -> None:

@@ -87,7 +87,9 @@ class Session:
         self.is_tokens = not isinstance(self._main.dtype, str) and np.dtype(self._main.dtype).kind in "iu"
         self.has_lengths = "lengths" in names
         self.state_names = roles.state_names
-        self.is_streaming = "h0" in names
+        self.state_pairs = roles.pairs  # StatePair per carried state (the spec's, or h0/c0 by name)
+        self.is_streaming = bool(self.state_pairs)
+        self.stride = int((json_metadata(self.metadata, "rnnedge.spec", dict, self.path) or {}).get("stride", 1) or 1)
         shape = self._main.shape
         self.fixed_batch = _fixed(shape[0]) if len(shape) > 0 else None
         self.chunk = _fixed(shape[1]) if len(shape) > 1 else None

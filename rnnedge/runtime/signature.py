@@ -15,7 +15,7 @@ import numpy as np
 
 from rnnedge.errors import BadInputError
 
-__all__ = ["TensorInfo", "Roles", "tensor_info", "find_roles", "json_metadata", "STATE_OUT"]
+__all__ = ["TensorInfo", "Roles", "StatePair", "tensor_info", "find_roles", "json_metadata", "state_pairs", "STATE_OUT"]
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,23 @@ class TensorInfo:
 
 
 @dataclass(frozen=True)
+class StatePair:
+    """A state a stream carries: fed as ``input``, returned as ``output`` for the next call (the spec's state pairs)."""
+
+    input: str
+    output: str
+    batch_axis: int = 1  # where the streams are stacked
+    init: float = 0.0  # every element's value at a stream's start
+
+
+@dataclass(frozen=True)
 class Roles:
     """Which input carries the data, which outputs matter, and how state flows."""
 
     main: TensorInfo  # the data input: features or token ids
     output_name: str  # the main output: logits, y, or a third-party name
     state_names: tuple  # state inputs with a known output ("h0", "c0"), in that order
+    pairs: tuple = ()  # StatePair per state input, in the same order
 
 
 def tensor_info(arg) -> TensorInfo:
@@ -69,20 +80,27 @@ def json_metadata(metadata: dict, key: str, kind: type, where: str = ""):
     return value
 
 
-def _declared_main(metadata: dict, names: list[str], where: str) -> str | None:
-    """The data input named by the file's declared spec (role features or tokens), if it has one."""
+def _declared(metadata: dict, where: str):
+    """The file's declared spec (rnnedge.spec), or None (absent or malformed: logged)."""
     raw = metadata.get("rnnedge.spec")
     if not raw:
         return None
     from rnnedge.spec import IOSpec  # numpy only
 
     try:
-        spec = IOSpec.from_json(raw)
+        return IOSpec.from_json(raw)
     except (ValueError, TypeError, KeyError, AttributeError):
         log.warning("ignoring malformed metadata rnnedge.spec in %s", where)
         return None
-    main = next((t.name for t in spec.inputs if t.role in ("features", "tokens") and t.name in names), None)
-    return main
+
+
+def state_pairs(spec, names: list[str], outs: list[str]) -> tuple:
+    """The state pairs a stream carries: the spec's (any names, any rank), else h0 -> hn, c0 -> cn by name."""
+    declared = getattr(spec, "states", None) or []
+    if declared:
+        return tuple(StatePair(s["input"], s["output"], int(s.get("batch_axis", 1)), float(s.get("init", 0.0)))
+                     for s in declared if s["input"] in names and s["output"] in outs)
+    return tuple(StatePair(i, o) for i, o in STATE_OUT.items() if i in names)
 
 
 def find_roles(inputs: tuple, outputs: tuple, metadata: dict, where: str = "") -> Roles:
@@ -91,12 +109,15 @@ def find_roles(inputs: tuple, outputs: tuple, metadata: dict, where: str = "") -
     names = [s.name for s in inputs]
     if not outputs:
         raise BadInputError(f"{where}: the model has no outputs")
-    declared = _declared_main(metadata, names, where)
-    others = [s for s in inputs if s.name not in ("lengths", *STATE_OUT)]
+    spec = _declared(metadata, where)
+    declared = next((t.name for t in spec.inputs if t.role in ("features", "tokens") and t.name in names), None) if spec else None
+    outs = [s.name for s in outputs]
+    pairs = state_pairs(spec, names, outs)
+    carried_in, carried_out = {p.input for p in pairs}, {p.output for p in pairs}
+    others = [s for s in inputs if s.name not in ("lengths", *STATE_OUT, *carried_in)]
     main = [s for s in inputs if s.name == declared] or [s for s in others if s.name in ("x", "tokens")] or others
     if not main:
         raise BadInputError(f"{where}: no data input found among inputs {names}")
-    outs = [s.name for s in outputs]
     output_name = next((n for n in ("logits", "y") if n in outs),
-                       next((n for n in outs if n not in STATE_OUT.values()), outs[0]))
-    return Roles(main[0], output_name, tuple(n for n in STATE_OUT if n in names))
+                       next((n for n in outs if n not in (*STATE_OUT.values(), *carried_out)), outs[0]))
+    return Roles(main[0], output_name, tuple(p.input for p in pairs), pairs)

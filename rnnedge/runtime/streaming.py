@@ -10,9 +10,9 @@ import numpy as np
 
 from rnnedge.errors import BadInputError
 from rnnedge.runtime.bound import BoundStream
+from rnnedge.runtime.inputs import initial_state
 from rnnedge.runtime.providers import ort_error
 from rnnedge.runtime.session import FAST_SHAPES, Session, values_ok
-from rnnedge.runtime.signature import STATE_OUT
 
 __all__ = ["StreamingSession"]
 
@@ -24,13 +24,15 @@ def _fixed(dim) -> int | None:
 class StreamingSession:
     """Carry recurrent state across calls for many concurrent streams of one streaming model.
 
-    The model needs an ``h0`` input (``--target stream`` or ``mobile``); bidirectional models
-    cannot stream (a bidirectional mobile chunk is one whole sequence). ``step`` runs every given stream in one batched call (states stacked along
-    the batch axis, uneven chunks padded with ``lengths``; a model without a ``lengths`` input runs one call per
-    chunk length). Sequence-first models are refused. Fixed-shape (mobile) models take
-    multiples of ``chunk`` steps per stream, run in groups of the model's fixed batch. Only the
-    states are kept, so memory stays flat however long the streams run. ``step`` is serialised
-    with a lock, so streams may be fed from several threads.
+    The model needs state pairs (``--target stream`` or ``mobile``): the spec's (``rnnedge.spec`` "states": any
+    number, any rank, each with its batch axis and initial value), or ``h0``/``c0`` -> ``hn``/``cn`` by name for
+    files without them. A spec ``stride`` (strided convs or pooling over time) makes every chunk a multiple of
+    it. Bidirectional models cannot stream (a bidirectional mobile chunk is one whole sequence); sequence-first
+    models are refused. ``step`` runs every given stream in one batched call (states stacked along their batch
+    axis, uneven chunks padded with ``lengths``; a model without a ``lengths`` input runs one call per chunk
+    length). Fixed-shape (mobile) models take multiples of ``chunk`` steps per stream, run in groups of the
+    model's fixed batch. Only the states are kept, so memory stays flat however long the streams run. ``step``
+    is serialised with a lock, so streams may be fed from several threads.
     """
 
     DEFAULT = "default"
@@ -40,7 +42,9 @@ class StreamingSession:
         s = path_or_session if isinstance(path_or_session, Session) else Session(
             path_or_session, providers=providers, threads=threads)
         if not s.is_streaming:
-            raise BadInputError(f"{s.path} has no 'h0' input: export it with --target stream to stream")
+            raise BadInputError(f"{s.path} has no state inputs, so nothing carries from one chunk to the next: export a "
+                                "streaming file with --target stream (rnnedge export FILE.py:FACTORY --example ... --target "
+                                "stream -o stream.onnx, or rnnedge export CKPT --target stream)")
         from rnnedge.runtime.inputs import batch_axis
 
         if batch_axis(s) == 1:
@@ -49,18 +53,21 @@ class StreamingSession:
         if (s.config or {}).get("bidirectional") or s.metadata.get("rnnedge.bidirectional") == "1":
             raise BadInputError(f"{s.path} is bidirectional; bidirectional models cannot stream")
         self.session = s
-        self._state_specs = {n: s._by_name[n] for n in s.state_names}
-        missing = [STATE_OUT[n] for n in s.state_names if STATE_OUT[n] not in [o.name for o in s.outputs]]
+        self.stride = s.stride  # chunks must be a multiple of this many steps (strided convs / pooling over time)
+        self._pairs = {p.input: p for p in s.state_pairs}
+        self._state_specs = {n: s._by_name[n] for n in self._pairs}
+        outputs = [o.name for o in s.outputs]
+        missing = [p.output for p in s.state_pairs if p.output not in outputs]
         if missing:
-            raise BadInputError(f"{s.path} takes {list(s.state_names)} but does not return {missing}")
+            raise BadInputError(f"{s.path} takes {list(self._pairs)} but does not return {missing}")
         for name, spec in self._state_specs.items():
-            if len(spec.shape) != 3 or not (_fixed(spec.shape[0]) and _fixed(spec.shape[2])):
-                raise BadInputError(f"state input {name!r} needs static layers and hidden dims, "
-                                    f"got shape {spec.shape}")
+            ax = self._pairs[name].batch_axis
+            if not all(_fixed(d) for i, d in enumerate(spec.shape) if i != ax):
+                raise BadInputError(f"state input {name!r} needs fixed sizes but on its batch axis {ax}, got shape {spec.shape}")
         out = next(o for o in s.outputs if o.name == s.output_name).shape
         seq_dim = s._main.shape[1] if len(s._main.shape) > 1 else None
         self._per_step = len(out) >= 3 or (len(out) == 2 and isinstance(out[1], str) and out[1] == seq_dim)
-        self._states: dict[Hashable, dict[str, np.ndarray]] = {}  # stream -> name -> (L*D, H)
+        self._states: dict[Hashable, dict[str, np.ndarray]] = {}  # stream -> name -> state without its batch axis
         self._lock = threading.Lock()
         self._bound: dict[tuple, BoundStream] = {}  # chunk shape -> the default stream's pre-bound calls (feed)
 
@@ -71,11 +78,16 @@ class StreamingSession:
             return list(self._states)
 
     def _zeros(self) -> dict[str, np.ndarray]:
-        return {n: np.zeros((sp.shape[0], sp.shape[2]), dtype=sp.dtype)
+        """One stream's start: each state at its declared initial value, without the batch axis."""
+        return {n: np.take(initial_state(sp, self._pairs[n], 1), 0, axis=self._pairs[n].batch_axis)
                 for n, sp in self._state_specs.items()}
 
+    def _row(self, name: str) -> tuple:
+        """Index of row 0 along a state's batch axis (a view of one stream's state in a batch-1 buffer)."""
+        return (slice(None),) * self._pairs[name].batch_axis + (0,)
+
     def reset(self, stream_id: Hashable = DEFAULT) -> None:
-        """Set one stream's state back to zeros; the other streams are untouched."""
+        """Set one stream's state back to its start (zeros, or each state's declared initial value); others are untouched."""
         with self._lock:
             self._states[stream_id] = self._zeros()
 
@@ -109,15 +121,17 @@ class StreamingSession:
                     return None
                 feeds = s._check_feeds({s._main.name: x[None]})  # every check, once for this shape; zero states
                 try:
-                    bound = self._bound[x.shape] = BoundStream(s._sess, feeds, {n: STATE_OUT[n] for n in self._state_specs}, s.output_name)
+                    bound = self._bound[x.shape] = BoundStream(s._sess, feeds, {n: p.output for n, p in self._pairs.items()},
+                                                               s.output_name, {n: p.batch_axis for n, p in self._pairs.items()})
                 except Exception as err:  # onnxruntime raises its own pybind classes
                     raise ort_error("inference failed", err) from err
             elif not values_ok(s, x):
                 return None
             state = self._states.get(self.DEFAULT)
             if state is not bound.views[bound.current]:  # set by reset/step or another chunk shape: copy it in
+                zero = self._zeros() if state is None else state
                 for name, buf in bound.states[bound.current].items():
-                    buf[:, 0] = 0 if state is None else state[name]
+                    buf[self._row(name)] = zero[name]
             np.copyto(bound.inputs[s._main.name][0], x)
             try:
                 bound.step()
@@ -141,6 +155,10 @@ class StreamingSession:
                 x = s._batch([chunk], None)[0][0]  # checks dtype, rank and emptiness
             except BadInputError as err:
                 raise BadInputError(f"stream {sid!r}: {err}") from None
+            if self.stride > 1 and len(x) % self.stride:
+                raise BadInputError(f"stream {sid!r}: {len(x)} steps is not a multiple of this model's stride of "
+                                    f"{self.stride} (strided convolutions or pooling over time); buffer the remaining "
+                                    f"{len(x) % self.stride} steps for the next call")
             if s.chunk and len(x) % s.chunk:
                 raise BadInputError(f"stream {sid!r}: {len(x)} steps is not a multiple of this "
                                     f"model's fixed chunk of {s.chunk}; buffer the remaining "
@@ -170,13 +188,13 @@ class StreamingSession:
         x, lens = s._batch(rows, None)
         feeds = {s._main.name: x, "lengths": lens}
         zero = self._zeros()
-        for name in self._state_specs:  # (L*D, H) per stream -> (L*D, B, H)
+        for name, pair in self._pairs.items():  # one stream's state -> the streams stacked on the batch axis
             feeds[name] = np.stack([states[i][name] for i in ids]
-                                   + [zero[name]] * (len(rows) - len(ids)), axis=1)
-        wanted = [s.output_name] + [STATE_OUT[n] for n in self._state_specs]
+                                   + [zero[name]] * (len(rows) - len(ids)), axis=pair.batch_axis)
+        wanted = [s.output_name] + [p.output for p in self._pairs.values()]
         result = s._infer(s._check_feeds(feeds), wanted)
         y = result[s.output_name]  # (B, T, C) per step, or (B, C) per sequence
         for row, sid in enumerate(ids):
             out = y[row, : len(xs[row])] if self._per_step else y[row]
             outs[sid].append(np.array(out))
-            states[sid] = {n: np.array(result[STATE_OUT[n]][:, row]) for n in self._state_specs}
+            states[sid] = {n: np.array(np.take(result[p.output], row, axis=p.batch_axis)) for n, p in self._pairs.items()}

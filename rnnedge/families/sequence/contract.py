@@ -46,6 +46,7 @@ class Dynamic(nn.Module):
 
 
 class Stream(nn.Module):
+    rnnedge_contract = True  # takes and returns its state already (export adds none)
     def __init__(self, model: SequenceModel):
         super().__init__()
         self.model = model

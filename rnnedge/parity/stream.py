@@ -1,0 +1,141 @@
+"""Chunked == whole: a stream file fed chunk by chunk (state carried) against torch on the whole sequence.
+
+This is the check of a user module's `--target stream` file (export's quick check and `rnnedge verify`): torch
+runs the user's own module, unchanged, once on the whole sequence; onnxruntime runs the file on consecutive
+chunks along the time axis, every state pair of the spec (`spec.states`) carried from one call to the next
+and starting at its declared initial value. Per-frame outputs are joined along their time axis; an output
+without one (a last-step head, `y[:, -1]`) is the last chunk's. Errors are judged by the noise policy
+(rnnedge.parity.compare), as every other parity check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from rnnedge.parity.compare import CaseResult, ParityReport, compare
+from rnnedge.spec import IOSpec
+
+log = logging.getLogger(__name__)
+
+QUICK_CHUNKS = (1, 7)  # with the example's length: export's quick check
+VERIFY_CHUNKS = (1, 7, 50)  # rnnedge verify
+VERIFY_FRAMES = 200  # frames streamed by verify (at least)
+
+
+def carried(spec: IOSpec) -> list[dict]:
+    """The spec's state pairs; for files written before them, h0 -> hn and c0 -> cn by name."""
+    states = list(getattr(spec, "states", None) or [])
+    if states:
+        return states
+    names = {t.name: t for t in spec.inputs}
+    return [{"input": i, "output": o, "shape": list(names[i].shape), "batch_axis": 1, "init": 0.0}
+            for i, o in (("h0", "hn"), ("c0", "cn")) if i in names and o in spec.outputs]
+
+
+def initial_state(state: dict, batch: int) -> np.ndarray:
+    """A state's start value for `batch` streams (its declared init, the batch axis set)."""
+    shape = [batch if isinstance(d, str) else int(d) for d in state["shape"]]
+    return np.full(shape, state.get("init", 0.0), dtype=np.float32)
+
+
+def whole_spec(spec: IOSpec) -> IOSpec:
+    """The module's own inputs and outputs: the spec without its state pairs (what torch takes and returns)."""
+    states = carried(spec)
+    ins, outs = {s["input"] for s in states}, {s["output"] for s in states}
+    return dataclasses.replace(spec, inputs=[t for t in spec.inputs if t.name not in ins],
+                               outputs=[o for o in spec.outputs if o not in outs], states=[])
+
+
+def chunk_sizes(spec: IOSpec, example: int | None, quick: bool) -> list[int]:
+    """Chunk lengths in frames (multiples of the spec's stride): 1, 7 and the example's length (quick) or 50."""
+    stride = int(getattr(spec, "stride", 1) or 1)
+    sizes = list(QUICK_CHUNKS) + ([example or 16] if quick else list(VERIFY_CHUNKS[2:]))
+    out = []
+    for n in sizes:
+        n = -(-max(1, n) // stride) * stride
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def check_chunked(module, onnx_path, spec: IOSpec, *, providers=("CPUExecutionProvider",), example: int | None = None,
+                  quick: bool = True, batch: int = 2, frames: int | None = None, seed: int = 42,
+                  atol=None, rtol=None, allow_ill_conditioned: bool = True) -> ParityReport:
+    """Every chunk size on every provider against torch on the whole sequence; never raises on a mismatch."""
+    from rnnedge.errors import first_line
+    from rnnedge.parity.runners import OrtRunner, TorchRunner
+    from rnnedge.parity.verify import float32_noise
+
+    stride = int(getattr(spec, "stride", 1) or 1)
+    chunks = chunk_sizes(spec, example, quick)
+    frames = frames or max(VERIFY_FRAMES if not quick else 2 * (example or 16), 3 * max(chunks) // 2, 21)
+    frames = -(-frames // stride) * stride
+    plain = whole_spec(spec)
+    feeds = plain.make_inputs(plain.sizes_for(batch, frames), seed=seed)
+    lengths = plain.input("lengths")
+    time = plain.time_axis
+    if lengths is not None:
+        feeds[lengths.name] = np.full_like(feeds[lengths.name], frames)
+    report = ParityReport(atol=atol, rtol=rtol, allow_ill_conditioned=allow_ill_conditioned)
+    with TorchRunner(module, plain) as runner:
+        ref, ref64 = runner.infer(feeds), runner.infer_float64(feeds)
+        noise = float32_noise(runner, feeds, ref) if ref64 is None else None
+        spread = runner.spread64(feeds, ref64)
+    for provider in providers:
+        try:
+            ort = OrtRunner(onnx_path, [provider]).__enter__()
+        except Exception as exc:  # onnxruntime raises its own classes: a row of the report
+            report.cases.append(CaseResult("open session", provider, [], f"{provider} cannot open a session: {first_line(exc)}"))
+            continue
+        for n in chunks:
+            name = f"stream: chunks of {n} over {frames} frames, batch {batch} vs whole"
+            try:
+                got = stream(ort, spec, plain, feeds, time, n, batch)
+            except Exception as exc:
+                report.cases.append(CaseResult(name, provider, [], f"onnxruntime failed: {first_line(exc)}"))
+                continue
+            joined = {k: join(parts, np.asarray(ref[k])) for k, parts in got.items() if k in ref}
+            report.extend(compare(ref, joined, atol, rtol, name, provider, noise=noise, ref64=ref64,
+                                  allow_ill_conditioned=allow_ill_conditioned, spread=spread))
+    return report
+
+
+def stream(ort, spec: IOSpec, plain: IOSpec, feeds: dict, time: str, n: int, batch: int) -> dict:
+    """Feed `feeds` to the file in chunks of `n` frames along the time axis, states carried; outputs joined."""
+    states = carried(spec)
+    state = {s["input"]: initial_state(s, batch) for s in states}
+    total = next(int(feeds[t.name].shape[t.shape.index(time)]) for t in plain.inputs if time in t.shape)
+    pieces: dict[str, list] = {}
+    for start in range(0, total, n):
+        chunk = {}
+        for t in plain.inputs:
+            value = feeds[t.name]
+            if time in t.shape:
+                value = np.take(value, range(start, min(start + n, total)), axis=t.shape.index(time))
+            elif t.role == "lengths":
+                value = np.full_like(value, min(n, total - start))
+            chunk[t.name] = value
+        if plain.input("lengths") is not None:
+            chunk[plain.input("lengths").name] = np.full_like(feeds[plain.input("lengths").name], min(n, total - start))
+        out = ort.infer({**chunk, **state})
+        state = {s["input"]: out[s["output"]] for s in states}
+        for name in plain.outputs:
+            pieces.setdefault(name, []).append(out[name])
+    return pieces
+
+
+def join(parts: list, whole: np.ndarray) -> np.ndarray:
+    """One output's chunk values as one: joined along the axis where they add up to the whole's size (its time
+    axis); an output each chunk returns at the whole's shape (a last-step head) is the last chunk's."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    for a in range(whole.ndim):
+        rest = whole.shape[:a] + whole.shape[a + 1:]
+        if all(p.ndim == whole.ndim and p.shape[:a] + p.shape[a + 1:] == rest for p in parts) \
+                and sum(p.shape[a] for p in parts) == whole.shape[a]:
+            return np.concatenate(parts, axis=a)
+    return parts[-1] if parts[-1].shape == whole.shape else first

@@ -183,7 +183,7 @@ def export(source, output, target, lowering, chunk, opset, examples, input_names
 
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("source", metavar="CKPT|FILE.py:FACTORY")
 @model_or_folder_argument
 @click.option("--atol", type=FINITE, default=None,
               help="Fixed absolute tolerance instead of the noise policy (default: 16x torch's own float32 noise; fp16 files 2e-2).")
@@ -193,14 +193,27 @@ def export(source, output, target, lowering, chunk, opset, examples, input_names
 @click.option("--cases", type=click.IntRange(min=0), default=0, show_default=True, help="Random cases beyond the fixed set.")
 @click.option("--provider", "providers", multiple=True, help="Execution provider(s), each checked (default: every one available).")
 @provider_option_option
+@click.option("--example", "examples", multiple=True, help="FILE.py:FACTORY only: the export's example input, e.g. 'float32[1,100,40]' "
+              "(its length is what the cases are built around).")
+@click.option("--axis", "axes", multiple=True, metavar="INPUT:AXIS=LABEL", help="FILE.py:FACTORY only: a dynamic axis the file must declare.")
+@click.option("--check-input", "check_inputs", multiple=True, type=click.Path(dir_okay=False), help="FILE.py:FACTORY only: an .npz of "
+              "inputs compared exactly (streamed in chunks for a stream file); repeatable.")
 @json_option
-def verify(checkpoint, model, atol, rtol, cases, providers, provider_options, allow_ill_conditioned, as_json):
-    """Check that MODEL.onnx computes what CHECKPOINT computes; exit 1 on any difference."""
+def verify(source, model, atol, rtol, cases, providers, provider_options, allow_ill_conditioned, examples, axes, check_inputs, as_json):
+    """Check that MODEL.onnx computes what CKPT (or your module, FILE.py:FACTORY) computes; exit 1 on any difference.
+
+    A stream file (--target stream) is also fed in chunks of 1, 7 and 50 steps, state carried, against the whole sequence."""
     from rnnedge.checkpoint import read_checkpoint
+    from rnnedge.errors import BadInputError
+    from rnnedge.exporting.usermodule import is_factory_ref, verify_factory
     from rnnedge.files import load_onnx
     from rnnedge.parity import verify as verify_parity
 
-    read_checkpoint(checkpoint)  # refuse a bad checkpoint before any work
+    factory = is_factory_ref(source)
+    if not factory:
+        if examples or axes or check_inputs:
+            raise BadInputError("--example, --axis and --check-input are for FILE.py:FACTORY modules; a checkpoint declares its own")
+        read_checkpoint(Path(source))  # refuse a bad checkpoint before any work
     if not model.is_dir():  # a folder is a seq2seq export, checked file by file by rnnedge.families.seq2seq.verify
         load_onnx(model, load_weights=False)
     if providers or provider_options:  # unknown or unavailable names: one line (onnxruntime would fall back to CPU, unsaid)
@@ -208,8 +221,11 @@ def verify(checkpoint, model, atol, rtol, cases, providers, provider_options, al
 
         chosen = _providers(providers, provider_options)
         providers = [provider_entries(p)[0] for p in ([chosen] if isinstance(chosen, str) else chosen)]
-    report = verify_parity(checkpoint, model, atol=atol, rtol=rtol, cases=cases, providers=list(providers) or None,
-                           allow_ill_conditioned=allow_ill_conditioned)
+    options = dict(atol=atol, rtol=rtol, cases=cases, providers=list(providers) or None, allow_ill_conditioned=allow_ill_conditioned)
+    if factory:
+        report = verify_factory(source, model, examples=examples, axes=axes, check_inputs=check_inputs, **options)
+    else:
+        report = verify_parity(Path(source), model, **options)
     emit(report.to_dict(), as_json, lambda c, d: render.render_parity(c, report))
     if not report:
         raise ParityError(report.summary().splitlines()[0], report)

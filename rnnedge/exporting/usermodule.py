@@ -95,6 +95,39 @@ def export_factory(ref: str, examples: list[str], output, **options):
     return export(module, [parse_example(e) for e in examples], output, **options)
 
 
+def verify_factory(ref: str, model, *, examples=(), axes=(), check_inputs=(), **options):
+    """`rnnedge verify FILE.py:FACTORY MODEL.onnx`: the module FACTORY() returns against the file, a ParityReport.
+
+    The file's own spec says what it takes; the export options say the same again or more: `examples`
+    ('float32[1,100,40]') set the example length the cases are built around, `axes` (INPUT:AXIS=LABEL) must be
+    what the file declares, `check_inputs` (.npz/.npy paths) are compared exactly (streamed, for a stream file).
+    `options` go to rnnedge.parity.verify (atol, rtol, cases, providers, allow_ill_conditioned)."""
+    from rnnedge.parity import verify
+    from rnnedge.parity.verify import spec_of
+
+    spec, _ = spec_of(model)
+    own = [t for t in spec.inputs if t.role != "state" or t.name not in {s["input"] for s in spec.states if not s.get("own")}]
+    for name, declared in parse_axes_text(axes).items():
+        shape = next((t.shape for t in own if t.name == name), None)
+        if shape is None:
+            raise BadInputError(f"--axis names '{name}', which {model} does not take (inputs: {', '.join(t.name for t in own)})")
+        wrong = [f"{a}={lab}" for a, lab in declared.items() if a >= len(shape) or shape[a] != lab]
+        if wrong:
+            raise BadInputError(f"--axis {name}:{wrong[0]}: {model} declares '{name}' as {shape}")
+    example_seq = None
+    if examples:
+        first = parse_example(examples[0])
+        time = spec.time_axis
+        shape = own[0].shape if own else []
+        if first.dim() != len(shape):
+            raise BadInputError(f"--example '{examples[0]}' has rank {first.dim()}; {model} takes '{own[0].name}' as {shape}")
+        example_seq = int(first.shape[shape.index(time)]) if time in shape else None
+    names = [t.name for t in own]
+    spec.check_feeds = [{n: t.numpy() for n, t in zip(names, read_check_input(f, names))} for f in check_inputs]
+    module = load_factory(ref)
+    return verify(module, model, spec=spec, example_seq=example_seq, **options)
+
+
 # -- the command line's axis options (--fix-dim, --axis, --tie, --check-input) ---------------------------
 
 

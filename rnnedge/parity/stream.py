@@ -42,8 +42,9 @@ def initial_state(state: dict, batch: int) -> np.ndarray:
 
 
 def whole_spec(spec: IOSpec) -> IOSpec:
-    """The module's own inputs and outputs: the spec without its state pairs (what torch takes and returns)."""
-    states = carried(spec)
+    """The module's own inputs and outputs: the spec without the state pairs export added (what torch takes and
+    returns); a state the module takes itself (forward(x, h0) -> (y, hn)) stays, fed its initial value."""
+    states = [s for s in carried(spec) if not s.get("own")]
     ins, outs = {s["input"] for s in states}, {s["output"] for s in states}
     return dataclasses.replace(spec, inputs=[t for t in spec.inputs if t.name not in ins],
                                outputs=[o for o in spec.outputs if o not in outs], states=[])
@@ -62,9 +63,10 @@ def chunk_sizes(spec: IOSpec, example: int | None, quick: bool) -> list[int]:
 
 
 def check_chunked(module, onnx_path, spec: IOSpec, *, providers=("CPUExecutionProvider",), example: int | None = None,
-                  quick: bool = True, batch: int = 2, frames: int | None = None, seed: int = 42,
-                  atol=None, rtol=None, allow_ill_conditioned: bool = True) -> ParityReport:
-    """Every chunk size on every provider against torch on the whole sequence; never raises on a mismatch."""
+                  quick: bool = True, batch: int = 2, frames: int | None = None, seed: int = 42, feeds: dict | None = None,
+                  atol=None, rtol=None, allow_ill_conditioned: bool = True, label: str = "") -> ParityReport:
+    """Every chunk size on every provider against torch on the whole sequence; never raises on a mismatch.
+    `feeds`: the whole inputs to stream (a user's check input), else random ones of `batch` x `frames`."""
     from rnnedge.errors import first_line
     from rnnedge.parity.runners import OrtRunner, TorchRunner
     from rnnedge.parity.verify import float32_noise
@@ -73,10 +75,21 @@ def check_chunked(module, onnx_path, spec: IOSpec, *, providers=("CPUExecutionPr
     chunks = chunk_sizes(spec, example, quick)
     frames = frames or max(VERIFY_FRAMES if not quick else 2 * (example or 16), 3 * max(chunks) // 2, 21)
     frames = -(-frames // stride) * stride
+    if not quick:
+        chunks.append(frames)  # one call on the whole sequence too
     plain = whole_spec(spec)
-    feeds = plain.make_inputs(plain.sizes_for(batch, frames), seed=seed)
-    lengths = plain.input("lengths")
     time = plain.time_axis
+    if feeds is None:
+        feeds = plain.make_inputs(plain.sizes_for(batch, frames), seed=seed)
+    else:
+        feeds = {t.name: np.asarray(feeds[t.name]) for t in plain.inputs if t.name in feeds}
+        first = next(t for t in plain.inputs if time in t.shape)
+        frames, batch = int(feeds[first.name].shape[first.shape.index(time)]), int(feeds[first.name].shape[0])
+        chunks = [n for n in chunks if n < frames] + [frames]
+    for s in carried(spec):
+        if s.get("own"):  # the module's own state input: its start value, in torch as in the stream
+            feeds[s["input"]] = initial_state(s, batch)
+    lengths = plain.input("lengths")
     if lengths is not None:
         feeds[lengths.name] = np.full_like(feeds[lengths.name], frames)
     report = ParityReport(atol=atol, rtol=rtol, allow_ill_conditioned=allow_ill_conditioned)
@@ -91,7 +104,7 @@ def check_chunked(module, onnx_path, spec: IOSpec, *, providers=("CPUExecutionPr
             report.cases.append(CaseResult("open session", provider, [], f"{provider} cannot open a session: {first_line(exc)}"))
             continue
         for n in chunks:
-            name = f"stream: chunks of {n} over {frames} frames, batch {batch} vs whole"
+            name = f"stream{label}: chunk {n} of {frames} steps, batch {batch}"
             try:
                 got = stream(ort, spec, plain, feeds, time, n, batch)
             except Exception as exc:
@@ -100,6 +113,19 @@ def check_chunked(module, onnx_path, spec: IOSpec, *, providers=("CPUExecutionPr
             joined = {k: join(parts, np.asarray(ref[k])) for k, parts in got.items() if k in ref}
             report.extend(compare(ref, joined, atol, rtol, name, provider, noise=noise, ref64=ref64,
                                   allow_ill_conditioned=allow_ill_conditioned, spread=spread))
+    return report
+
+
+def verify_stream(module, onnx_path, spec: IOSpec, *, providers, atol=None, rtol=None, cases: int = 0,
+                  allow_ill_conditioned: bool = False, example: int | None = None) -> ParityReport:
+    """`rnnedge verify` of a stream file: chunks of 1, 7 and 50 frames over 200 (batch 2), each check input streamed
+    whole and in chunks, and `cases` more random batches; every provider."""
+    options = dict(providers=providers, atol=atol, rtol=rtol, allow_ill_conditioned=allow_ill_conditioned, quick=False)
+    report = check_chunked(module, onnx_path, spec, example=example, **options)
+    for k, feeds in enumerate(getattr(spec, "check_feeds", None) or []):
+        report.extend(check_chunked(module, onnx_path, spec, feeds=feeds, label=f" (check input #{k + 1})", **options))
+    for k in range(cases):
+        report.extend(check_chunked(module, onnx_path, spec, batch=1 + k % 3, seed=100 + k, label=f" (random #{k + 1})", **options))
     return report
 
 
@@ -112,6 +138,8 @@ def stream(ort, spec: IOSpec, plain: IOSpec, feeds: dict, time: str, n: int, bat
     for start in range(0, total, n):
         chunk = {}
         for t in plain.inputs:
+            if t.name in state:
+                continue
             value = feeds[t.name]
             if time in t.shape:
                 value = np.take(value, range(start, min(start + n, total)), axis=t.shape.index(time))

@@ -187,6 +187,13 @@ def verify(model_or_ckpt, onnx_path, *, atol: float | None = None, rtol: float |
     policy = tolerance_for(meta, atol, rtol)
     atol, rtol = policy.atol, policy.rtol
     module = torch_module_for(model_or_ckpt, meta)
+    if getattr(spec, "states", None):  # a user module's stream file: streamed in chunks against torch on the whole
+        from rnnedge.parity.stream import verify_stream
+
+        report = verify_stream(module, onnx_path, spec, providers=providers or available_providers(), atol=atol, rtol=rtol,
+                               cases=cases, allow_ill_conditioned=allow_ill_conditioned, example=example_seq)
+        report.cases.extend(range_probes(onnx_path, spec))
+        return report
     stream = stream and meta.get("rnnedge.bidirectional") != "1"  # a bidirectional chunk is a whole sequence: never chained
     report = ParityReport(atol=atol, rtol=rtol, allow_ill_conditioned=allow_ill_conditioned)
     with TorchRunner(module, spec) as torch_runner:

@@ -1,0 +1,240 @@
+"""Streaming apps as users write them, for --target stream (tests/test_stream_*.py). Factories seed their weights."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class KeywordSpotter(nn.Module):
+    """Keyword spotting: causal Conv1d + ReLU front end over log-mel frames -> 2-layer GRU -> per-frame logits."""
+
+    def __init__(self, mels=40, hidden=48, keywords=6):
+        super().__init__()
+        self.conv1 = nn.Conv1d(mels, 32, kernel_size=3)
+        self.conv2 = nn.Conv1d(32, 32, kernel_size=3, dilation=2)
+        self.rnn = nn.GRU(32, hidden, num_layers=2, batch_first=True)
+        self.head = nn.Linear(hidden, keywords)
+
+    def forward(self, mel):  # (B, T, 40)
+        x = mel.transpose(1, 2)  # (B, 40, T)
+        x = F.relu(self.conv1(F.pad(x, (2, 0))))  # causal: k - 1 frames on the left
+        x = F.relu(self.conv2(F.pad(x, (4, 0))))  # dilated: (k - 1) * d
+        y, _ = self.rnn(x.transpose(1, 2))  # (B, T, H)
+        return self.head(y)  # (B, T, keywords)
+
+
+class VoiceActivity(nn.Module):
+    """VAD on frame features: LSTM -> linear -> sigmoid per frame."""
+
+    def __init__(self, features=24, hidden=32):
+        super().__init__()
+        self.lstm = nn.LSTM(features, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, feats):  # (B, T, F)
+        y, _ = self.lstm(feats)
+        return torch.sigmoid(self.out(y)).squeeze(-1)  # (B, T)
+
+
+class Chomp(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def forward(self, x):
+        return x[:, :, : -self.n].contiguous()
+
+
+class TcnDenoiser(nn.Module):
+    """Causal TCN (dilated convs, padding then a chomp, as in Bai et al. 2018) + GRU -> a mask on the noisy spectrum."""
+
+    def __init__(self, bins=32, channels=24, hidden=32):
+        super().__init__()
+        layers, size = [], bins
+        for d in (1, 2, 4):
+            layers += [nn.Conv1d(size, channels, 3, padding=2 * d, dilation=d), Chomp(2 * d), nn.PReLU()]
+            size = channels
+        self.tcn = nn.Sequential(*layers)
+        self.gru = nn.GRU(channels, hidden, batch_first=True)
+        self.mask = nn.Linear(hidden, bins)
+
+    def forward(self, spec):  # (B, T, bins)
+        h = self.tcn(spec.transpose(1, 2)).transpose(1, 2)  # (B, T, C)
+        y, _ = self.gru(h)
+        return spec * torch.sigmoid(self.mask(y))  # (B, T, bins)
+
+
+class CrnnTagger(nn.Module):
+    """CRNN tagger: Conv2d over (time, frequency), causal in time, pooled over frequency -> GRU -> tags per frame."""
+
+    def __init__(self, bins=16, tags=5, hidden=32):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, kernel_size=(3, 3), padding=(0, 1))
+        self.pool = nn.MaxPool2d((1, 2))
+        self.gru = nn.GRU(8 * bins // 2, hidden, batch_first=True)
+        self.tags = nn.Linear(hidden, tags)
+
+    def forward(self, x):  # (B, T, bins)
+        z = F.pad(x.unsqueeze(1), (0, 0, 2, 0))  # (B, 1, T + 2, bins): two frames of left context
+        z = self.pool(F.relu(self.conv(z)))  # (B, 8, T, bins / 2)
+        z = z.permute(0, 2, 1, 3).flatten(2)  # (B, T, 8 * bins / 2)
+        y, _ = self.gru(z)
+        return self.tags(y)
+
+
+class StridedFrontEnd(nn.Module):
+    """A strided causal conv (2x fewer frames) and a time pooling (2x again) before an LSTM with projections."""
+
+    def __init__(self, features=20, hidden=32):
+        super().__init__()
+        self.conv = nn.Conv1d(features, 16, kernel_size=4, stride=2)
+        self.pool = nn.AvgPool1d(2)
+        self.lstm = nn.LSTM(16, hidden, proj_size=12, batch_first=True)
+        self.head = nn.Linear(12, 3)
+
+    def forward(self, x):  # (B, T, F); T a multiple of 4
+        z = self.pool(F.relu(self.conv(F.pad(x.transpose(1, 2), (2, 0)))))  # (B, 16, T / 4)
+        y, _ = self.lstm(z.transpose(1, 2))
+        return self.head(y)  # (B, T / 4, 3)
+
+
+class CellTagger(nn.Module):
+    """Cells through rnnedge.run_cell, two of them stacked, and a parallel GRU branch."""
+
+    def __init__(self, features=10, hidden=16):
+        super().__init__()
+        from rnnedge import run_cell
+
+        self.run_cell = run_cell
+        self.cell1, self.cell2 = nn.LSTMCell(features, hidden), nn.GRUCell(hidden, hidden)
+        self.side = nn.GRU(features, hidden, batch_first=True)
+        self.head = nn.Linear(2 * hidden, 4)
+
+    def forward(self, x):  # (B, T, F)
+        y, _ = self.run_cell(self.cell1, x)
+        y, _ = self.run_cell(self.cell2, y)
+        s, _ = self.side(x)
+        return self.head(torch.cat([y, s], -1))
+
+
+class LastStepClassifier(nn.Module):
+    """A head on the last step: streams as the answer at each chunk's end."""
+
+    def __init__(self, features=12, hidden=24):
+        super().__init__()
+        self.rnn = nn.RNN(features, hidden, num_layers=2, batch_first=True)
+        self.head = nn.Linear(hidden, 3)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.head(y[:, -1])  # (B, 3)
+
+
+class CentredConv(nn.Module):
+    """A centred conv (padding=1 over time) looks one frame ahead: refused for --target stream."""
+
+    def __init__(self, features=16, hidden=24):
+        super().__init__()
+        self.conv = nn.Conv1d(features, 16, 3, padding=1)
+        self.gru = nn.GRU(16, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 2)
+
+    def forward(self, x):
+        y, _ = self.gru(F.relu(self.conv(x.transpose(1, 2))).transpose(1, 2))
+        return self.head(y)
+
+
+class NormOverTime(nn.Module):
+    """Normalises every utterance by its own mean over time: refused for --target stream."""
+
+    def __init__(self, features=16, hidden=24):
+        super().__init__()
+        self.gru = nn.GRU(features, hidden, batch_first=True)
+
+    def forward(self, x):
+        y, _ = self.gru(x - x.mean(dim=1, keepdim=True))
+        return y
+
+
+class SelfAttention(nn.Module):
+    """GRU then attention over every frame: refused for --target stream."""
+
+    def __init__(self, features=16, hidden=24):
+        super().__init__()
+        self.gru = nn.GRU(features, hidden, batch_first=True)
+
+    def forward(self, x):
+        y, _ = self.gru(x)
+        w = torch.softmax(y @ y.transpose(1, 2), dim=-1)  # (B, T, T)
+        return w @ y
+
+
+class OwnStateKws(KeywordSpotter):
+    """The hand-written stream of the issue: forward(mel, h0) -> (logits, hn); its conv context must be carried too."""
+
+    def forward(self, mel, h0):  # (B, T, 40), (2, B, H)
+        x = mel.transpose(1, 2)
+        x = F.relu(self.conv1(F.pad(x, (2, 0))))
+        x = F.relu(self.conv2(F.pad(x, (4, 0))))
+        y, hn = self.rnn(x.transpose(1, 2), h0)
+        return self.head(y), hn
+
+
+def _seeded(cls, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return cls(**kwargs).eval()
+
+
+def make_kws_retrained():
+    """The keyword spotter with other weights: a stream file of make_kws must fail verify against it."""
+    return _seeded(KeywordSpotter, seed=1)
+
+
+def make_own_state():
+    return _seeded(OwnStateKws)
+
+
+def make_kws():
+    return _seeded(KeywordSpotter)
+
+
+def make_vad():
+    return _seeded(VoiceActivity)
+
+
+def make_denoiser():
+    return _seeded(TcnDenoiser)
+
+
+def make_crnn():
+    return _seeded(CrnnTagger)
+
+
+def make_strided():
+    return _seeded(StridedFrontEnd)
+
+
+def make_cells():
+    return _seeded(CellTagger)
+
+
+def make_last_step():
+    return _seeded(LastStepClassifier)
+
+
+def make_centred():
+    return _seeded(CentredConv)
+
+
+def make_norm():
+    return _seeded(NormOverTime)
+
+
+def make_attention():
+    return _seeded(SelfAttention)
+
+
+# factory -> example input (B, T, F)
+STREAMING = {"make_kws": [1, 24, 40], "make_vad": [1, 24, 24], "make_denoiser": [1, 24, 32], "make_crnn": [1, 24, 16],
+             "make_strided": [1, 24, 20], "make_cells": [1, 24, 10], "make_last_step": [1, 24, 12]}
+REFUSED = {"make_centred": ([1, 24, 16], "conv"), "make_norm": ([1, 24, 16], "mean"), "make_attention": ([1, 24, 16], "softmax")}

@@ -1,0 +1,151 @@
+"""`--target stream` for a user's own module (issue 19): the streaming apps of tests/stream_modules.py, each exported
+from its factory and fed to rnnedge.runtime.StreamingSession chunk by chunk (1, 7, 50 steps over 200 frames) against
+torch on the whole sequence; what cannot stream is refused naming the layer; a file that would disagree is never
+written (the export's quick check streams it); `rnnedge verify FILE.py:FACTORY` re-checks a stream file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import rnnedge
+from rnnedge.cli import cli
+from rnnedge.errors import BadInputError, ExportError, ParityError
+from rnnedge.runtime import StreamingSession
+
+try:
+    from tests import stream_modules as sm
+except ImportError:  # run from inside tests/
+    import stream_modules as sm
+
+HERE = Path(__file__).resolve().parent
+FRAMES = 200
+_FILES: dict[str, tuple] = {}
+
+
+def _export(name: str, tmp_path_factory) -> tuple[Path, object]:
+    """The stream file of factory `name` (exported once per session) and its ExportResult."""
+    if name not in _FILES:
+        path = tmp_path_factory.mktemp("stream") / f"{name}.onnx"
+        shape = sm.STREAMING[name]
+        result = rnnedge.export(getattr(sm, name)(), torch.randn(*shape), path, target="stream",
+                                allow_bounded=name == "make_strided")
+        _FILES[name] = (path, result)
+    return _FILES[name]
+
+
+def _whole(name: str, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return getattr(sm, name)()(torch.from_numpy(x[None])).numpy()[0]
+
+
+def _streamed(session, x: np.ndarray, n: int, per_step: bool) -> np.ndarray:
+    outs = [session.feed(x[i: i + n]) for i in range(0, len(x), n)]
+    return np.concatenate(outs, 0) if per_step else outs[-1]
+
+
+@pytest.mark.parametrize("name", ["make_kws", "make_denoiser", "make_cells", "make_last_step", "make_strided",
+                                  pytest.param("make_vad", marks=pytest.mark.slow), pytest.param("make_crnn", marks=pytest.mark.slow)])
+def test_streamed_chunks_equal_torch_on_the_whole_sequence(name, tmp_path_factory):
+    path, _ = _export(name, tmp_path_factory)
+    x = np.random.default_rng(1).standard_normal((FRAMES, sm.STREAMING[name][2])).astype(np.float32)
+    ref = _whole(name, x)
+    per_step = name != "make_last_step"
+    for n in (1, 7, 50):
+        session = StreamingSession(path, providers="cpu")
+        n = -(-n // session.stride) * session.stride
+        got = _streamed(session, x, n, per_step)
+        assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-5, (name, n, np.abs(got - ref).max())
+    two = StreamingSession(path, providers="cpu")  # two streams stepped together keep their own state
+    other = x[::-1].copy()
+    n = 7 * two.stride
+    outs = [two.step({"a": x[i: i + n], "b": other[i: i + n]}) for i in range(0, FRAMES, n)]
+    got_a = np.concatenate([o["a"] for o in outs]) if per_step else outs[-1]["a"]
+    got_b = np.concatenate([o["b"] for o in outs]) if per_step else outs[-1]["b"]
+    assert np.abs(got_a - ref).max() < 1e-5 and np.abs(got_b - _whole(name, other)).max() < 1e-5
+
+
+def test_the_spec_declares_every_state_pair(tmp_path_factory):
+    path, result = _export("make_kws", tmp_path_factory)
+    states = {s["input"]: s for s in result.spec.states}
+    assert set(states) == {"conv1.ctx0", "conv2.ctx0", "rnn.h0"}
+    assert states["conv1.ctx0"].items() >= {"output": "conv1.ctxn", "shape": ["batch", 40, 2], "batch_axis": 0, "init": 0.0}.items()
+    assert states["conv2.ctx0"]["shape"] == ["batch", 32, 4]  # (k - 1) * dilation frames of context
+    assert states["rnn.h0"].items() >= {"output": "rnn.hn", "shape": [2, "batch", 48], "batch_axis": 1}.items()
+    import onnx
+
+    model = onnx.load(path)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["rnnedge.target"] == "stream" and json.loads(meta["rnnedge.spec"])["states"] == result.spec.states
+    assert {s["output"] for s in result.spec.states} <= {o.name for o in model.graph.output}
+
+
+def test_a_strided_front_end_declares_its_stride_and_the_runtime_enforces_it(tmp_path_factory):
+    path, result = _export("make_strided", tmp_path_factory)
+    assert result.spec.stride == 4  # a stride-2 conv, then a stride-2 pooling
+    session = StreamingSession(path, providers="cpu")
+    with pytest.raises(BadInputError, match="not a multiple of this model's stride of 4"):
+        session.feed(np.zeros((6, 20), np.float32))
+
+
+def test_a_module_that_takes_its_own_state_gets_its_conv_context_carried(tmp_path):
+    module = sm.make_own_state()
+    path = tmp_path / "own.onnx"
+    result = rnnedge.export(module, (torch.randn(1, 24, 40), torch.zeros(2, 1, 48)), path, target="stream",
+                            input_names=["mel", "h0"], output_names=["logits", "hn"])
+    pairs = {s["input"]: s["output"] for s in result.spec.states}
+    assert pairs == {"conv1.ctx0": "conv1.ctxn", "conv2.ctx0": "conv2.ctxn", "h0": "hn"}
+    x = np.random.default_rng(2).standard_normal((60, 40)).astype(np.float32)
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x[None]), torch.zeros(2, 1, 48))[0].numpy()[0]
+    assert np.abs(_streamed(StreamingSession(path, providers="cpu"), x, 1, True) - ref).max() < 1e-5
+
+
+@pytest.mark.parametrize("factory, words", [
+    ("make_centred", r"conv \(Conv\) pads the time axis by \(1, 1\).*1 future frame"),
+    ("make_norm", r"x.mean\(dim=1.*reduces over the time axis"),
+    ("make_attention", r"torch.softmax"),
+])
+def test_right_context_is_refused_naming_the_layer(factory, words, tmp_path):
+    shape = sm.REFUSED[factory][0]
+    with pytest.raises(ExportError, match=words):
+        rnnedge.export(getattr(sm, factory)(), torch.randn(*shape), tmp_path / "m.onnx", target="stream")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_stream_file_that_disagrees_is_never_written(tmp_path, monkeypatch):
+    """Planted: the conv context is not carried (each chunk zero-padded again): the quick check's chunks catch it."""
+    from rnnedge.exporting.stream_context import WindowContext
+
+    monkeypatch.setattr(WindowContext, "window_state", lambda self, node: ([], 1))
+    with pytest.raises(ParityError, match="stream: chunk 1"):
+        rnnedge.export(sm.make_kws(), torch.randn(1, 24, 40), tmp_path / "bad.onnx", target="stream")
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_cli_exports_and_verifies_a_stream_file_from_file_and_factory(runner, tmp_path):
+    source = str(HERE / "stream_modules.py")
+    out = tmp_path / "kws.onnx"
+    done = runner.invoke(cli, ["export", f"{source}:make_kws", "--example", "float32[1,24,40]", "--target", "stream",
+                                           "-o", str(out), "--json"])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(cli, ["verify", f"{source}:make_kws", str(out), "--example", "float32[1,24,40]",
+                                           "--axis", "input_0:1=seq", "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["ok"] and {"chunk 1 of 200", "chunk 7 of 200", "chunk 50 of 200"} <= {
+        c["case"].split(": ", 1)[1].split(" steps")[0] for c in report["results"] if c["case"].startswith("stream")}
+    done = runner.invoke(cli, ["verify", f"{source}:make_kws_retrained", str(out)])
+    assert done.exit_code == 1, done.output  # other weights: the streamed outputs differ
+    done = runner.invoke(cli, ["verify", f"{source}:make_kws", str(out), "--axis", "input_0:1=frames"])
+    assert done.exit_code == 2 and "declares 'input_0'" in done.stderr
+
+
+def test_cli_refuses_a_centred_conv_in_one_line(runner, tmp_path):
+    done = runner.invoke(cli, ["export", f"{HERE / 'stream_modules.py'}:make_centred", "--example", "float32[1,24,16]",
+                                           "--target", "stream", "-o", str(tmp_path / "c.onnx")])
+    assert done.exit_code == 2 and len(done.stderr.splitlines()) == 1 and "future frame" in done.stderr, done.output

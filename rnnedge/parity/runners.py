@@ -193,3 +193,18 @@ class OrtRunner(Runner):
         cast = {k: (v.astype(np.float16) if self.input_types.get(k) == "tensor(float16)" else v) for k, v in feeds.items()}
         outs = self.session.run(None, {k: v for k, v in cast.items() if k in self.input_types})
         return {n: np.asarray(v, dtype=np.float32) for n, v in zip(self.output_names, outs)}
+
+
+def float32_noise(runner: TorchRunner, feeds: dict, ref: dict) -> dict:
+    """Without a float64 answer: per output, how far torch's float32 answer moves when every float input moves by
+    one rounding (x * (1 +- eps32)), a float32-only estimate of the rounding noise the recurrence amplifies."""
+    rng = np.random.default_rng(0)
+    nudged = {k: (v * (1 + np.float32(EPS32) * rng.choice([-1, 1], size=v.shape)).astype(v.dtype)
+                  if np.issubdtype(np.asarray(v).dtype, np.floating) else v) for k, v in feeds.items()}
+    try:
+        other = runner.infer(nudged)
+    except Exception as exc:  # the module refuses the nudged values: the scale floor alone
+        log.debug("no float32 noise estimate: %s", first_line(exc))
+        return {}
+    with np.errstate(invalid="ignore", over="ignore"):
+        return {k: float(np.nan_to_num(np.abs(other[k] - v), nan=0.0, posinf=0.0).max(initial=0.0)) for k, v in ref.items() if k in other}

@@ -68,8 +68,7 @@ def check_chunked(module, onnx_path, spec: IOSpec, *, providers=("CPUExecutionPr
     """Every chunk size on every provider against torch on the whole sequence; never raises on a mismatch.
     `feeds`: the whole inputs to stream (a user's check input), else random ones of `batch` x `frames`."""
     from rnnedge.errors import first_line
-    from rnnedge.parity.runners import OrtRunner, TorchRunner
-    from rnnedge.parity.verify import float32_noise
+    from rnnedge.parity.runners import OrtRunner, TorchRunner, float32_noise
 
     stride = int(getattr(spec, "stride", 1) or 1)
     chunks = chunk_sizes(spec, example, quick)

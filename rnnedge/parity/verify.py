@@ -15,8 +15,8 @@ import numpy as np
 
 from rnnedge.errors import BadInputError, ParityError, first_line
 from rnnedge.parity.cases import case_sizes, check_cases, generate_cases, sweep_cases, time_axis
-from rnnedge.parity.compare import EPS32, CaseResult, ParityReport, compare, tolerance_for
-from rnnedge.parity.runners import OrtRunner, TorchRunner, available_providers, ort_session
+from rnnedge.parity.compare import CaseResult, ParityReport, compare, tolerance_for
+from rnnedge.parity.runners import OrtRunner, TorchRunner, available_providers, float32_noise, ort_session
 from rnnedge.runtime.provider_options import is_single_entry, split_entry
 from rnnedge.runtime.providers import canonical_entry
 from rnnedge.spec import IOSpec, TensorSpec
@@ -90,21 +90,6 @@ def reference(runner: TorchRunner, cases, report: ParityReport) -> list[tuple]:
     if runner.float64_error and runner.float64_error not in report.notes:
         report.notes.append(runner.float64_error)
     return refs
-
-
-def float32_noise(runner: TorchRunner, feeds: dict, ref: dict) -> dict:
-    """Without a float64 answer: per output, how far torch's float32 answer moves when every float input moves by
-    one rounding (x * (1 +- eps32)), a float32-only estimate of the rounding noise the recurrence amplifies."""
-    rng = np.random.default_rng(0)
-    nudged = {k: (v * (1 + np.float32(EPS32) * rng.choice([-1, 1], size=v.shape)).astype(v.dtype)
-                  if np.issubdtype(np.asarray(v).dtype, np.floating) else v) for k, v in feeds.items()}
-    try:
-        other = runner.infer(nudged)
-    except Exception as exc:  # the module refuses the nudged values: the scale floor alone
-        log.debug("no float32 noise estimate: %s", first_line(exc))
-        return {}
-    with np.errstate(invalid="ignore", over="ignore"):
-        return {k: float(np.nan_to_num(np.abs(other[k] - v), nan=0.0, posinf=0.0).max(initial=0.0)) for k, v in ref.items() if k in other}
 
 
 def output_names_row(spec: IOSpec, file_outputs: list[str], provider: str) -> CaseResult | None:

@@ -67,19 +67,37 @@ def check_chunked(module, onnx_path, spec: IOSpec, *, providers=("CPUExecutionPr
                   atol=None, rtol=None, allow_ill_conditioned: bool = True, label: str = "") -> ParityReport:
     """Every chunk size on every provider against torch on the whole sequence; never raises on a mismatch.
     `feeds`: the whole inputs to stream (a user's check input), else random ones of `batch` x `frames`."""
-    from rnnedge.errors import first_line
-    from rnnedge.parity.runners import OrtRunner, TorchRunner, float32_noise
+    from rnnedge.parity.runners import TorchRunner, float32_noise
 
+    plain = whole_spec(spec)
+    feeds, chunks = _whole_inputs(spec, plain, feeds, example, quick, batch, frames, seed)
+    report = ParityReport(atol=atol, rtol=rtol, allow_ill_conditioned=allow_ill_conditioned)
+    with TorchRunner(module, plain) as runner:
+        ref, ref64 = runner.infer(feeds), runner.infer_float64(feeds)
+        noise = float32_noise(runner, feeds, ref) if ref64 is None else None
+        spread = runner.spread64(feeds, ref64)
+    for provider in providers:
+        for case, name, got in _streamed(onnx_path, provider, spec, plain, feeds, chunks, label, report):
+            joined = {k: join(parts, np.asarray(ref[k])) for k, parts in got.items() if k in ref}
+            report.extend(compare(ref, joined, atol, rtol, case, name, noise=noise, ref64=ref64,
+                                  allow_ill_conditioned=allow_ill_conditioned, spread=spread))
+    return report
+
+
+def _name(provider) -> str:
+    return provider if isinstance(provider, str) else provider[0]
+
+
+def _whole_inputs(spec, plain, feeds, example, quick, batch, frames, seed) -> tuple[dict, list[int]]:
+    """(the whole inputs torch runs on, the chunk lengths to stream them in)."""
     stride = int(getattr(spec, "stride", 1) or 1)
     chunks = chunk_sizes(spec, example, quick)
-    frames = frames or max(VERIFY_FRAMES if not quick else 2 * (example or 16), 3 * max(chunks) // 2, 21)
-    frames = -(-frames // stride) * stride
-    if not quick:
-        chunks.append(frames)  # one call on the whole sequence too
-    plain = whole_spec(spec)
     time = plain.time_axis
     if feeds is None:
+        frames = frames or max(VERIFY_FRAMES if not quick else 2 * (example or 16), 3 * max(chunks) // 2, 21)
+        frames = -(-frames // stride) * stride
         feeds = plain.make_inputs(plain.sizes_for(batch, frames), seed=seed)
+        chunks += [] if quick else [frames]  # one call on the whole sequence too
     else:
         feeds = {t.name: np.asarray(feeds[t.name]) for t in plain.inputs if t.name in feeds}
         first = next(t for t in plain.inputs if time in t.shape)
@@ -91,28 +109,34 @@ def check_chunked(module, onnx_path, spec: IOSpec, *, providers=("CPUExecutionPr
     lengths = plain.input("lengths")
     if lengths is not None:
         feeds[lengths.name] = np.full_like(feeds[lengths.name], frames)
-    report = ParityReport(atol=atol, rtol=rtol, allow_ill_conditioned=allow_ill_conditioned)
-    with TorchRunner(module, plain) as runner:
-        ref, ref64 = runner.infer(feeds), runner.infer_float64(feeds)
-        noise = float32_noise(runner, feeds, ref) if ref64 is None else None
-        spread = runner.spread64(feeds, ref64)
-    for provider in providers:
+    return feeds, chunks
+
+
+def _streamed(onnx_path, provider, spec, plain, feeds, chunks, label, report):
+    """(case, provider name, {output: chunk values}) per chunk length on one provider; failures are rows of `report`."""
+    from rnnedge.errors import first_line
+    from rnnedge.parity.runners import OrtRunner
+    from rnnedge.runtime.providers import canonical_entry
+
+    time = plain.time_axis
+    first = next(t for t in plain.inputs if time in t.shape)
+    frames, batch = feeds[first.name].shape[first.shape.index(time)], feeds[first.name].shape[0]
+    try:
+        name, options = canonical_entry(provider)
+        ort = OrtRunner(onnx_path, [(name, options)]).__enter__()
+    except Exception as exc:  # onnxruntime raises its own classes: a row of the report
+        log.debug("%s cannot open a session", provider, exc_info=True)
+        report.cases.append(CaseResult("open session", _name(provider), [], f"{_name(provider)} cannot open a session: {first_line(exc)}"))
+        return
+    for n in chunks:
+        case = f"stream{label}: chunk {n} of {frames} steps, batch {batch}"
         try:
-            ort = OrtRunner(onnx_path, [provider]).__enter__()
-        except Exception as exc:  # onnxruntime raises its own classes: a row of the report
-            report.cases.append(CaseResult("open session", provider, [], f"{provider} cannot open a session: {first_line(exc)}"))
+            got = stream(ort, spec, plain, feeds, time, n, batch)
+        except Exception as exc:
+            log.debug("%s on %s failed", case, name, exc_info=True)
+            report.cases.append(CaseResult(case, name, [], f"onnxruntime failed: {first_line(exc)}"))
             continue
-        for n in chunks:
-            name = f"stream{label}: chunk {n} of {frames} steps, batch {batch}"
-            try:
-                got = stream(ort, spec, plain, feeds, time, n, batch)
-            except Exception as exc:
-                report.cases.append(CaseResult(name, provider, [], f"onnxruntime failed: {first_line(exc)}"))
-                continue
-            joined = {k: join(parts, np.asarray(ref[k])) for k, parts in got.items() if k in ref}
-            report.extend(compare(ref, joined, atol, rtol, name, provider, noise=noise, ref64=ref64,
-                                  allow_ill_conditioned=allow_ill_conditioned, spread=spread))
-    return report
+        yield case, name, got
 
 
 def verify_stream(module, onnx_path, spec: IOSpec, *, providers, atol=None, rtol=None, cases: int = 0,
@@ -129,7 +153,7 @@ def verify_stream(module, onnx_path, spec: IOSpec, *, providers, atol=None, rtol
 
 
 def stream(ort, spec: IOSpec, plain: IOSpec, feeds: dict, time: str, n: int, batch: int) -> dict:
-    """Feed `feeds` to the file in chunks of `n` frames along the time axis, states carried; outputs joined."""
+    """Feed `feeds` to the file in chunks of `n` frames along the time axis, states carried: {output: [chunk values]}."""
     states = carried(spec)
     state = {s["input"]: initial_state(s, batch) for s in states}
     total = next(int(feeds[t.name].shape[t.shape.index(time)]) for t in plain.inputs if time in t.shape)

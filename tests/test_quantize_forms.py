@@ -270,6 +270,23 @@ def test_weights_a_foreign_graph_computes_from_constants_are_folded_and_quantize
     assert np.abs(_run(out, {"x": x})[0] - want).max() < INT8_ATOL
 
 
+def test_a_dynamo_exported_gru_quantizes_measured_on_sizes_that_run(dynamo_gru, tmp_path):
+    """No forms forced: timed and judged on inputs inferred from the graph (no spec), every GRU int8, the file smaller."""
+    from exporters.graph import all_nodes
+
+    module, src = dynamo_gru
+    result = quantize(src, tmp_path / "q.onnx")
+    grus = [n.name for n in all_nodes(onnx.load(str(src)).graph) if n.op_type == "GRU"]
+    assert len(grus) == 2 and all(result.forms[g] != "float32" for g in grus) and result.stayed_float == [], result.forms
+    assert "inferred from the graph" in result.judged_on and result.size_ratio < 0.4 and result.judged_drift["linear"] < 0.05
+    x = np.random.default_rng(4).standard_normal((2, 30, 16)).astype(np.float32)
+    import torch
+
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    assert np.abs(_run(tmp_path / "q.onnx", {"x": x})[0] - want).max() < 0.05 * (want.max() - want.min())
+
+
 def test_a_kept_float32_file_is_self_contained_where_the_input_had_external_data(tmp_path):
     w = numpy_helper.from_array(np.arange(16, dtype=np.float32).reshape(4, 4) / 7, "w")  # too small for int8 to pay
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],

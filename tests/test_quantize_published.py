@@ -176,3 +176,47 @@ def test_quantize_for_a_provider_never_picks_a_form_it_cannot_run(fake_cuda, tmp
     assert any("runs on the CPU provider only" in n for n in on_cuda.notes)
     with pytest.raises(BadInputError, match="CPU provider only"):
         quantize(src, tmp_path / "forced.onnx", forms="lstm-int8", providers="cuda")
+
+
+# -- rnnedge's own checkpoints: judged on the task's data, not on random steps -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits_lstm(tmp_path_factory):
+    """A digits LSTM (8 steps of pixel rows) trained briefly and exported: its file carries rnnedge.task."""
+    from rnnedge.checkpoint import save_checkpoint
+    from rnnedge.exporting.api import export_checkpoint
+    from rnnedge.tasks import get_task
+    from rnnedge.training.loop import train
+
+    task = get_task("digits")
+    trained = train(task.default_config("lstm"), task, epochs=4, seed=0, progress=False)
+    folder = tmp_path_factory.mktemp("digits")
+    save_checkpoint(folder / "d.safetensors", trained.model, task=task.name, labels=task.labels, metrics=trained.metrics)
+    export_checkpoint(folder / "d.safetensors", folder / "d.onnx", verify=False)
+    return folder / "d.onnx"
+
+
+def test_a_checkpoint_export_is_judged_on_its_own_task_and_its_lstm_goes_int8(digits_lstm, tmp_path):
+    """It was kept float32 because 4 x 256 random steps moved its outputs by 8 of 16, with two contradicting reasons."""
+    from rnnedge.quantizing.drift import compare_models
+
+    out = tmp_path / "d.int8.onnx"
+    result = quantize(digits_lstm, out, deploy="batch=64,seq=8")
+    assert "task digits" in result.judged_on and "the file's own task" in result.judged_on
+    lstm = [n for n in _recurrent_nodes(digits_lstm)]
+    assert len(lstm) == 1 and result.forms[lstm[0]] != FP32 and result.kept_fp32 is None and result.stayed_float == []
+    assert result.size_ratio < 0.35 and result.judged_drift["logits"] < CANDIDATE_DRIFT
+    cmp = compare_models(digits_lstm, out, task="digits")
+    assert cmp["quant_metrics"]["accuracy"] >= cmp["float_metrics"]["accuracy"] - 0.01
+    given = quantize(digits_lstm, tmp_path / "e.onnx", forms=FLOOR, data="digits")  # forced: nothing judged, nothing said
+    assert given.judged_on == "" and given.forms[lstm[0]] == FLOOR
+
+
+def test_max_drift_without_eval_runs_a_foreign_vad_on_sizes_that_run(tmp_path):
+    """--max-drift alone judged random 16-sample inputs, which the VAD's reflect Pad refuses (exit 3 before)."""
+    src = build_vad(tmp_path / "vad.onnx")
+    run = CliRunner().invoke(cli, ["quantize", str(src), "-o", str(tmp_path / "q.onnx"), "--max-drift", "0.05", "--json"])
+    assert run.exit_code == 0, run.output
+    d = json.loads(run.stdout)
+    assert d["drift_ok"] and d["drift"]["rows"] >= 8 and (tmp_path / "q.onnx").exists()

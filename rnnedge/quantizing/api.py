@@ -48,20 +48,15 @@ from rnnedge.files import load_onnx, save_onnx
 from rnnedge.quantizing.drift import compare_models, drift  # noqa: F401  (public here too)
 from rnnedge.quantizing.forms import (
     DEFAULT_OP_TYPES,
-    FLOOR,
     FORMS,
-    FP32,
     RECURRENT,
     WEIGHT_INPUTS,
-    build,
     constants_to_initializers,
-    find_units,
     name_nodes,
-    unit_nodes,
 )
 from rnnedge.quantizing.forms import quiet_ort as _quiet_ort
 from rnnedge.quantizing.forms import subgraphs as _subgraphs
-from rnnedge.quantizing.select import CANDIDATE_DRIFT, MARGIN
+from rnnedge.quantizing.int8 import QuantizeFailure, quantize_int8  # noqa: F401  (QuantizeFailure: public here too)
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +73,6 @@ WHY_FLOAT = {
     "Gather": "embedding tables are not quantized",
     "Transpose": "kept float32 (onnxruntime 1.32 CPU crash with float16 here)",
 }
-
-
-class QuantizeFailure(RuntimeError):
-    """onnxruntime's quantizer failed on a valid model: not the user's input (CLI: internal error, not exit 2)."""
 
 
 @dataclass
@@ -175,7 +166,7 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
     elif mode == "int8-static":
         out = _int8_static(model, meta, calibration, calibration_method, result)
     else:
-        out = _int8(model, meta, shape, forms, ops, threads, result, data=data, examples=examples, providers=providers)
+        out = quantize_int8(model, meta, shape, forms, ops, threads, result, data=data, examples=examples, providers=providers)
         record = {"for": result.deploy, "forms": result.forms, "fp32_ms": result.fp32_ms, "int8_ms": result.int8_ms}
         new_meta["rnnedge.quantization.forms"] = '{"kept_fp32":1}' if result.kept_fp32 else json.dumps(record, sort_keys=True)
     if result.relowered and "rnnedge.lowering" in meta and not any(n.op_type in RECURRENT for n in out.graph.node):
@@ -220,128 +211,6 @@ def _check_forms(forms) -> None:
     values = [forms] if isinstance(forms, str) else list(forms.values()) if isinstance(forms, dict) else None
     if values is None or any(f not in FORMS for f in values):
         raise BadInputError(f"--form {forms!r}: expected one of {', '.join(FORMS)}")
-
-
-# -- int8: forms measured per unit ---------------------------------------------------------------
-
-
-def _int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeResult, data=None, examples=None, providers=None):
-    """The int8 model: forms forced or measured (see quantizing.select); float32 kept where int8 does not pay."""
-    from rnnedge.quantizing.select import default_shape
-
-    units = find_units(model)
-    result.deploy = default_shape(meta, model, shape)
-    if forms is not None:  # forced: no measuring
-        chosen = _forced(units, forms)
-        timer = None
-    else:
-        timer = _timer(model, meta, ops, threads, result, data, examples, providers)
-        chosen = _choose(units, timer, result) if timer is not None else {u.name: FLOOR for u in units}
-        if chosen is None:
-            return _as_given(result.input_path)
-    out = _build(model, chosen, ops, bool(result.per_channel))
-    if timer is None and forms is not None and providers is not None:  # forced: refused where it cannot run
-        from rnnedge.quantizing.select import runs_on
-
-        refused = runs_on(out, providers)
-        if refused:
-            raise BadInputError(f"--form {forms}: {refused}")
-    if timer is not None:
-        floor = {u.name: (FP32 if chosen[u.name] == FP32 else FLOOR) for u in units}
-        result.fp32_ms, result.int8_ms, floor_ms, confirmed = timer.final(out, None if chosen == floor else _build(model, floor, ops, False))
-        if not confirmed:  # the greedy steps did not hold up in a second, separate run: the floor
-            result.notes.append(f"forms {chosen} measured {result.int8_ms:.3f} ms against the floor's {floor_ms:.3f} "
-                                f"(not {MARGIN:.0%} faster in two separate runs): floor kept")
-            chosen, out, result.int8_ms = floor, _build(model, floor, ops, bool(result.per_channel)), floor_ms
-        result.judged_drift = timer.judge(timer._session(out))[1]
-    result.forms = chosen
-    if timer is not None and result.deploy["batch"] < 8 and any(len(u.forms) > 1 and chosen[u.name] == FLOOR for u in units):
-        result.notes.append(f"forms chosen for batch {result.deploy['batch']} x {result.deploy['seq']} steps; at batch 8 and more the "
-                            "int8-compute forms (scan-int8, lstm-int8) often win: pass --for batch=B,seq=T for your shape")
-    result.relowered = any(f.startswith("scan") and u.op in RECURRENT for u in units for n, f in chosen.items() if n == u.name)
-    plain = _as_given(result.input_path)
-
-    probe = type(out)()
-    probe.CopyFrom(out)
-    compact_names(probe)  # as it will be written (node names stay on `out` for the stayed_float report)
-    float_bytes, int8_bytes = plain.ByteSize(), probe.ByteSize()
-    if int8_bytes >= float_bytes:
-        result.kept_fp32 = (f"int8 does not pay for this model: the int8 file would be {int8_bytes:,} bytes, "
-                            f"float32 {float_bytes:,} (too few weights); float32 kept")
-        result.notes.append(result.kept_fp32)
-        result.forms, result.relowered = {}, False
-        return plain
-    return out
-
-
-def _forced(units, forms) -> dict:
-    chosen = {u.name: (forms if isinstance(forms, str) else forms.get(u.name, FLOOR)) for u in units}
-    chosen = {name: (f if f in next(u.forms for u in units if u.name == name) else FLOOR) for name, f in chosen.items()}
-    if isinstance(forms, dict) and set(forms) - set(chosen):
-        raise BadInputError(f"--form: no unit named {sorted(set(forms) - set(chosen))[0]!r}; units: {sorted(chosen)}")
-    return chosen
-
-
-def _timer(model, meta: dict, ops, threads: int, result: QuantizeResult, data, examples, providers):
-    """The Timer on the inputs the file is made for (quantizing.inputs), or None, said in one line, when none run:
-    then every unit keeps the default form (weights-int8), unmeasured and unjudged."""
-    from rnnedge.quantizing.inputs import find_inputs, ort_reason
-    from rnnedge.quantizing.select import Timer, open_on
-
-    def run(feeds):
-        return ref.run(None, feeds)
-
-    ref = open_on(model, providers, threads)
-    found = find_inputs(model, meta, result.deploy, data=data, examples=examples, run=run)
-    if found.timing is not None:
-        try:
-            timer = Timer(model, found, ops, bool(result.per_channel), threads, result.notes, providers=providers)
-        except Exception as exc:  # the model refuses the spec's / the user's inputs: the default form, said so
-            log.debug("float model does not run on %s", found.source, exc_info=True)
-            found.timing, found.why = None, f"the float model does not run on {found.source}: {ort_reason(exc)}"
-    if found.timing is None:
-        result.warnings.append(f"forms not measured and drift not judged: {found.why}; every unit keeps the default form "
-                               f"({FLOOR}); pass --eval INPUTS.npz or --example NAME=VALUE")
-        return None
-    result.deploy, result.judged_on = found.deploy, found.source
-    return timer
-
-
-def _choose(units, timer, result: QuantizeResult) -> dict | None:
-    """The measured forms; None (float32 kept for the whole model, said why) when no unit can be int8 accurately."""
-    from rnnedge.quantizing.select import choose_forms
-
-    chosen, result.measured = choose_forms(units, timer, accurate=timer.accurate)
-    for unit in units:
-        why = timer.drift.get(unit.name)
-        if chosen.get(unit.name) == FP32 and why:
-            for name in unit_nodes(timer.model, unit):
-                result.float_reasons[name] = (f"its int8 weights move the outputs too far ({why} on {timer.source}; "
-                                          f"the limit is {CANDIDATE_DRIFT:.0%} of the range)")
-    if not all(f == FP32 for f in chosen.values()) and not timer.accurate(chosen):  # each alone fine, together not
-        why = f"int8 forms {chosen} together move the outputs by more than {CANDIDATE_DRIFT:.0%} of their range on {timer.source}"
-        chosen = {u.name: FP32 for u in units}
-        result.kept_fp32 = why + "; float32 kept"
-    elif all(f == FP32 for f in chosen.values()):
-        result.kept_fp32 = "int8 moves this model's outputs too far (see stayed_float); float32 kept"
-    if result.kept_fp32:
-        result.forms = {}
-        return None
-    return chosen
-
-
-def _as_given(path):
-    """The float32 model as the user wrote it (no node names added), names compacted as a written file's are."""
-    plain = load_onnx(path)
-    compact_names(plain)
-    return plain
-
-
-def _build(model, forms: dict, ops, per_channel: bool):
-    try:
-        return build(model, forms, op_types=ops, per_channel=per_channel)
-    except Exception as exc:  # onnxruntime's quantizer (or a lowering) failed on a valid model: a bug, not bad input
-        raise QuantizeFailure(f"quantizing with forms {forms} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc
 
 
 # -- int8-static and fp16 ------------------------------------------------------------------------

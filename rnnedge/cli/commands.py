@@ -248,7 +248,8 @@ def _eval_source(ctx, param, value):
 @output_option("Quantized .onnx file to write (a folder for a seq2seq folder).", folder_ok=True)
 @click.option("--mode", type=click.Choice(["int8", "int8-static", "fp16"]), default="int8", show_default=True,
               help="int8: int8 weights, forms measured (--for); int8-static: calibrated QDQ; fp16: float16 for GPU providers.")
-@click.option("--calibration", default=None, help="int8-static: a .npz of inputs (keys = model input names) or a task name.")
+@click.option("--calibration", default=None,
+              help="A .npz of inputs (keys = model input names) or a task name: int8-static calibrates on it, int8 judges drift on it.")
 @click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
 @click.option("--per-channel/--per-tensor", default=None, help="lstm-int8/scan-int8/matmul-int8: scales per output channel "
                    "(default: per tensor); weights-int8 is per row always.")

@@ -79,7 +79,8 @@ def test_source_rnn_is_a_handful_of_nodes_and_keeps_seq_dynamic(tmp_path):
     rnn = nn.RNN(5, 8, batch_first=True)
     result = rnnedge.export(rnn, (torch.randn(1, 10, 5),), tmp_path / "rnn.onnx", lowering="native")
     assert result.nodes <= 10
-    ref, out = run_both(rnn, tmp_path / "rnn.onnx", (torch.randn(4, 23, 5),), ["input_0"])
+    assert result.inputs == ["input"] and result.outputs == ["output_0", "output_1"]  # forward(input, hx); (y, h)
+    ref, out = run_both(rnn, tmp_path / "rnn.onnx", (torch.randn(4, 23, 5),), ["input"])
     assert max_error(ref, out) < 1e-5
 
 
@@ -95,10 +96,11 @@ def test_a_classifier_does_not_compute_the_per_step_output_it_never_reads(tmp_pa
 
     torch.manual_seed(0)
     module = LastState().eval()
-    rnnedge.export(module, (torch.randn(2, 9, 6),), tmp_path / "c.onnx", lowering="native")
+    result = rnnedge.export(module, (torch.randn(2, 9, 6),), tmp_path / "c.onnx", lowering="native")
+    assert result.inputs == ["x"] and result.outputs == ["output"]  # forward's own name; one output is `output`
     (lstm,) = [n for n in onnx.load(tmp_path / "c.onnx").graph.node if n.op_type == "LSTM"]
     assert lstm.output[0] == "" and lstm.output[1]  # Y blank (not allocated or written), Y_h kept
-    ref, out = run_both(module, tmp_path / "c.onnx", (torch.randn(5, 31, 6),), ["input_0"])
+    ref, out = run_both(module, tmp_path / "c.onnx", (torch.randn(5, 31, 6),), ["x"])
     assert max_error(ref, out) < 1e-5
 
 

@@ -130,15 +130,23 @@ def inspect(file, as_json):
               help=f"Steps per call for --target mobile (1..{MAX_CHUNK}: the steps are unrolled into the file).")
 @click.option("--opset", type=click.IntRange(14, 23), default=18, show_default=True)
 @click.option("--example", "examples", multiple=True, help="FILE.py:FACTORY only: an example input, e.g. 'float32[1,10,5]' (repeat for more).")
-@click.option("--input-name", "input_names", multiple=True, help="FILE.py:FACTORY only: input names, in order.")
-@click.option("--output-name", "output_names", multiple=True, help="FILE.py:FACTORY only: output names, in order.")
+@click.option("--input-name", "input_names", multiple=True, help="FILE.py:FACTORY only: input names, in order (default: forward's "
+              "parameter names).")
+@click.option("--output-name", "output_names", multiple=True, help="FILE.py:FACTORY only: output names, in order (default: output, "
+              "or output_0, output_1, ...).")
+@click.option("--label", "labels", multiple=True, help="FILE.py:FACTORY only: a class label, in order (repeatable); stored as "
+              "rnnedge.labels.")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="FILE.py:FACTORY only: a file of labels (one per line, or a JSON list); stored as rnnedge.labels.")
 @click.option("--no-verify", is_flag=True, help="Skip the quick parity check after export.")
 @click.option("--lengths/--no-lengths", "lengths", default=None, help="Checkpoints: take a 'lengths' input (default: only when the task's "
               "sequences vary in length).")
 @click.option("--fix-dim", "fix_dims", multiple=True, metavar="NAME=SIZE", help="Pin a named axis to a size in the file, e.g. batch=1 "
               "(for runtimes that refuse symbolic dims); repeatable.")
 @click.option("--axis", "axes", multiple=True, metavar="INPUT:AXIS=LABEL", help="FILE.py:FACTORY only: a dynamic axis, e.g. "
-              "mel:1=frames (repeatable; the default is batch and seq of the first input).")
+              "mel:1=frames (repeatable), added to the default ones (batch and seq of the first input).")
+@click.option("--no-default-axes", is_flag=True, help="FILE.py:FACTORY only: --axis replaces the default batch/seq axes instead of "
+              "adding to them.")
 @click.option("--tie", "ties", multiple=True, metavar="NAME=RELATION", help="FILE.py:FACTORY only: how an axis relates to another, "
               "e.g. 'samples=(frames - 4) * 256'; repeatable.")
 @click.option("--check-input", "check_inputs", multiple=True, type=click.Path(dir_okay=False), help="FILE.py:FACTORY only: an .npz of "
@@ -146,12 +154,12 @@ def inspect(file, as_json):
 @click.option("--allow-bounded", is_flag=True, help="FILE.py:FACTORY only: a dynamic axis the module's code bounds (if x.shape[1] > 100) "
               "is recorded (metadata rnnedge.range.<axis>) and enforced by rnnedge.runtime instead of refused.")
 @json_option
-def export(source, output, target, lowering, chunk, opset, examples, input_names, output_names, no_verify, lengths, fix_dims, axes, ties,
-           check_inputs, allow_bounded, as_json):
+def export(source, output, target, lowering, chunk, opset, examples, input_names, output_names, labels, labels_file, no_verify, lengths,
+           fix_dims, axes, no_default_axes, ties, check_inputs, allow_bounded, as_json):
     """Export a checkpoint (or FILE.py:FACTORY, your own module) to one ONNX file with dynamic axes."""
     from rnnedge.errors import BadInputError
     from rnnedge.exporting.api import export_checkpoint
-    from rnnedge.exporting.usermodule import export_factory, is_factory_ref, parse_axes_text, parse_fix_dims, parse_ties_text, read_check_input
+    from rnnedge.exporting.usermodule import export_factory, is_factory_ref, parse_axes_text, parse_fix_dims, parse_ties_text, read_labels
 
     fixed = parse_fix_dims(fix_dims)
     from click.core import ParameterSource
@@ -163,20 +171,23 @@ def export(source, output, target, lowering, chunk, opset, examples, input_names
     if lengths and target == "mobile":
         raise BadInputError("--lengths is not available with --target mobile: a fixed chunk has every step of every row")
     if is_factory_ref(source):
-        names = list(input_names) or [f"input_{i}" for i in range(len(examples))]
         axis_options = dict(fix_dims=fixed or None, tied_axes=parse_ties_text(ties) or None, dynamic_axes=parse_axes_text(axes) or None,
-                            check_inputs=[read_check_input(f, names) for f in check_inputs] or None)
+                            default_axes=not no_default_axes)
         result = export_factory(source, list(examples), output, target=target, lowering=lowering,
                                 input_names=list(input_names) or None, output_names=list(output_names) or None,
-                                opset=opset, verify=not no_verify, allow_bounded=allow_bounded, **axis_options)
+                                opset=opset, verify=not no_verify, allow_bounded=allow_bounded, check_input_files=check_inputs,
+                                labels=read_labels(labels, labels_file), **axis_options)
     else:
-        if ties or check_inputs or axes:
-            raise BadInputError("--axis, --tie and --check-input are for FILE.py:FACTORY modules; a checkpoint's axes are declared by rnnedge")
+        if ties or check_inputs or axes or no_default_axes:
+            raise BadInputError("--axis, --no-default-axes, --tie and --check-input are for FILE.py:FACTORY modules; a checkpoint's "
+                                "axes are declared by rnnedge")
+        if labels or labels_file or input_names or output_names:
+            raise BadInputError("--label/--labels and --input-name/--output-name are for FILE.py:FACTORY modules; a checkpoint's "
+                                "labels and names come from its task")
         result = export_checkpoint(Path(source), output, target=target, lowering=lowering, chunk=chunk, opset=opset,
                                    verify=not no_verify, lengths=lengths, fix_dims=fixed or None)
     data = result.to_dict()
-    emit(data, as_json, lambda c, d: render_mapping(c, {k: v for k, v in d.items() if k != "parity"} | (
-        {"parity": result.parity.summary()} if result.parity is not None else {})))
+    emit(data, as_json, lambda c, d: render.render_export(c, d, result.parity.summary() if result.parity is not None else None))
 
 
 # -- verify --------------------------------------------------------------------------------------

@@ -53,6 +53,17 @@ def render_description(console: Console, d: dict[str, Any]) -> None:
         console.print(f"labels: {fmt(d['labels'])}")
 
 
+def render_export(console: Console, d: dict[str, Any], parity: str | None) -> None:
+    """The export's summary, then each input and output of the file with its dtype and dims."""
+    io = d.get("io") or {}
+    shown = ("parity", "io", "inputs", "outputs") if io else ("parity", "io")
+    render_mapping(console, {k: v for k, v in d.items() if k not in shown}
+                   | ({"parity": parity} if parity is not None else {}))
+    for kind in ("inputs", "outputs"):
+        for t in io.get(kind, []):
+            console.print(f"{kind[:-1]:6} {t['name']}  {t['dtype']} [{', '.join(map(str, t['shape']))}]", highlight=False, markup=False)
+
+
 def render_parity(console: Console, report) -> None:
     table = Table(title=f"parity ({report.policy})")
     for col in ("case", "provider", "output", "max abs", "x noise", "max rel", ""):

@@ -35,7 +35,7 @@ from pathlib import Path
 from rnnedge import __version__
 from rnnedge.errors import BadInputError, ExportError, first_line
 from rnnedge.exporting import axes as axes_
-from rnnedge.exporting import capture, fixups
+from rnnedge.exporting import capture, fixups, naming
 from rnnedge.exporting.axes import make_spec as _make_spec
 from rnnedge.exporting.axes import normalise_axes as _normalise_axes
 from rnnedge.files import atomic_path, onnx_bytes
@@ -63,12 +63,13 @@ class ExportResult:
     parity: object = None  # ParityReport of the quick check, or None with verify=False
     spec: IOSpec | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list)  # what the export did beyond the usual, in words (full probes, ...)
+    io: dict = field(default_factory=dict)  # {"inputs"|"outputs": [{"name", "dtype", "shape"}]} as the file states them
 
     def to_dict(self) -> dict:
         return {
             "path": str(self.path), "lowering": self.lowering, "target": self.target, "inputs": self.inputs,
             "outputs": self.outputs, "nodes": self.nodes, "size_bytes": self.size_bytes, "seconds": round(self.seconds, 3),
-            "parity": self.parity.to_dict() if self.parity is not None else None, "notes": self.notes,
+            "parity": self.parity.to_dict() if self.parity is not None else None, "notes": self.notes, "io": self.io,
         }
 
 
@@ -89,6 +90,7 @@ def export(
     tied_axes: dict | None = None,
     fix_dims: dict | None = None,
     check_inputs: list | None = None,
+    default_axes: bool = False,
 ) -> ExportResult:
     """Export any nn.Module containing nn.RNN/GRU/LSTM layers to one self-contained ONNX file.
 
@@ -96,17 +98,21 @@ def export(
     unless this is True; then the range is written to the spec and metadata and rnnedge.runtime enforces it.
     tied_axes: {label: "(frames - 4) * 256" | "other_label" | [valid sizes]}: how a named axis relates to others.
     fix_dims: {label: size}: pin a named axis to a concrete size in the file (runtimes that refuse symbolic dims).
-    check_inputs: [example input tuples]: the quick check runs on exactly these (no invented sizes)."""
+    check_inputs: [example input tuples]: the quick check runs on exactly these (no invented sizes).
+    input_names: default forward's parameter names (``<name>_<k>`` for a nested argument's tensors); output_names:
+    default ``output`` (one) or ``output_0``, ``output_1``, ... default_axes: True adds ``dynamic_axes`` to the
+    default ones (batch and seq of the first input, lengths' and states' batch) instead of replacing them."""
     start = time.perf_counter()
     if target not in TARGETS:
         raise BadInputError(f"unknown target '{target}': expected one of {', '.join(TARGETS)}")
     if lowering not in LOWERINGS:
         raise BadInputError(f"unknown lowering '{lowering}': expected one of {', '.join(LOWERINGS)}")
     examples = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    input_names = input_names or naming.default_input_names(module, examples)  # forward's own names
     module, examples = axes_.flatten_inputs(module, examples)  # (x, (h0, c0), lengths) -> x, h0, c0, lengths
     model, spec, chosen = build_onnx(module, examples, dynamic_axes=dynamic_axes, target=target, lowering=lowering,
                                      input_names=input_names, output_names=output_names, opset=opset, allow_bounded=allow_bounded,
-                                     tied_axes=tied_axes, fix_dims=fix_dims, check_inputs=check_inputs)
+                                     tied_axes=tied_axes, fix_dims=fix_dims, check_inputs=check_inputs, default_axes=default_axes)
     spec.nesting = getattr(module, "nesting", None)  # verify rebuilds the user's nested call from the flat inputs
     meta = {"rnnedge.version": __version__, "rnnedge.lowering": chosen, "rnnedge.target": target, "rnnedge.spec": spec.to_json()}
     if getattr(spec, "bidirectional", False):  # a mobile chunk of a bidirectional layer is one whole sequence: never chained
@@ -130,7 +136,7 @@ def export(
             report = quick_check(module, tmp, spec, examples=examples, only_checks=verify and bool(spec.check_feeds) and not notes,
                                  full=bool(notes))
     return ExportResult(Path(path), chosen, target, [t.name for t in spec.inputs], spec.outputs,
-                        len(model.graph.node), len(data), time.perf_counter() - start, report, spec, notes)
+                        len(model.graph.node), len(data), time.perf_counter() - start, report, spec, notes, naming.io_dims(model))
 
 
 def _unread_guards(spec, meta: dict) -> list[str]:
@@ -164,7 +170,8 @@ def export_checkpoint(checkpoint, path, *, target: str = "dynamic", lowering: st
 
 
 def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowering="auto", input_names=None,
-               output_names=None, opset=18, allow_bounded=False, tied_axes=None, fix_dims=None, check_inputs=None):
+               output_names=None, opset=18, allow_bounded=False, tied_axes=None, fix_dims=None, check_inputs=None,
+               default_axes=False):
     """The pure core of export: returns (onnx.ModelProto, IOSpec, lowering used). Writes nothing."""
     import torch
 
@@ -190,6 +197,9 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     if len(names) != len(examples):
         raise BadInputError(f"{len(names)} input names for {len(examples)} example inputs")
     batch_first = all(layer.batch_first for _, layer in layers)
+    if default_axes and dynamic_axes is not None and target != "mobile":  # --axis adds to batch/seq, unless told otherwise
+        base = axes_.default_axes(names, examples, batch_first) if layers else recurrence.default_axes(names, examples)
+        dynamic_axes = naming.with_default_axes(dynamic_axes, base)
     if layers or dynamic_axes is not None or target == "mobile":
         axes = _normalise_axes(dynamic_axes, names, examples, batch_first, target, output_names)
         if not layers:

@@ -40,14 +40,14 @@ def identifier(label: str) -> str:
 
 def normalise_axes(dynamic_axes, names, examples, batch_first, target, output_names=None) -> dict[str, dict[int, str]]:
     """{"name": {axis: label}} (a list of axes gets default labels); defaults when None. A name that is neither an
-    input nor an output (output_names, or output_0, output_1, ... when none are given) is refused: a typo would
+    input nor an output (output_names, or output / output_0, output_1, ... when none are given) is refused: a typo would
     otherwise leave the axis it meant fixed."""
     if target == "mobile":
         return {}
     if dynamic_axes is None:
         return default_axes(names, examples, batch_first)
     outputs = set(output_names or [])
-    unknown = [n for n in dynamic_axes if n not in names and n not in outputs and not (not output_names and re.fullmatch(r"output_\d+", str(n)))]
+    unknown = [n for n in dynamic_axes if n not in names and n not in outputs and not (not output_names and re.fullmatch(r"output(_\d+)?", str(n)))]
     if unknown:
         raise BadInputError(f"dynamic_axes names {unknown[0]!r}, which is no input ({', '.join(names)})"
                             + (f" nor output ({', '.join(output_names)})" if output_names else ""))

@@ -200,6 +200,7 @@ def finish(model, axes: dict, spec, user_axes: dict) -> None:
 
     from rnnedge import __version__
     from rnnedge.exporting.axes import identifier
+    from rnnedge.exporting.naming import output_name
 
     labels = {identifier(lab): lab for spec_axes in axes.values() for lab in spec_axes.values()}
     for vi in model.graph.input:  # whatever torch called the symbols ("s77"), inputs say which label each is
@@ -215,16 +216,17 @@ def finish(model, axes: dict, spec, user_axes: dict) -> None:
 
     for vi in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
         relabel(vi)
+    outputs_from_nodes(model.graph)  # a returned parameter or input: renamed below like any other output
+    if not spec.outputs:  # torch's own names ("getitem_1") say nothing: output (one), or output_0, output_1, ...
+        carried = {s["output"] for s in getattr(spec, "states", None) or []}  # stream state outputs keep their names
+        plain = [o for o in model.graph.output if o.name not in carried]
+        for i, out in enumerate(plain):
+            rename_everywhere(model.graph, out.name, output_name(i, len(plain)))
     for out in model.graph.output:
         for ax, label in user_axes.get(out.name, {}).items() if isinstance(user_axes.get(out.name), dict) else []:
             dims = out.type.tensor_type.shape.dim
             if int(ax) < len(dims) and dims[int(ax)].HasField("dim_param"):
                 dims[int(ax)].dim_param = str(label)
-    outputs_from_nodes(model.graph)  # a returned parameter or input: renamed below like any other output
-    if not spec.outputs:  # torch's own names ("getitem_1") say nothing: output_0, output_1, ...
-        carried = {s["output"] for s in getattr(spec, "states", None) or []}  # stream state outputs keep their names
-        for i, out in enumerate([o for o in model.graph.output if o.name not in carried]):
-            rename_everywhere(model.graph, out.name, f"output_{i}")
     for node in model.graph.node:
         del node.metadata_props[:]
         node.doc_string = ""

@@ -83,16 +83,51 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def export_factory(ref: str, examples: list[str], output, **options):
+def export_factory(ref: str, examples: list[str], output, *, check_input_files=(), labels=None, **options):
     """Export the module FILE.py:FACTORY returns, fed `examples` ('float32[1,10,5]' ...): an ExportResult.
 
-    `options` go to `rnnedge.exporting.api.export` (target, lowering, input_names, output_names, opset, verify)."""
+    `check_input_files`: --check-input files, read by the input names (given, or forward's own). `labels`: a list stored
+    as `rnnedge.labels`. `options` go to `rnnedge.exporting.api.export` (target, lowering, input_names, output_names,
+    opset, verify, dynamic_axes, default_axes, ...)."""
     from rnnedge.exporting.api import export
+    from rnnedge.exporting.naming import default_input_names
 
     if not examples:
         raise BadInputError("FILE.py:FACTORY needs at least one --example, e.g. --example 'float32[1,10,5]'")
     module = load_factory(ref)
-    return export(module, [parse_example(e) for e in examples], output, **options)
+    tensors = [parse_example(e) for e in examples]
+    names = options.get("input_names") or default_input_names(module, tensors)
+    if check_input_files:
+        options["check_inputs"] = [read_check_input(f, names) for f in check_input_files]
+    if labels:
+        options["metadata"] = {**(options.get("metadata") or {}), "rnnedge.labels": list(labels)}
+    return export(module, tensors, output, **{**options, "input_names": names})
+
+
+def read_labels(labels, labels_file) -> list[str] | None:
+    """--label L (repeatable) and --labels FILE (one label per line, or a JSON list) -> the labels, or None."""
+    import json
+
+    found = [str(label) for label in labels or ()]
+    if labels_file is not None:
+        path = Path(labels_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise BadInputError(f"--labels {path}: cannot read it ({err})") from None
+        if text.lstrip().startswith("["):
+            try:
+                listed = json.loads(text)
+            except ValueError as err:
+                raise BadInputError(f"--labels {path}: not a JSON list ({err})") from None
+            if not isinstance(listed, list) or not all(isinstance(x, (str, int, float)) for x in listed):
+                raise BadInputError(f"--labels {path}: expected a JSON list of strings")
+            found += [str(x) for x in listed]
+        else:
+            found += [line.strip() for line in text.splitlines() if line.strip()]
+        if not found:
+            raise BadInputError(f"--labels {path}: no labels in it (one per line, or a JSON list)")
+    return found or None
 
 
 def verify_factory(ref: str, model, *, examples=(), axes=(), check_inputs=(), **options):

@@ -134,15 +134,15 @@ def test_cli_exports_and_verifies_a_stream_file_from_file_and_factory(runner, tm
                                            "-o", str(out), "--json"])
     assert done.exit_code == 0, done.output
     done = runner.invoke(cli, ["verify", f"{source}:make_kws", str(out), "--example", "float32[1,24,40]",
-                                           "--axis", "input_0:1=seq", "--json"])
+                                           "--axis", "mel:1=seq", "--json"])
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)
     assert report["ok"] and {"chunk 1 of 200", "chunk 7 of 200", "chunk 50 of 200"} <= {
         c["case"].split(": ", 1)[1].split(" steps")[0] for c in report["results"] if c["case"].startswith("stream")}
     done = runner.invoke(cli, ["verify", f"{source}:make_kws_retrained", str(out)])
     assert done.exit_code == 1, done.output  # other weights: the streamed outputs differ
-    done = runner.invoke(cli, ["verify", f"{source}:make_kws", str(out), "--axis", "input_0:1=frames"])
-    assert done.exit_code == 2 and "declares 'input_0'" in done.stderr
+    done = runner.invoke(cli, ["verify", f"{source}:make_kws", str(out), "--axis", "mel:1=frames"])
+    assert done.exit_code == 2 and "declares 'mel'" in done.stderr
 
 
 def test_cli_refuses_a_centred_conv_in_one_line(runner, tmp_path):

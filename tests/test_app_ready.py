@@ -154,3 +154,36 @@ def test_a_list_of_sequences_stacks_or_says_why(kws):
     assert session.run([a, b]).shape == (2, 3)  # equal lengths: stacked (no lengths input needed)
     with pytest.raises(BadInputError, match="rows have different lengths .* no 'lengths' input.*--lengths"):
         session.run([a, b[:3]])
+
+
+class OwnLengths(nn.Module):
+    """A module that calls its lengths `lens`: the runtime finds them by the spec's role, not by the name."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.head = nn.GRU(6, 8, batch_first=True), nn.Linear(8, 3)
+
+    def forward(self, feats, lens):
+        packed = nn.utils.rnn.pack_padded_sequence(feats, lens, batch_first=True, enforce_sorted=False)
+        _, h = self.rnn(packed)
+        return self.head(h[-1])
+
+
+def test_a_list_of_sequences_is_padded_into_a_modules_own_lengths_input(tmp_path):
+    torch.manual_seed(0)
+    module = OwnLengths().eval()
+    rnnedge.export(module, (torch.randn(2, 7, 6), torch.tensor([7, 4])), tmp_path / "lens.onnx")
+    session = Session(tmp_path / "lens.onnx")
+    assert [t.name for t in session.inputs] == ["feats", "lens"] and session.lengths_name == "lens" and session.has_lengths
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((9, 6)).astype(np.float32), rng.standard_normal((4, 6)).astype(np.float32)
+    got = session.run([a, b])  # padded to 9 steps, lens [9, 4] fed by the module's own name
+    with torch.no_grad():
+        want = torch.cat([module(torch.from_numpy(s[None]), torch.tensor([len(s)])) for s in (a, b)]).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    padded = np.zeros((2, 9, 6), np.float32)
+    padded[0], padded[1, :4] = a, b
+    np.testing.assert_array_equal(session.run({"feats": padded, "lens": np.array([9, 4])}), got)
+    np.testing.assert_array_equal(session.run(padded, lengths=np.array([9, 4])), got)
+    with pytest.raises(BadInputError, match="lengths given twice"):
+        session.run_all({"feats": padded, "lens": np.array([9, 4]), "lengths": np.array([9, 4])})

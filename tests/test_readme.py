@@ -159,3 +159,9 @@ def test_readme_quick_subset_runs(tmp_path):
 def test_whole_readme_runs(tmp_path):
     """Every command and snippet of README.md, in order, from a fresh folder (every task trained one epoch)."""
     run_steps(readme_steps(README.read_text()), tmp_path)
+
+
+@pytest.mark.slow
+def test_apps_readme_runs(tmp_path):
+    """samples/apps/README.md the same way: its training, export, input file and both apps."""
+    run_steps(readme_steps((ROOT / "samples" / "apps" / "README.md").read_text()), tmp_path)

@@ -73,6 +73,11 @@ def coerce(sess, a, what: str, spec: TensorInfo | None = None) -> np.ndarray:
 
 def check_feeds(sess, feeds: dict) -> dict[str, np.ndarray]:
     """Validate and complete a feed dict; every problem is one BadInputError line."""
+    alias = sess.lengths_name if sess.lengths_name != "lengths" else None  # a module's own name for its lengths (`lens`)
+    if alias is not None and alias in feeds:
+        if "lengths" in feeds:
+            raise BadInputError(f"lengths given twice: as 'lengths' and as {alias!r}")
+        feeds["lengths"] = feeds.pop(alias)  # checked under the one internal name, fed under the file's
     unknown = set(feeds) - set(sess._by_name) - {"lengths"}  # lengths is checked below
     if unknown:
         raise BadInputError(f"unknown input(s) {sorted(unknown)}; model inputs: {list(sess._by_name)}")
@@ -96,7 +101,7 @@ def check_feeds(sess, feeds: dict) -> dict[str, np.ndarray]:
     seq = x.shape[t_ax] if x.ndim >= 2 else None
     _check_lengths(sess, feeds, batch, seq)
     for s in sess.inputs:
-        if s.name == main.name or s.name == "lengths":
+        if s.name in (main.name, "lengths", alias):
             continue
         pair = next((p for p in sess.state_pairs if p.input == s.name), None)
         if s.name not in feeds and pair is not None:  # a stream's start: the state's declared initial value
@@ -111,6 +116,8 @@ def check_feeds(sess, feeds: dict) -> dict[str, np.ndarray]:
         _check_values(sess, arr, s.name)
         feeds[s.name] = arr
     _check_ranges(sess, feeds)
+    if alias is not None and "lengths" in feeds:
+        feeds[alias] = feeds.pop("lengths")
     return feeds
 
 
@@ -200,5 +207,5 @@ def _refuse_ignored_lengths(sess, lengths: np.ndarray, seq: int | None) -> None:
 
 def _lengths_dtype(sess):
     """The model's own lengths dtype (int64 for rnnedge checkpoints; a user module's int32 stays int32)."""
-    info = sess._by_name.get("lengths")
+    info = sess._by_name.get(sess.lengths_name)
     return info.dtype if info is not None and not isinstance(info.dtype, str) else np.int64

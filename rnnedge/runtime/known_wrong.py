@@ -71,12 +71,12 @@ def _graph_facts(path) -> set | None:
     return facts
 
 
-def file_facts(path, inputs, metadata: dict) -> set:
+def file_facts(path, inputs, metadata: dict, lengths_name: str = "lengths") -> set:
     """What the table asks about a file: 'sequence_lens' (its recurrent nodes take lengths) and 'symbolic_dims'."""
     facts = {"symbolic_dims"} if any(not isinstance(d, int) or d <= 0 for t in inputs for d in t.shape) else set()
     graph = _graph_facts(path)
     if graph is None:  # no onnx here: an rnnedge file's lowering says it; another file with a lengths input may
-        has_lengths = any(t.name == "lengths" for t in inputs)
+        has_lengths = any(t.name == lengths_name for t in inputs)
         if has_lengths and metadata.get("rnnedge.lowering", "native") != "scan":
             facts.add("sequence_lens")
     else:
@@ -84,11 +84,11 @@ def file_facts(path, inputs, metadata: dict) -> set:
     return facts
 
 
-def findings(path, providers, inputs, metadata: dict) -> list[Finding]:
+def findings(path, providers, inputs, metadata: dict, lengths_name: str = "lengths") -> list[Finding]:
     """The table's entries that apply to this file on these providers (as onnxruntime reports them in use)."""
     entries = [e for e in KNOWN_WRONG if e.provider in providers]
     if not entries:
         return []  # the common case: no graph is read
-    facts = file_facts(path, inputs, metadata)
-    guarded = any(t.name == "lengths" for t in inputs)
+    facts = file_facts(path, inputs, metadata, lengths_name)
+    guarded = any(t.name == lengths_name for t in inputs)
     return [Finding(e.provider, e, guarded) for e in entries if e.needs <= facts]

@@ -59,7 +59,7 @@ class Session:
         self._lock = threading.Lock()
         self._local = threading.local()  # per thread: pre-bound calls of the fast path (rnnedge.runtime.bound)
         self._read_signature()
-        self.known_wrong = known_wrong.findings(self.path, self.providers, self.inputs, self.metadata)
+        self.known_wrong = known_wrong.findings(self.path, self.providers, self.inputs, self.metadata, self.lengths_name)
         for finding in self.known_wrong:
             if not finding.guarded:
                 raise BadInputError(f"refused: {finding.message(self.path)}")
@@ -85,7 +85,8 @@ class Session:
         self.input_name = self._main.name  # the data input: "x", "tokens", or a third-party name
         self.output_name = roles.output_name
         self.is_tokens = not isinstance(self._main.dtype, str) and np.dtype(self._main.dtype).kind in "iu"
-        self.has_lengths = "lengths" in names
+        self.lengths_name = roles.lengths_name or "lengths"  # fed as "lengths" too (Session.run's lengths=)
+        self.has_lengths = self.lengths_name in names
         self.state_names = roles.state_names
         self.state_pairs = roles.pairs  # StatePair per carried state (the spec's, or h0/c0 by name)
         self.is_streaming = bool(self.state_pairs)
@@ -150,7 +151,7 @@ class Session:
             feeds[s.name] = np.zeros(shape, dtype=s.dtype if not isinstance(s.dtype, str) else np.float32)
         if self.has_lengths:
             seq = self.chunk or 1
-            feeds["lengths"] = np.full(feeds["lengths"].shape, seq, dtype=np.int64)
+            feeds[self.lengths_name] = np.full(feeds[self.lengths_name].shape, seq, dtype=feeds[self.lengths_name].dtype)
         return feeds
 
     # ---- running -------------------------------------------------------------------------

@@ -56,6 +56,7 @@ class Roles:
     output_name: str  # the main output: logits, y, or a third-party name
     state_names: tuple  # state inputs with a known output ("h0", "c0"), in that order
     pairs: tuple = ()  # StatePair per state input, in the same order
+    lengths_name: str | None = None  # the input of role lengths (the spec's, e.g. a module's `lens`, else "lengths")
 
 
 def tensor_info(arg) -> TensorInfo:
@@ -114,10 +115,12 @@ def find_roles(inputs: tuple, outputs: tuple, metadata: dict, where: str = "") -
     outs = [s.name for s in outputs]
     pairs = state_pairs(spec, names, outs)
     carried_in, carried_out = {p.input for p in pairs}, {p.output for p in pairs}
-    others = [s for s in inputs if s.name not in ("lengths", *STATE_OUT, *carried_in)]
+    lengths = next((t.name for t in spec.inputs if t.role == "lengths" and t.name in names), None) if spec else None
+    lengths = lengths or ("lengths" if "lengths" in names else None)
+    others = [s for s in inputs if s.name not in ("lengths", lengths, *STATE_OUT, *carried_in)]
     main = [s for s in inputs if s.name == declared] or [s for s in others if s.name in ("x", "tokens")] or others
     if not main:
         raise BadInputError(f"{where}: no data input found among inputs {names}")
     output_name = next((n for n in ("logits", "y") if n in outs),
                        next((n for n in outs if n not in (*STATE_OUT.values(), *carried_out)), outs[0]))
-    return Roles(main[0], output_name, tuple(p.input for p in pairs), pairs)
+    return Roles(main[0], output_name, tuple(p.input for p in pairs), pairs, lengths)

@@ -170,7 +170,7 @@ class StreamingSession:
         with self._lock:
             states = {sid: self._states.get(sid) or self._zeros() for sid in pieces}
             outs: dict[Hashable, list[np.ndarray]] = {sid: [] for sid in pieces}
-            padded = "lengths" in s._by_name  # uneven chunks share a call only where the model masks by lengths
+            padded = s.has_lengths  # uneven chunks share a call only where the model masks by lengths
             for k in range(max((len(p) for p in pieces.values()), default=0)):
                 active = [sid for sid in pieces if k < len(pieces[sid])]
                 buckets = [active] if padded else [[i for i in active if len(pieces[i][k]) == n]

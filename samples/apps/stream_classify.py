@@ -2,6 +2,7 @@
 
     rnnedge train --task digits -o digits.safetensors
     rnnedge export digits.safetensors --target stream -o digits-stream.onnx
+    python -c "import numpy as np, rnnedge; np.save('one_digit.npy', rnnedge.get_task('digits').split('test').inputs[0])"
     python samples/apps/stream_classify.py digits-stream.onnx --input one_digit.npy --chunk 2
 
 `--input` is a .npy of one sequence (T, F) (or (T,) token ids), or a (1, T, F) batch of one.

@@ -19,6 +19,12 @@ How named axes relate (input side), all optional and absent from files written b
     fixed     {"batch": 1}      an axis pinned to a size in the file (`--fix-dim batch=1`)
     checks    [{"batch": 2, "frames": 9, "samples": 1280}, ...]  the sizes of the user's check inputs
 
+A stream file of a user's module (`--target stream`, rnnedge.exporting.stream) declares what it carries:
+
+    states    [{"input": "rnn.h0", "output": "rnn.hn", "shape": [2, "batch", 48], "batch_axis": 1, "init": 0.0,
+                "layer": "rnn", "kind": "gru.h"}, {"input": "conv.ctx0", ...}]   fed back as input on the next call
+    stride    4     chunks must be a multiple of this many steps (strided convs or pooling over time)
+
 Helpers for whoever makes inputs (parity, quantize --eval, benchmarks); never invent sizes around them:
 
     spec.sizes_for(batch, seq)   {axis: size} for every named axis: batch and the time axis as asked,

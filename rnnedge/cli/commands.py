@@ -124,7 +124,8 @@ def inspect(file, as_json):
 @click.argument("source")
 @output_option("ONNX file to write (a folder for a seq2seq checkpoint: encoder.onnx + decoder.onnx).", folder_ok=True)
 @click.option("--target", type=click.Choice(["dynamic", "stream", "mobile"]), default="dynamic", show_default=True,
-              help="dynamic: symbolic batch/seq; stream: h0/c0 in, hn/cn out; mobile: fixed chunk, plain operators.")
+              help="dynamic: symbolic batch/seq; stream: every state in and out (recurrent layers, causal conv context; "
+              "checkpoints and FILE.py:FACTORY alike); mobile: fixed chunk, plain operators.")
 @click.option("--lowering", type=click.Choice(["auto", "native", "scan", "unrolled"]), default="auto", show_default=True)
 @click.option("--chunk", type=click.IntRange(1, MAX_CHUNK), default=16, show_default=True,
               help=f"Steps per call for --target mobile (1..{MAX_CHUNK}: the steps are unrolled into the file).")

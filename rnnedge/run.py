@@ -28,17 +28,19 @@ def feeds_from_arrays(session, arrays: dict, lengths_file: Path | None = None) -
 
 
 def run_file(model: str | Path, input_file: str | Path, lengths_file: str | Path | None = None, output: str | Path | None = None,
-             provider="auto", threads: int | None = None) -> dict[str, Any]:
+             provider="auto", threads: int | None = None, chunk: int | None = None) -> dict[str, Any]:
     """Run `model` (.onnx/.ort) on `input_file`; write the main output (.npy) or all outputs (.npz) to `output`.
 
     `provider`: as rnnedge.runtime.Session takes it ("auto", a name, or names and (name, {option: value}) pairs).
+    `chunk`: a stream file is fed each row in chunks of that many steps (StreamingSession, state carried).
     Returns what `rnnedge run` prints: the output's name, shape and dtype, the providers, and (without
     `output`) the node placement, argmax/labels of a classifier and the values when small."""
     from rnnedge.runtime import Session
 
     arrays = load_arrays(input_file)  # refuse a bad input before loading the model
     session = Session(model, providers=provider, threads=threads)
-    outputs = session.run_all(feeds_from_arrays(session, arrays, Path(lengths_file) if lengths_file else None))
+    feeds = feeds_from_arrays(session, arrays, Path(lengths_file) if lengths_file else None)
+    outputs = run_streamed(session, feeds, chunk) if chunk else session.run_all(feeds)
     y = outputs[session.output_name]
     data: dict[str, Any] = {"model": str(model), "input": str(input_file), "output": session.output_name,
                             "shape": list(y.shape), "dtype": str(y.dtype), "providers": session.providers}
@@ -54,3 +56,24 @@ def run_file(model: str | Path, input_file: str | Path, lengths_file: str | Path
     if y.size <= 1000:
         data["values"] = y.tolist()
     return data
+
+
+def run_streamed(session, feeds: dict, chunk: int) -> dict:
+    """The main output of every row streamed in chunks of `chunk` steps (rows are concurrent streams)."""
+    import numpy as np
+
+    from rnnedge.runtime import StreamingSession
+
+    extra = sorted(set(feeds) - {session.input_name})
+    if extra:
+        raise BadInputError(f"--chunk streams the main input '{session.input_name}' only; --input also holds {extra}")
+    streams = StreamingSession(session)
+    x = np.asarray(feeds[session.input_name])
+    if x.ndim < 2:
+        raise BadInputError(f"--chunk needs a batch of sequences; '{session.input_name}' has shape {x.shape}")
+    pieces: dict[int, list] = {row: [] for row in range(len(x))}
+    for start in range(0, x.shape[1], chunk):
+        for row, y in streams.step({row: x[row, start: start + chunk] for row in range(len(x))}).items():
+            pieces[row].append(y)
+    rows = [np.concatenate(p, 0) if streams.per_step else p[-1] for _, p in sorted(pieces.items())]
+    return {session.output_name: np.stack(rows)}

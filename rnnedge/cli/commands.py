@@ -343,12 +343,15 @@ def mobile(model, out_dir, as_json):
 @click.option("--provider", default="auto", show_default=True, help="auto, cpu, cuda, ... or a full provider name.")
 @provider_option_option
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (default: onnxruntime's).")
+@click.option("--chunk", type=click.IntRange(min=1), default=None, help="Stream files: feed each row in chunks of this many steps "
+              "(rnnedge.runtime.StreamingSession, state carried), outputs joined.")
 @json_option
-def run(model, input_file, lengths_file, output, provider, provider_options, threads, as_json):
+def run(model, input_file, lengths_file, output, provider, provider_options, threads, chunk, as_json):
     """Run MODEL (.onnx/.ort) on arrays from a .npy/.npz file, without torch."""
     from rnnedge.run import run_file
 
-    data = run_file(model, input_file, lengths_file, output, provider=_providers([provider], provider_options), threads=threads)
+    data = run_file(model, input_file, lengths_file, output, provider=_providers([provider], provider_options), threads=threads,
+                    chunk=chunk)
     emit(data, as_json, render.render_run)
 
 

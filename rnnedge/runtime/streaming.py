@@ -72,6 +72,11 @@ class StreamingSession:
         self._bound: dict[tuple, BoundStream] = {}  # chunk shape -> the default stream's pre-bound calls (feed)
 
     @property
+    def per_step(self) -> bool:
+        """Whether the main output has a value per step (joined over chunks) or one per sequence (each chunk's last)."""
+        return self._per_step
+
+    @property
     def streams(self) -> list:
         """The ids of the streams that hold state."""
         with self._lock:

@@ -17,7 +17,7 @@ import random
 
 import pytest
 import torch
-from coverage_check import assert_symbolic, max_error_vs_torch, seed_of, session
+from coverage_check import assert_symbolic, dims, max_error_vs_torch, seed_of, session
 from torch import nn
 from torch.nn.utils import rnn as rnn_utils
 
@@ -122,6 +122,8 @@ def run_config(params, tmp_path, shapes) -> float:
     assert result.parity  # rnnedge's own quick check passes too (int32 lengths, nested state)
     time_axis = 1 if batch_first else 0
     assert_symbolic(path, {n: list(axes[n]) for n in names}, {0: [0, 1], 1: [1]})
+    x_dims = dims(path)[0]["input"]  # the labels sit on the layout's own axes: (batch, seq) or (seq, batch)
+    assert x_dims[time_axis] == "seq" and x_dims[1 - time_axis] == "batch", (batch_first, x_dims)
     sess = session(path)
     worst = 0.0
     for batch, seq, longest in shapes:
@@ -129,7 +131,6 @@ def run_config(params, tmp_path, shapes) -> float:
         err = max_error_vs_torch(module, path, args, sess)
         assert err < 1e-4, (params, batch, seq, err)
         worst = max(worst, err)
-    assert time_axis in (0, 1)
     return worst
 
 

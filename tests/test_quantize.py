@@ -1,7 +1,8 @@
 """rnnedge.quantizing.api: every mode on every cell and direction, every int8 form, int8 really int8, outputs close, bad input refused.
 
-Tolerances (small random models, outputs of order 0.1-1): int8 within INT8_ATOL (0.1) of float32,
-fp16 within FP16_ATOL (2e-2, verify's fp16 policy). Models are exported here from tiny nn.Modules (hidden 16).
+Bounds (tests/drift_bounds.py): int8 files store int8 weights and drift from float32 by more than 0 and at most
+the bound of its form (weight-only, int8 activations, static) of the output's range, fp16 at most FP16_REL. Models are
+exported here from tiny nn.Modules (hidden 16).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from drift_bounds import DYNAMIC_REL, FP16_REL, STATIC_REL, assert_drift, form_bound, int8_count
 from onnx import TensorProto, helper, numpy_helper
 
 from rnnedge.errors import BadInputError
-from rnnedge.parity import FP16_ATOL
-from rnnedge.quantizing.api import INT8_ATOL, compare_models, int8_weights, quantize
+from rnnedge.quantizing.api import compare_models, int8_weights, quantize
 from rnnedge.quantizing.forms import FLOOR
 
 torch = pytest.importorskip("torch")
@@ -24,8 +25,9 @@ nn = torch.nn
 
 CELLS = ("rnn", "gru", "lstm")
 MODES = ("int8", "int8-static", "fp16")
-# int8 in the mode matrix: one forced form per cell (no measuring: fast); test_forms covers every form on every cell
-FORCED = {"rnn": "scan-int8", "gru": FLOOR, "lstm": "lstm-int8"}
+# int8 in the mode matrix: one forced form per cell (no measuring: fast); test_forms covers every form on every cell.
+# scan-int8 does not pay at hidden 16 (float32 is kept, drift 0): test_int8_recurrent_weights_are_int8 runs it at hidden 64
+FORCED = {"rnn": FLOOR, "gru": FLOOR, "lstm": "lstm-int8"}
 
 
 class Tiny(nn.Module):
@@ -89,12 +91,15 @@ def _inputs(rows=5, steps=7, seed=1):
 @pytest.mark.parametrize("mode", MODES)
 def test_each_mode_each_cell_runs_close_to_float(exported, tmp_path, mode, cell, bi):
     src, out = exported[(cell, bi)], tmp_path / "q.onnx"
-    result = quantize(src, out, mode=mode, forms=FORCED[cell] if mode == "int8" else None)
     x, lengths = _inputs()
+    np.savez(tmp_path / "cal.npz", x=_inputs(rows=5, seed=7)[0], lengths=lengths)  # int8-static: calibrated on data like x
+    result = quantize(src, out, mode=mode, forms=FORCED[cell] if mode == "int8" else None,
+                      calibration=tmp_path / "cal.npz" if mode == "int8-static" else None)
     ref, got = _run(src, x, lengths), _run(out, x, lengths)
-    atol = FP16_ATOL if mode == "fp16" else INT8_ATOL
     assert got.dtype == np.float32 and got.shape == ref.shape
-    assert np.abs(got - ref).max() < atol, (mode, cell, bi, np.abs(got - ref).max())
+    assert result.kept_fp32 is None and (int8_count(out) > 0) == (mode != "fp16"), result.kept_fp32  # int8 claimed: int8 stored
+    bound = {"fp16": FP16_REL, "int8-static": STATIC_REL}.get(mode) or form_bound(FORCED[cell])
+    assert_drift(ref, got, bound, f"{mode} {cell} {'bi' if bi else 'uni'}")
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert meta["rnnedge.quantization"] == mode and "rnnedge.spec" in meta and "rnnedge.target" in meta
     assert result.output_bytes == out.stat().st_size and result.to_dict()["mode"] == mode
@@ -191,10 +196,10 @@ def test_scan_lowered_export_quantizes_without_relowering(tmp_path):
     result = quantize(src, tmp_path / "q.onnx", forms="scan-int8")
     assert not result.relowered and result.stayed_float == []
     x, lengths = _inputs()
-    assert np.abs(_run(src, x, lengths) - _run(tmp_path / "q.onnx", x, lengths)).max() < INT8_ATOL
+    assert_drift(_run(src, x, lengths), _run(tmp_path / "q.onnx", x, lengths), DYNAMIC_REL, "scan-int8")
     # fp16 of a Scan model: the case onnxruntime 1.32 crashed on before Transpose was kept float32
     quantize(src, tmp_path / "h.onnx", mode="fp16")
-    assert np.abs(_run(src, x, lengths) - _run(tmp_path / "h.onnx", x, lengths)).max() < FP16_ATOL
+    assert_drift(_run(src, x, lengths), _run(tmp_path / "h.onnx", x, lengths), FP16_REL, "fp16 of scan")
 
 
 def _third_party_gru(path, linear_before_reset=1, hidden=32):
@@ -218,7 +223,7 @@ def test_third_party_gru_is_relowered_with_a_warning(tmp_path, caplog):
     assert any(k != "third_party" for k in int8_weights(onnx.load(str(out))))
     x = np.random.default_rng(2).standard_normal((5, 3, 4)).astype(np.float32)
     run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"X": x})[0]  # noqa: E731
-    assert np.abs(run(src) - run(out)).max() < INT8_ATOL
+    assert_drift(run(src), run(out), DYNAMIC_REL, "third-party GRU, scan-int8")
 
 
 def test_third_party_gru_that_cannot_be_relowered_keeps_its_operator_with_int8_weights(tmp_path):
@@ -234,7 +239,7 @@ def test_compare_models_reports_ratios(wide, tmp_path):
     src, out = wide["rnn"], tmp_path / "q.onnx"
     quantize(src, out, forms=FLOOR)
     report = compare_models(src, out, batch=8, repeats=3, seq=6)
-    assert 0 < report["size_ratio"] < 0.6 and report["latency_ratio"] > 0 and report["max_abs_diff"] < INT8_ATOL
+    assert 0 < report["size_ratio"] < 0.6 and report["latency_ratio"] > 0 and 0 < report["max_abs_diff"] < 0.1
 
 
 def test_bad_inputs_raise_bad_input_error(exported, tmp_path):

@@ -171,7 +171,9 @@ def test_evaluate_checkpoint_and_folder_agree(tiny, runner):
     assert scores[0] == scores[1] and scores[0]["n"] == 1000 and 0 <= scores[0]["char_accuracy"] <= 1
 
 
-def test_quantize_folder_writes_both_files_that_still_decode(tiny, tmp_path, runner):
+def test_quantize_folder_writes_int8_files_that_decode_as_well_as_the_float_folder(tiny, tmp_path, runner):
+    from drift_bounds import int8_count
+
     from rnnedge.cli import cli
     from rnnedge.runtime import Seq2SeqSession
 
@@ -180,12 +182,16 @@ def test_quantize_folder_writes_both_files_that_still_decode(tiny, tmp_path, run
     assert out.exit_code == 0, out.output
     data = json.loads(out.output)
     assert set(data["files"]) == {"encoder.onnx", "decoder.onnx"} and data["output_bytes"] < data["input_bytes"]
+    assert all(int8_count(tmp_path / "int8" / name) > 0 for name in data["files"])  # int8 where int8 is claimed
     cmp = data["comparison"]
     assert cmp["task"] == "dates" and cmp["float_metrics"]["n"] == cmp["quant_metrics"]["n"] == 2000 and cmp["quant_ms"] > 0
+    fl, q = cmp["float_metrics"], cmp["quant_metrics"]
+    assert fl["char_accuracy"] > 0.2, fl  # the float folder decodes something: the comparison below means something
+    assert abs(q["char_accuracy"] - fl["char_accuracy"]) <= 0.05 and abs(q["exact_match"] - fl["exact_match"]) <= 0.05, (fl, q)
     session = Seq2SeqSession(tmp_path / "int8")
     assert session.meta["vocab"] == list(model.config.vocab)
-    got = session.generate(STRINGS, beam=3)
-    assert len(got) == len(STRINGS) and all(isinstance(s, str) for s in got)
+    got, want = session.generate(STRINGS, beam=3), Seq2SeqSession(folder).generate(STRINGS, beam=3)
+    assert len(got) == len(STRINGS) and sum(a == b for a, b in zip(got, want)) >= len(STRINGS) // 2, (got, want)
 
 
 def test_export_refuses_other_targets_and_file_names(tiny, tmp_path):

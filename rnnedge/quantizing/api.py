@@ -62,7 +62,6 @@ log = logging.getLogger(__name__)
 
 MODES = ("int8", "int8-static", "fp16")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-INT8_ATOL = 0.1  # loose int8 tolerance used by the tests (absolute, small random models)
 FP16_KEEP_FLOAT = ["Transpose"]  # see the module docstring (onnxruntime 1.32 CPU crash)
 WEIGHT_OPS = {"MatMul", "Gemm", "Conv", "RNN", "GRU", "LSTM", "Attention", "Gather"}
 WHY_FLOAT = {

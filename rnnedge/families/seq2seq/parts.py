@@ -34,5 +34,6 @@ def load_model(model_or_ckpt):
     else:
         model = model_or_ckpt
     if getattr(getattr(model, "config", None), "kind", None) != "seq2seq":
-        raise BadInputError("export_seq2seq needs a seq2seq checkpoint or Seq2SeqModel")
+        what = model_or_ckpt if isinstance(model_or_ckpt, (str, os.PathLike)) else type(model_or_ckpt).__name__
+        raise BadInputError(f"{what}: not a seq2seq checkpoint or Seq2SeqModel (an encoder-decoder folder needs one)")
     return model.eval()

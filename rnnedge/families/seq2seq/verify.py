@@ -112,6 +112,7 @@ def verify_folder(model_or_ckpt, folder: str | os.PathLike, *, atol: float | Non
                   cases: int = 0, providers=None, allow_ill_conditioned: bool = False, strings: list[str] | None = None,
                   n_strings: int = 240, beams=BEAMS) -> ParityReport:
     """Numerical parity of both files and token-for-token decode parity (greedy and beam 3) on >= 200 strings."""
+    seq2seq_files(folder)  # a folder without encoder.onnx/decoder.onnx: say that first, naming it
     model = load_model(model_or_ckpt)
     strings = list(strings) if strings is not None else default_strings(model.config, n_strings)
     report = ParityReport(atol=atol, rtol=rtol, allow_ill_conditioned=allow_ill_conditioned)

@@ -34,7 +34,7 @@ def run_targets(targets, plant: str | None, timeout: int = 1200) -> tuple[int, l
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *targets], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
-    failed = sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+)", done.stdout, re.MULTILINE)))
+    failed = sorted(set(re.findall(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", done.stdout, re.MULTILINE)))
     return done.returncode, failed, time.perf_counter() - start
 
 

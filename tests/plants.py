@@ -29,13 +29,13 @@ def _int8_as_fp32():
     """quantize --mode int8 writes the float32 model but records and reports int8 forms."""
     def make(original):
         @functools.wraps(original)
-        def planted(model, meta, shape, forms, ops, threads, result):
-            original(model, meta, shape, forms, ops, threads, result)
-            from rnnedge.quantizing.api import _as_given
+        def planted(model, meta, shape, forms, ops, threads, result, *args, **kwargs):
+            original(model, meta, shape, forms, ops, threads, result, *args, **kwargs)
+            from rnnedge.quantizing.int8 import as_given
 
-            return _as_given(result.input_path)
+            return as_given(result.input_path)
         return planted
-    _wrap("rnnedge.quantizing.api", "_int8", make)
+    _wrap("rnnedge.quantizing.api", "quantize_int8", make)
 
 
 def _state_not_carried():

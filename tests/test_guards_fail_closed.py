@@ -97,3 +97,20 @@ def test_log_in_another_shape_is_said_in_the_result_and_the_file(tmp_path, caplo
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
     assert meta["rnnedge.guard_log"].startswith("unread: ") and "another shape" in meta["rnnedge.guard_log"]
     assert result.to_dict()["notes"] == result.notes and "guard log could not be read" in caplog.text
+
+
+def test_range_constraints_that_say_nothing_about_a_declared_axis_are_not_trusted(tmp_path, monkeypatch):
+    """torch changed where it keeps ranges: an empty reading is no proof that an axis is free."""
+    from rnnedge.exporting import capture
+
+    export = capture.torch_onnx_export
+
+    def without_ranges(*args, **kwargs):
+        program = export(*args, **kwargs)
+        program.exported_program._range_constraints = {}
+        return program
+
+    monkeypatch.setattr(capture, "torch_onnx_export", without_ranges)
+    result = _export(Plain(), tmp_path / "m.onnx", verify=False)
+    assert any("range constraints say nothing about 'batch', 'seq'" in p for p in result.spec.guard_reading)
+    assert result.parity is not None and "full probes" in result.notes[0]

@@ -77,3 +77,56 @@ def independent_error(module, path, feeds: dict) -> list[float]:
     out = session.run(None, {name: t.numpy() for name, t in feeds.items()})
     assert [o.shape for o in out] == [tuple(r.shape) for r in ref]
     return [float(np.abs(r.detach().numpy() - o).max()) if o.size else 0.0 for r, o in zip(ref, out)]
+
+
+class EpisodeStartPolicy(nn.Module):
+    """A recurrent RL policy that branches on its episode-start mask's values (`if episode_starts.sum() == 0`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(4, 8, batch_first=True)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, obs, episode_starts):  # (B, T, 4), (B, T) float
+        if episode_starts.sum() == 0:
+            y, _ = self.rnn(obs)
+        else:
+            y, _ = self.rnn(obs * (1 - episode_starts).unsqueeze(-1))
+        return self.head(y)
+
+
+class HorizonForecaster(nn.Module):
+    """An autoregressive forecaster whose step count comes from a tensor (`range(int(horizon.item()))`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.GRU(3, 8, batch_first=True)
+        self.cell = nn.GRUCell(1, 8)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, history, horizon):  # (B, T, 3), () int64
+        _, h = self.enc(history)
+        h = h[0]
+        step, outs = self.head(h), []
+        for _ in range(int(horizon.item())):
+            h = self.cell(step, h)
+            step = self.head(h)
+            outs.append(step)
+        return torch.stack(outs, 1)  # (B, horizon, 1)
+
+
+class HopDenoiser(nn.Module):
+    """A waveform denoiser that counts its frames through a tensor (`int(length / hop)`), then runs an LSTM on them."""
+
+    def __init__(self, hop=4):
+        super().__init__()
+        self.hop = hop
+        self.rnn = nn.LSTM(hop, 8, batch_first=True)
+        self.out = nn.Linear(8, hop)
+
+    def forward(self, wav):  # (B, S)
+        length = torch.tensor(wav.shape[-1])
+        frames = int(length / self.hop)
+        x = wav[:, : frames * self.hop].reshape(wav.shape[0], frames, self.hop)  # (B, frames, hop)
+        y, _ = self.rnn(x)
+        return self.out(y).reshape(wav.shape[0], -1)  # (B, frames * hop)

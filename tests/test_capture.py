@@ -1,4 +1,9 @@
-"""rnnedge.exporting capture: what a module returns as it is, and guards on values read from data.
+"""rnnedge.exporting capture: strategies tried in turn, what a module returns as it is, guards on values from data.
+
+- Capture strategies (rnnedge.exporting.strategies): torch.export, torch.export strict, TorchScript, in turn; the
+  result says which made the file and why the others did not. A module that computes a size or a branch from a
+  tensor's values (planted: an RL policy's episode-start branch, a forecaster's horizon, a denoiser's frame count)
+  is never written with that value frozen: refused by TorchScript's tracer warnings, and by the quick check.
 
 - A parameter returned as an output (a CRF tagger's transition matrix) or an input handed back is exported (an
   Identity node makes the output), with rnnedge's names or the user's: it was refused with "Graph output 'output_1' is
@@ -9,15 +14,27 @@
 
 from __future__ import annotations
 
+import json
+
 import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
 
 import rnnedge
-from rnnedge.exporting import fixups
+from rnnedge.errors import ExportError, ParityError
+from rnnedge.exporting import fixups, strategies
 from rnnedge.exporting.guard_sizes import _constrains
-from tests.capture_modules import CrfTagger, EchoLengths, LeftPaddedForecaster, independent_error, left_mask
+from tests.capture_modules import (
+    CrfTagger,
+    EchoLengths,
+    EpisodeStartPolicy,
+    HopDenoiser,
+    HorizonForecaster,
+    LeftPaddedForecaster,
+    independent_error,
+    left_mask,
+)
 
 
 @pytest.mark.parametrize("output_names", [None, ["emissions", "transitions"]])
@@ -75,3 +92,103 @@ def test_only_values_from_data_are_read_as_existing():
     assert not _constrains("Eq(u0, s20 - 1)", "s20", {})
     assert _constrains("s23 <= s20", "s20", {})  # a size is no data value: still a relation between sizes
     assert _constrains("s20 <= 100", "s20", {})
+
+
+# ------------------------------------------------------------------------------------------- capture strategies
+
+PLANTED = {  # module, example inputs, input names, dynamic axes: each computes a size or a branch from a tensor's values
+    "episode-start policy": (EpisodeStartPolicy, lambda: (torch.randn(2, 6, 4), torch.zeros(2, 6)), ["obs", "episode_starts"],
+                             {"obs": {0: "batch", 1: "seq"}, "episode_starts": {0: "batch", 1: "seq"}}),
+    "horizon forecaster": (HorizonForecaster, lambda: (torch.randn(2, 6, 3), torch.tensor(4)), ["history", "horizon"],
+                           {"history": {0: "batch", 1: "seq"}}),
+    "hop denoiser": (HopDenoiser, lambda: (torch.randn(2, 40),), ["wav"], {"wav": {0: "batch", 1: "samples"}}),
+}
+
+
+def _export_planted(name, path):
+    make, examples, names, axes = PLANTED[name]
+    torch.manual_seed(0)
+    return rnnedge.export(make().eval(), examples(), path, input_names=names, dynamic_axes=axes)
+
+
+@pytest.mark.parametrize("name", PLANTED)
+def test_a_value_read_from_data_is_never_frozen_into_a_file(tmp_path, name):
+    """Every strategy is tried and says why not; TorchScript's tracer froze the value at the user's line: refused."""
+    path = tmp_path / "planted.onnx"
+    with pytest.raises(ExportError) as refused:
+        _export_planted(name, path)
+    said = str(refused.value)
+    assert "torch.export strict:" in said and "torchscript: the tracer froze a value computed from a tensor at" in said
+    assert "capture_modules.py:" in said  # the user's line
+    assert not path.exists()
+
+
+def test_a_frozen_value_fails_the_quick_check_too(tmp_path, monkeypatch):
+    """The second line of defence: with the tracer's warnings ignored, TorchScript's frozen frame count (10 frames of
+    the 40-sample example) makes a candidate the quick check rejects at other sizes: no file."""
+    monkeypatch.setattr(strategies, "frozen_values", lambda caught: [])
+    monkeypatch.setattr(strategies, "STRATEGIES", (strategies.TorchScript(),))
+    path = tmp_path / "frozen.onnx"
+    with pytest.raises(ParityError) as failed:
+        _export_planted("hop denoiser", path)
+    assert "torchscript: its file failed the quick check" in str(failed.value) or "differs from torch" in str(failed.value)
+    assert not path.exists()
+
+
+class _Fails(strategies.Strategy):
+    name = "planted failure"
+
+    def capture(self, job):
+        raise strategies.CaptureFailed("planted: torch.export cannot take this module")
+
+
+def test_the_next_strategy_makes_the_file_and_says_why(tmp_path, monkeypatch):
+    """When torch.export fails, TorchScript's standard recurrent operators get rnnedge's lowering, names, metadata and
+    check: a biLSTM-CRF tagger with character embeddings comes out right at unseen sizes, seq 1 and 300."""
+    monkeypatch.setattr(strategies, "STRATEGIES", (_Fails(), strategies.TorchScript()))
+    torch.manual_seed(0)
+    module = CrfTagger().eval()
+    path = tmp_path / "ts.onnx"
+    result = rnnedge.export(module, (torch.randint(0, 50, (2, 7)), torch.randint(0, 30, (2, 7, 5))), path,
+                            input_names=["words", "chars"], output_names=["emissions", "transitions"],
+                            dynamic_axes={"words": {0: "batch", 1: "seq"}, "chars": {0: "batch", 1: "seq", 2: "word_len"}})
+    assert result.strategy == "torchscript"
+    assert [a.strategy for a in result.attempts] == ["planted failure", "torchscript"]
+    assert "planted" in result.attempts[0].reason and result.to_dict()["strategy"] == "torchscript"
+    model = onnx.load(str(path))
+    assert {p.key for p in model.metadata_props} >= {"rnnedge.spec", "rnnedge.lowering"}
+    assert [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim] == ["batch", "seq"]
+    for batch, seq, length in [(1, 1, 1), (3, 300, 4)]:
+        feeds = {"words": torch.randint(0, 50, (batch, seq)), "chars": torch.randint(0, 30, (batch, seq, length))}
+        errors = independent_error(module, path, feeds)
+        assert errors[0] < 1e-4 and errors[1] == 0.0
+
+
+def test_torchscript_files_take_rnnedges_scan_lowering(tmp_path, monkeypatch):
+    """A sequence-major two-layer bidirectional GRU through TorchScript, lowered to Scan as asked."""
+    from tests.user_modules import SeqMajorTagger
+
+    monkeypatch.setattr(strategies, "STRATEGIES", (_Fails(), strategies.TorchScript()))
+    torch.manual_seed(0)
+    module = SeqMajorTagger(cell=torch.nn.GRU).eval()
+    path = tmp_path / "scan.onnx"
+    result = rnnedge.export(module, (torch.randn(7, 2, 6),), path, input_names=["x"], lowering="scan",
+                            dynamic_axes={"x": {0: "seq", 1: "batch"}})
+    assert result.strategy == "torchscript" and result.lowering == "scan"
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "Scan" in ops and "GRU" not in ops
+    for seq, batch in [(1, 1), (300, 3)]:
+        assert max(independent_error(module, path, {"x": torch.randn(seq, batch, 6)})) < 1e-4
+
+
+def test_the_cli_says_which_strategy_made_the_file(tmp_path):
+    from click.testing import CliRunner
+
+    from rnnedge.cli import cli
+
+    source = tmp_path / "m.py"
+    source.write_text("import torch\n\n\ndef make():\n    return torch.nn.GRU(5, 8, batch_first=True)\n")
+    done = CliRunner().invoke(cli, ["export", f"{source}:make", "--example", "float32[2,6,5]", "-o", str(tmp_path / "m.onnx"), "--json"])
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.output[done.output.index("{"):])
+    assert data["strategy"] == "torch.export" and data["attempts"][0].startswith("torch.export: ok")

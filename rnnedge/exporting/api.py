@@ -1,4 +1,4 @@
-"""Module -> ONNX: swap the recurrent layers, call torch.onnx (dynamo), lower, fix up, save.
+"""Module -> ONNX: swap the recurrent layers, capture (strategies tried in turn), lower, fix up, check, save.
 
     rnnedge.export(module, example_inputs, "model.onnx", dynamic_axes={"x": {0: "batch", 1: "seq"}})
 
@@ -10,6 +10,9 @@
 3. Symbolic dims get the user's labels, metadata is attached, `onnx.checker` and strict shape
    inference run, the file is written atomically, and a quick parity check runs on shapes that
    were not used for export (the full suite is `rnnedge.verify`).
+4. When torch.export cannot capture the module, or its file fails those checks, the next capture
+   strategy is tried (strict torch.export, then TorchScript: rnnedge.exporting.strategies); the
+   result names the strategy that made the file and why the others did not.
 
 Lowering choice (`lowering="auto"`): onnxruntime 1.32, one thread, batch 8, 50 steps, input = hidden,
 median ms native / scan, measured in one interleaved run on this project's 2-core x86 machine:
@@ -33,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnedge import __version__
-from rnnedge.errors import BadInputError, ExportError, first_line
+from rnnedge.errors import BadInputError, ExportError, ParityError
 from rnnedge.exporting import axes as axes_
-from rnnedge.exporting import capture, fixups, naming
+from rnnedge.exporting import capture, naming, strategies
 from rnnedge.exporting.axes import make_spec as _make_spec
 from rnnedge.exporting.axes import normalise_axes as _normalise_axes
 from rnnedge.files import atomic_path, onnx_bytes
@@ -63,12 +66,15 @@ class ExportResult:
     parity: object = None  # ParityReport of the quick check, or None with verify=False
     spec: IOSpec | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list)  # what the export did beyond the usual, in words (full probes, ...)
+    strategy: str = ""  # the capture strategy that made the file ("torch.export", "torch.export strict", "torchscript")
+    attempts: list = field(default_factory=list)  # strategies.Attempt of each strategy tried, in turn (why earlier ones failed)
     io: dict = field(default_factory=dict)  # {"inputs"|"outputs": [{"name", "dtype", "shape"}]} as the file states them
 
     def to_dict(self) -> dict:
         return {
             "path": str(self.path), "lowering": self.lowering, "target": self.target, "inputs": self.inputs,
             "outputs": self.outputs, "nodes": self.nodes, "size_bytes": self.size_bytes, "seconds": round(self.seconds, 3),
+            "strategy": self.strategy, "attempts": [a.describe() for a in self.attempts],
             "parity": self.parity.to_dict() if self.parity is not None else None, "notes": self.notes, "io": self.io,
         }
 
@@ -110,11 +116,32 @@ def export(
     examples = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     input_names = input_names or naming.default_input_names(module, examples)  # forward's own names
     module, examples = axes_.flatten_inputs(module, examples)  # (x, (h0, c0), lengths) -> x, h0, c0, lengths
-    model, spec, chosen = build_onnx(module, examples, dynamic_axes=dynamic_axes, target=target, lowering=lowering,
-                                     input_names=input_names, output_names=output_names, opset=opset, allow_bounded=allow_bounded,
-                                     tied_axes=tied_axes, fix_dims=fix_dims, check_inputs=check_inputs, default_axes=default_axes)
+    job = prepare(module, examples, dynamic_axes=dynamic_axes, target=target, lowering=lowering, input_names=input_names,
+                  output_names=output_names, opset=opset, allow_bounded=allow_bounded, tied_axes=tied_axes, fix_dims=fix_dims,
+                  check_inputs=check_inputs, default_axes=default_axes)
+    with atomic_path(path) as tmp:  # an existing file is replaced only once a candidate checks out
+        for _, model, spec in strategies.candidates(job):
+            try:
+                data, report, notes = _write_checked(job, model, spec, tmp, verify, metadata)
+            except ParityError as exc:
+                strategies.rejected(job, exc)
+                continue
+            break
+        else:
+            strategies.give_up(job)
+    strategy = job.attempts[-1].strategy
+    if len(job.attempts) > 1:
+        log.warning("exported by the %s capture strategy after: %s", strategy, "; ".join(a.describe() for a in job.attempts[:-1]))
+    return ExportResult(Path(path), job.chosen, target, [t.name for t in spec.inputs], spec.outputs, len(model.graph.node),
+                        len(data), time.perf_counter() - start, report, spec, notes, strategy, job.attempts,
+                        naming.io_dims(model))
+
+
+def _write_checked(job, model, spec, tmp, verify: bool, metadata):
+    """Metadata on one candidate, written to `tmp` and quick-checked (ParityError when it differs from torch)."""
+    module, examples = job.module, job.examples
     spec.nesting = getattr(module, "nesting", None)  # verify rebuilds the user's nested call from the flat inputs
-    meta = {"rnnedge.version": __version__, "rnnedge.lowering": chosen, "rnnedge.target": target, "rnnedge.spec": spec.to_json()}
+    meta = {"rnnedge.version": __version__, "rnnedge.lowering": job.chosen, "rnnedge.target": job.target, "rnnedge.spec": spec.to_json()}
     if getattr(spec, "bidirectional", False):  # a mobile chunk of a bidirectional layer is one whole sequence: never chained
         meta["rnnedge.bidirectional"] = "1"
     meta.update(_range_metadata(spec))
@@ -124,19 +151,17 @@ def export(
     notes = _unread_guards(spec, meta)
     set_metadata(model, meta)
     data = onnx_bytes(model)
+    tmp.write_bytes(data)
     report = None
-    with atomic_path(path) as tmp:  # an existing file is replaced only once the new one checks out
-        tmp.write_bytes(data)
-        probe = getattr(spec, "must_probe", None)
-        if verify or probe or notes:
-            from rnnedge.parity import quick_check
+    probe = getattr(spec, "must_probe", None)
+    if verify or probe or notes:
+        from rnnedge.parity import quick_check
 
-            if not verify and probe and not notes:  # a branch on size 1 may make the file wrong there: never write it unchecked
-                log.warning("torch guarded %s against size 1: running the quick check despite verify=False", ", ".join(probe))
-            report = quick_check(module, tmp, spec, examples=examples, only_checks=verify and bool(spec.check_feeds) and not notes,
-                                 full=bool(notes))
-    return ExportResult(Path(path), chosen, target, [t.name for t in spec.inputs], spec.outputs,
-                        len(model.graph.node), len(data), time.perf_counter() - start, report, spec, notes, naming.io_dims(model))
+        if not verify and probe and not notes:  # a branch on size 1 may make the file wrong there: never write it unchecked
+            log.warning("torch guarded %s against size 1: running the quick check despite verify=False", ", ".join(probe))
+        report = quick_check(module, tmp, spec, examples=examples, only_checks=verify and bool(spec.check_feeds) and not notes,
+                             full=bool(notes))
+    return data, report, notes
 
 
 def _unread_guards(spec, meta: dict) -> list[str]:
@@ -169,15 +194,23 @@ def export_checkpoint(checkpoint, path, *, target: str = "dynamic", lowering: st
                                                              fix_dims=fix_dims)
 
 
-def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowering="auto", input_names=None,
-               output_names=None, opset=18, allow_bounded=False, tied_axes=None, fix_dims=None, check_inputs=None,
-               default_axes=False):
-    """The pure core of export: returns (onnx.ModelProto, IOSpec, lowering used). Writes nothing."""
+def build_onnx(module, examples, **options):
+    """The pure core of export: (onnx.ModelProto, IOSpec, lowering used) of the first capture strategy that makes a
+    graph, unchecked. Writes nothing."""
+    job = prepare(module, examples, **options)
+    for _, model, spec in strategies.candidates(job):
+        return model, spec, job.chosen
+    strategies.give_up(job)
+
+
+def prepare(module, examples, *, dynamic_axes=None, target="dynamic", lowering="auto", input_names=None,
+            output_names=None, opset=18, allow_bounded=False, tied_axes=None, fix_dims=None, check_inputs=None,
+            default_axes=False) -> strategies.Job:
+    """Everything the capture strategies share: the declared axes and spec, the lowering, the module run once."""
     import torch
 
-    from exporters import native, ops
-    from exporters.graph import unname_unused_outputs
-    from rnnedge.exporting import guardlog, guards, recurrence
+    from exporters import ops
+    from rnnedge.exporting import guards, recurrence
 
     guards.refuse_torchscript(module)
     if not isinstance(module, torch.nn.Module):
@@ -215,43 +248,8 @@ def build_onnx(module, examples, *, dynamic_axes=None, target="dynamic", lowerin
     if not layers:
         recurrence.adjust_spec(spec, module)
 
-    dynamic_shapes = axes_.dynamic_shapes(module, names, axes, ties)
-    was_training = module.training
-    module.eval()
-    try:
-        canary = guardlog.canary_axis(names, axes, ties)  # a known guard: is torch's log still read right?
-        with ops.swapped_recurrent(module), ops.packing_as_lengths() as packing, torch.no_grad(), capture.quiet_torch(), \
-                guardlog.watch_guards(module, canary) as seen:
-            program = capture.torch_onnx_export(module, examples, dynamic_shapes, names, output_names, opset)
-    except Exception as exc:  # torch.export / onnx conversion failures: one readable line, saying whose it is
-        if capture.own_error(exc) is None and eager_failure is not None:  # torch chokes on examples the module cannot take
-            raise eager_failure from exc
-        raise capture.own_error(exc) or ExportError(f"torch.onnx could not export the module: {first_line(exc)}{guards.failed_at(exc)}") from exc
-    finally:
-        module.train(was_training)
-    spec.guard_reading = guardlog.reading_problems(program, names, axes, seen)  # non-empty: export runs the full probes
-    spec.ranges = guards.check_program(program, names, axes, seen, allow_bounded=allow_bounded, ties=ties)  # bounded/specialised axes
-    spec.must_probe = guards.size_one_guards(program, names, axes, seen)  # 'not 1' guards: probed even with verify=False
-    axes_.mark_sorted_lengths(spec, packing.lengths_descending)  # enforce_sorted=True: checks feed lengths longest first
-    if eager_failure is not None:  # torch.export got through, but the module cannot run on the user's own examples
-        raise eager_failure
-    model = program.model_proto
-    fixups.repair(model, axes)  # torch.onnx quirks that are no-ops in torch (Squeeze of a non-1 axis, ...)
-    if target == "stream" and not getattr(module, "rnnedge_contract", False):  # a user's module: state made explicit
-        from rnnedge.exporting.stream import stream_rewrite
-
-        stream_rewrite(model, spec, names, axes)
-    native.lower_torch_recurrent(model)
-    model = _optimize(model)  # after lowering: onnxscript's optimizer cannot type the placeholder
-    _apply_lowering(model, chosen)
-    unname_unused_outputs(model.graph)  # a classifier's per-step Y is neither allocated nor written
-    fixups.finish(model, axes, spec, dynamic_axes or {})
-    fixups.restore_input_names(model, names)
-    guards.check_frozen(model, axes, dynamic_axes or {})
-    spec.outputs = [o.name for o in model.graph.output]
-    return model, spec, chosen
-
-
+    return strategies.Job(module, examples, names, output_names, axes, dynamic_axes or {}, axes_.dynamic_shapes(module, names, axes, ties),
+                          ties, spec, chosen, target=target, opset=opset, allow_bounded=allow_bounded, eager_failure=eager_failure)
 
 
 def _choose_lowering(lowering: str, target: str, layers) -> str:
@@ -276,27 +274,6 @@ def _choose_lowering(lowering: str, target: str, layers) -> str:
         small_rnn = cell == "rnn" and layer.hidden_size < SCAN_RNN_MIN_HIDDEN
         picks.add("native" if small_rnn else LOWERING_AUTO[cell])
     return picks.pop() if len(picks) == 1 else "scan"
-
-
-def _optimize(model):
-    """Constant folding and dead-code removal (onnxscript's optimizer), on standard operators only."""
-    import onnxscript.optimizer
-
-    with capture.quiet_torch():
-        return onnxscript.optimizer.optimize(model)
-
-
-def _apply_lowering(model, lowering: str) -> None:
-    if lowering == "scan":
-        from exporters import scan
-
-        scan.lower_to_scan(model)
-    elif lowering == "unrolled":
-        from exporters import unrolled
-
-        left = unrolled.lower_to_unrolled(model)
-        if left:  # a recurrent operator left in a mobile model would keep NNAPI/CoreML off it
-            raise ExportError(f"the unrolled (mobile) lowering cannot rewrite {left[0]}")
 
 
 def set_metadata(model, meta: dict[str, str]) -> None:

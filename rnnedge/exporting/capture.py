@@ -1,8 +1,7 @@
-"""Capture: the torch.onnx call itself, and what surrounds it (the module run once eagerly on its examples, torch's
-logging quieted, a bare recurrent layer given a container, rnnedge's own refusals found inside torch's errors).
-
-`torch_onnx_export` is torch.onnx.export(dynamo=True) with rnnedge's translation table for the recurrent custom op,
-reusing one torchlib registry per opset (torch's public call rebuilds it every time, ~1.3 s of a ~2 s export).
+"""Capture: what surrounds the torch.onnx calls (the module run once eagerly on its examples, torch's logging
+quieted, a bare recurrent layer given a container, rnnedge's own refusals found inside torch's errors) and the one
+operator registry per opset with rnnedge's translations. The strategies that call torch (torch.export, strict,
+TorchScript), tried in turn, are rnnedge.exporting.strategies.
 """
 
 from __future__ import annotations
@@ -94,33 +93,23 @@ def bare_module():
 _REGISTRIES: dict[int, object] = {}
 
 
-def torch_onnx_export(module, examples, dynamic_shapes, names, output_names, opset):
-    """torch.onnx.export(dynamo=True) with our translation table, reusing one operator registry per opset.
-
-    The public call rebuilds torchlib's registry every time (about 1.3 s of a ~2 s warm export here);
-    torch.onnx's own compat layer does exactly what follows, with a fresh registry. Falls back to the
-    public call if torch's internals move.
-    """
-    import torch
+def registry(opset: int):
+    """torchlib's operator registry with rnnedge's translations (the recurrent custom op, pad of a complex tensor),
+    built once per opset: torch.onnx's public call rebuilds it every time (about 1.3 s of a ~2 s warm export)."""
+    from torch.onnx._internal.exporter import _constants, _registration
 
     from exporters import ops
+    from rnnedge.exporting import translations
 
-    try:
-        from torch.onnx._internal.exporter import _constants, _core, _registration
-    except ImportError:
-        _core = None
-    if _core is None or not hasattr(_registration, "ONNXRegistry"):
-        return torch.onnx.export(module, examples, dynamo=True, custom_translation_table=ops.translation_table(),
-                                 dynamic_shapes=dynamic_shapes, input_names=names, output_names=output_names,
-                                 opset_version=opset, optimize=False, verbose=False)
     registry_opset = max(opset, _constants.TORCHLIB_OPSET)
     if registry_opset not in _REGISTRIES:
-        registry = _registration.ONNXRegistry().from_torchlib(opset_version=registry_opset)
+        built = _registration.ONNXRegistry().from_torchlib(opset_version=registry_opset)
         for torch_op, onnx_op in ops.translation_table().items():
-            registry.register_op(torch_op, onnx_op, is_complex=False)
-        _REGISTRIES[registry_opset] = registry
-    return _core.export(module, examples, {}, registry=_REGISTRIES[registry_opset], dynamic_shapes=dynamic_shapes,
-                        input_names=names, output_names=output_names, verbose=False, optimize=False, opset_version=opset)
+            built.register_op(torch_op, onnx_op, is_complex=False)
+        for torch_op, onnx_op in translations.complex_table().items():
+            built.register_op(torch_op, onnx_op, is_complex=True)
+        _REGISTRIES[registry_opset] = built
+    return _REGISTRIES[registry_opset]
 
 
 def own_error(exc: BaseException) -> RnnEdgeError | None:

@@ -220,3 +220,15 @@ def test_max_drift_without_eval_runs_a_foreign_vad_on_sizes_that_run(tmp_path):
     assert run.exit_code == 0, run.output
     d = json.loads(run.stdout)
     assert d["drift_ok"] and d["drift"]["rows"] >= 8 and (tmp_path / "q.onnx").exists()
+
+
+def test_a_drifting_int8_conv_is_blamed_not_the_lstms(tmp_path):
+    """With --quantize-conv, the int8 DFT Conv moves the VAD's output past 5%: the LSTMs alone do not. Every int8
+    weight belongs to a unit that can keep float32 alone (the LSTMs were blamed, and kept float32, before)."""
+    src = build_vad(tmp_path / "vad.onnx")
+    result = quantize(src, tmp_path / "q.onnx", quantize_conv=True)
+    lstms = _recurrent_nodes(src)
+    assert all(result.forms[n] == FLOOR for n in lstms) and result.forms["(other weights)"] == FP32, result.forms
+    convs = [line for line in result.stayed_float if line.startswith("Conv node")]
+    assert len(convs) == 4 and all("move the outputs too far" in line for line in convs)
+    assert not any("LSTM node" in line for line in result.stayed_float) and result.size_ratio < 0.8

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 RECURRENT = ("RNN", "GRU", "LSTM")
 REST = "(outside loops)"  # the unit name of the MatMul/Gemm nodes outside any loop
+OTHER = "(other weights)"  # every other node whose weights become int8 (Conv when asked, Gather, MatMuls in If branches)
 FLOOR = "weights-int8"
 FORMS = ("weights-int8", "lstm-int8", "scan-int8", "scan-nbits8", "matmul-int8", "float32")
 FP32 = "float32"  # a unit that keeps float32 weights (applies to every unit; chosen only when int8 drifts)
@@ -47,9 +48,10 @@ NBITS_BLOCK = 32  # MatMulNBits block size (weights per scale)
 
 @dataclass
 class Unit:
-    name: str  # node name (unique after `name_nodes`), or REST
-    op: str  # "RNN" | "GRU" | "LSTM" | "Scan" | "REST"
+    name: str  # node name (unique after `name_nodes`), or REST / OTHER
+    op: str  # "RNN" | "GRU" | "LSTM" | "Scan" | "REST" | "OTHER"
     forms: tuple[str, ...]  # forms that apply, the floor first
+    nodes: tuple[str, ...] = ()  # OTHER: the nodes it stands for
 
 
 def subgraphs(graph):
@@ -112,8 +114,10 @@ def _has_body_weights(node) -> bool:
     return False
 
 
-def find_units(model) -> list[Unit]:
-    """The units of the top-level graph, each with the forms that apply to it (see the module docstring)."""
+def find_units(model, op_types=None) -> list[Unit]:
+    """The units of the model, each with the forms that apply to it (see the module docstring). With `op_types`, one
+    more unit, OTHER (floor only), stands for the remaining nodes of those types that hold a weight, so that each
+    int8 weight belongs to a unit that can keep float32 alone."""
     units = []
     has_rest = False
     inits = {t.name for t in model.graph.initializer}
@@ -129,7 +133,24 @@ def find_units(model) -> list[Unit]:
         units.append(Unit(REST, "REST", (FLOOR, "matmul-int8")))
     for graph in subgraphs(model.graph):  # recurrent nodes in If/Loop bodies: the floor, or float32 where it drifts
         units += [Unit(n.name, n.op_type, (FLOOR,)) for n in graph.node if n.op_type in RECURRENT and n.domain in ("", "ai.onnx")]
+    if op_types is not None:
+        claimed = set().union(set(), *(unit_nodes(model, u) for u in units))
+        other = tuple(n for n in _weight_nodes(model, op_types) if n not in claimed)
+        if other:
+            units.append(Unit(OTHER, "OTHER", (FLOOR,), other))
     return units
+
+
+def _weight_nodes(model, op_types) -> list[str]:
+    """Names of the nodes (every graph) of `op_types` with a weight initializer of rank >= 2 in a WEIGHT_INPUTS slot."""
+    from exporters.graph import all_graphs
+
+    names = []
+    for graph in all_graphs(model.graph):
+        inits = {t.name for t in graph.initializer if len(t.dims) >= 2}
+        names += [n.name for n in graph.node if n.op_type in op_types
+                  and any(i < len(n.input) and n.input[i] in inits for i in WEIGHT_INPUTS.get(n.op_type, ()))]
+    return names
 
 
 # -- building a candidate ------------------------------------------------------------------------
@@ -141,7 +162,7 @@ def build(model, forms: dict[str, str], *, op_types=DEFAULT_OP_TYPES, per_channe
 
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    units = {u.name: u for u in find_units(out)}
+    units = {u.name: u for u in find_units(out, op_types)}
     dynamic, nbits, floats = [], [], set()  # node names for onnxruntime's dynamic quantizer, for MatMulNBits, kept float32
     for name, form in forms.items():
         unit = units.get(name)
@@ -174,6 +195,8 @@ def unit_nodes(model, unit: Unit) -> set[str]:
 
     if unit.op == "REST":
         return set(_rest_matmuls(model, {}))
+    if unit.op == "OTHER":
+        return set(unit.nodes)
     node = next(n for n in all_nodes(model.graph) if n.name == unit.name)
     return {unit.name} | {n.name for body in node_graphs(node) for n in all_nodes(body)}
 

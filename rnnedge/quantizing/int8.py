@@ -32,7 +32,7 @@ def quantize_int8(model, meta: dict, shape, forms, ops, threads: int, result: Qu
     """The int8 model: forms forced or measured (see quantizing.select); float32 kept where int8 does not pay."""
     from rnnedge.quantizing.select import default_shape
 
-    units = find_units(model)
+    units = find_units(model, ops)
     result.deploy = default_shape(meta, model, shape)
     if forms is not None:  # forced: no measuring
         chosen = _forced(units, forms)
@@ -119,14 +119,15 @@ def _choose(units, timer, result: QuantizeResult) -> dict | None:
         why = timer.drift.get(unit.name)
         if chosen.get(unit.name) == FP32 and why:
             for name in unit_nodes(timer.model, unit):
-                result.float_reasons[name] = (f"its int8 weights move the outputs too far ({why} on {timer.source}; "
+                whose = "its int8 weights" if unit.op != "OTHER" else "the int8 weights of the non-recurrent weight nodes together"
+                result.float_reasons[name] = (f"{whose} move the outputs too far ({why} on {timer.source}; "
                                           f"the limit is {CANDIDATE_DRIFT:.0%} of the range)")
     if not all(f == FP32 for f in chosen.values()) and not timer.accurate(chosen):  # each alone fine, together not
         why = f"int8 forms {chosen} together move the outputs by more than {CANDIDATE_DRIFT:.0%} of their range on {timer.source}"
         chosen = {u.name: FP32 for u in units}
         result.kept_fp32 = why + "; float32 kept"
     elif all(f == FP32 for f in chosen.values()):
-        result.kept_fp32 = "int8 moves this model's outputs too far (see stayed_float); float32 kept"
+        result.kept_fp32 = "every unit's int8 weights move this model's outputs too far; float32 kept"
     if result.kept_fp32:
         result.forms = {}
         return None

@@ -149,6 +149,12 @@ def test_cli_exports_and_verifies_a_stream_file_from_file_and_factory(runner, tm
     done = runner.invoke(cli, ["run", str(out), "--input", str(tmp_path / "mel.npy"), "--chunk", "7", "-o", str(tmp_path / "y.npy")])
     assert done.exit_code == 0, done.output
     assert np.abs(np.load(tmp_path / "y.npy") - _whole_batch("make_kws", mel)).max() < 1e-5  # rows streamed, state carried
+    np.savez(tmp_path / "mel.npz", mel=mel)  # the states start at their initial values: the user gives mel only
+    done = runner.invoke(cli, ["quantize", str(out), "-o", str(tmp_path / "q.onnx"), "--eval", str(tmp_path / "mel.npz"),
+                               "--max-drift", "0.5"])
+    assert done.exit_code == 0, done.output
+    q = StreamingSession(tmp_path / "q.onnx", providers="cpu")  # the int8 file streams too
+    assert np.abs(_streamed(q, mel[0], 7, True) - _whole_batch("make_kws", mel)[0]).max() < 0.05
     done = runner.invoke(cli, ["verify", f"{source}:make_kws_retrained", str(out)])
     assert done.exit_code == 1, done.output  # other weights: the streamed outputs differ
     done = runner.invoke(cli, ["verify", f"{source}:make_kws", str(out), "--axis", "mel:1=frames"])

@@ -165,19 +165,21 @@ def _eval_batches(float_path, sess, inputs, task, batch: int, seq: int) -> list[
         data = get_task(task).split("test").take(slice(0, EVAL_ROWS))
         feeds = _feeds(sess, data.inputs, data.lengths)
     elif inputs is not None:
+        from rnnedge.runtime import Session
+        from rnnedge.runtime.inputs import check_feeds
+
         arrays = dict(inputs) if isinstance(inputs, dict) else load_arrays(inputs)
+        checked = Session(float_path, providers="cpu")
         wanted = {i.name for i in sess.get_inputs()}
-        unknown, missing = sorted(set(arrays) - wanted), sorted(wanted - set(arrays))
+        started = {p.input for p in checked.state_pairs}  # a stream file's states start at their initial value when not given
+        unknown, missing = sorted(set(arrays) - wanted), sorted(wanted - set(arrays) - started)
         if unknown or missing:
             raise BadInputError(f"{inputs if not isinstance(inputs, dict) else 'inputs'}: arrays {sorted(arrays)} do not match "
                                 f"the model inputs {sorted(wanted)}")
         where = inputs if not isinstance(inputs, dict) else "inputs"
         check_user_arrays(arrays, str(where))
-        from rnnedge.runtime import Session
-        from rnnedge.runtime.inputs import check_feeds
-
         try:  # rnnedge.runtime's own checks: ranks, fixed axes, dtypes, lengths, declared ranges (one line each)
-            feeds = check_feeds(Session(float_path, providers="cpu"), {k: np.asarray(v) for k, v in arrays.items()})
+            feeds = check_feeds(checked, {k: np.asarray(v) for k, v in arrays.items()})
         except BadInputError as exc:
             raise BadInputError(f"{where}: {exc}") from None
     else:

@@ -100,10 +100,16 @@ def user_batches(data, model, meta: dict, examples: dict | None = None) -> tuple
         arrays = dict(data) if isinstance(data, dict) else load_arrays(data)
         source = "given inputs" if isinstance(data, dict) else f"inputs {data}"
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    spec = _spec(meta)
+    declared = {st["input"]: st for st in getattr(spec, "states", None) or []}  # a stream file's state pairs (spec)
+
+    def is_state(name: str) -> bool:
+        return name in declared or _is_state(name, inputs[name][1])
+
     unknown = sorted(set(arrays) - set(inputs))
     if unknown:
         raise BadInputError(f"{source}: arrays {unknown} are not inputs of the model (inputs: {sorted(inputs)})")
-    rows = {len(a) for n, a in arrays.items() if a.ndim and not _is_state(n, inputs[n][1])}
+    rows = {len(a) for n, a in arrays.items() if a.ndim and not is_state(n)}
     if len(rows) != 1:
         raise BadInputError(f"{source}: arrays must share their first (batch) axis, got sizes {sorted(rows)}")
     n = rows.pop()
@@ -115,16 +121,16 @@ def user_batches(data, model, meta: dict, examples: dict | None = None) -> tuple
             continue
         if _is_lengths(name, dims, elem):
             arrays[name] = np.full(n, seq, _np(elem)) if elem != 1 else np.ones(n, np.float32)
-        elif _is_state(name, dims):
-            arrays[name] = np.zeros([d if isinstance(d, int) else n for d in dims], _np(elem))
+        elif is_state(name):  # a stream's start: zeros, or the spec's initial value
+            arrays[name] = np.full([d if isinstance(d, int) else n for d in dims], declared.get(name, {}).get("init", 0.0), _np(elem))
         else:
             raise BadInputError(f"{source}: no array for model input '{name}' (give it in the .npz or with --example {name}=VALUE)")
     for name, value in (examples or {}).items():
         arrays.setdefault(name, _example_value(value, n, inputs[name]))
     arrays = {k: v.astype(_np(inputs[k][0])) for k, v in arrays.items()}
-    batches = [{k: (v if _is_state(k, inputs[k][1]) or not v.ndim else v[s : s + JUDGE_BATCH]) for k, v in arrays.items()}
+    batches = [{k: (v if is_state(k) or not v.ndim else v[s : s + JUDGE_BATCH]) for k, v in arrays.items()}
                for s in range(0, min(n, JUDGE_ROWS), JUDGE_BATCH)]
-    states = [k for k in arrays if _is_state(k, inputs[k][1])]
+    states = [k for k in arrays if is_state(k)]
     for b in batches:  # a state input follows its batch's rows
         rows_b = next(len(v) for k, v in b.items() if k not in states and v.ndim)
         for k in states:

@@ -101,16 +101,16 @@ def test_log_in_another_shape_is_said_in_the_result_and_the_file(tmp_path, caplo
 
 def test_range_constraints_that_say_nothing_about_a_declared_axis_are_not_trusted(tmp_path, monkeypatch):
     """torch changed where it keeps ranges: an empty reading is no proof that an axis is free."""
-    from rnnedge.exporting import capture
+    from rnnedge.exporting import strategies
 
-    export = capture.torch_onnx_export
+    convert = strategies._convert  # ExportedProgram -> ONNXProgram, for each torch.export strategy
 
     def without_ranges(*args, **kwargs):
-        program = export(*args, **kwargs)
+        program = convert(*args, **kwargs)
         program.exported_program._range_constraints = {}
         return program
 
-    monkeypatch.setattr(capture, "torch_onnx_export", without_ranges)
+    monkeypatch.setattr(strategies, "_convert", without_ranges)
     result = _export(Plain(), tmp_path / "m.onnx", verify=False)
     assert any("range constraints say nothing about 'batch', 'seq'" in p for p in result.spec.guard_reading)
     assert result.parity is not None and "full probes" in result.notes[0]

@@ -42,11 +42,16 @@ def test_int8_static_calibrated_on_the_task_keeps_accuracy(seed_onnx, tmp_path, 
 def test_calibration_task_data_and_method_reach_the_calibrator(seed_onnx, tmp_path):
     val = get_task("seed").split("val")
     np.savez(tmp_path / "val.npz", x=val.inputs, **({"lengths": val.lengths} if val.lengths is not None else {}))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "random.npz", x=rng.standard_normal(val.inputs.shape).astype(np.float32) * 3,
+             **({"lengths": val.lengths} if val.lengths is not None else {}))
     made = {}
     for name, kw in {"task": dict(calibration="seed"), "npz": dict(calibration=tmp_path / "val.npz"),
-                     "random": dict(), "percentile": dict(calibration="seed", calibration_method="percentile")}.items():
+                     "random": dict(calibration=tmp_path / "random.npz"), "default": dict(),
+                     "percentile": dict(calibration="seed", calibration_method="percentile")}.items():
         quantize(seed_onnx, tmp_path / f"{name}.onnx", mode="int8-static", **kw)
         made[name] = _scales(tmp_path / f"{name}.onnx")
     same = lambda a, b: a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)  # noqa: E731
     assert same(made["task"], made["npz"])  # calibration="seed" is the seed task's validation split, as documented
+    assert same(made["task"], made["default"])  # no calibration data: a checkpoint export calibrates on its own task
     assert not same(made["task"], made["random"]) and not same(made["task"], made["percentile"])

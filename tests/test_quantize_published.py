@@ -232,3 +232,17 @@ def test_a_drifting_int8_conv_is_blamed_not_the_lstms(tmp_path):
     convs = [line for line in result.stayed_float if line.startswith("Conv node")]
     assert len(convs) == 4 and all("move the outputs too far" in line for line in convs)
     assert not any("LSTM node" in line for line in result.stayed_float) and result.size_ratio < 0.8
+
+
+def test_int8_static_without_calibration_data_runs_a_foreign_vad_on_sizes_that_run(tmp_path):
+    """It calibrated on random (batch 32, 16-sample) inputs, which the VAD's reflect Pad refuses."""
+    src = build_vad(tmp_path / "vad.onnx")
+    result = quantize(src, tmp_path / "q.onnx", mode="int8-static")
+    assert any("random inputs" in w for w in result.warnings) and result.size_ratio < 1
+    audio = speech_like(1.0)
+    assert np.abs(stream(src, audio) - stream(tmp_path / "q.onnx", audio)).max() < 0.1
+
+
+def test_int8_static_without_calibration_data_uses_the_checkpoints_own_task(digits_lstm, tmp_path):
+    result = quantize(digits_lstm, tmp_path / "q.onnx", mode="int8-static")
+    assert any("the file's own task (digits" in w for w in result.warnings) and not any("random" in w for w in result.warnings)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +14,8 @@ import numpy as np
 
 from rnnedge.errors import BadInputError
 from rnnedge.files import load_arrays
+
+log = logging.getLogger(__name__)
 
 CALIBRATION_BATCH = 32  # rows per calibration batch
 CALIBRATION_ROWS = 256  # at most this many rows of a task or file are used to calibrate
@@ -23,9 +26,7 @@ def calibration_reader(calibration, model, meta: dict, warns: list[str]):
 
     inputs = graph_inputs(model)
     if calibration is None:
-        warns.append("no calibration data: calibrating on random inputs, which gives poor int8-static accuracy "
-                     "(pass --calibration FILE.npz or a task name)")
-        batches = _random_batches(inputs, meta)
+        batches = _default_batches(inputs, meta, model, warns)
     elif isinstance(calibration, str) and not calibration.endswith((".npz", ".npy")) and not Path(calibration).exists():
         if os.sep in calibration or "/" in calibration or Path(calibration).suffix:  # meant as a file
             raise BadInputError(f"{calibration}: no such calibration file (expected an .npz/.npy file or a task name)")
@@ -120,7 +121,22 @@ def _task_batches(name: str, inputs: dict) -> list[dict]:
     return _array_batches(arrays, inputs, f"task {name}")
 
 
-def _random_batches(inputs: dict, meta: dict) -> list[dict]:
+def _default_batches(inputs: dict, meta: dict, model, warns: list[str]) -> list[dict]:
+    """No calibration data: the file's own task (a checkpoint export), else random inputs of its spec or of sizes that run."""
+    task = meta.get("rnnedge.task")
+    if task:
+        try:
+            batches = _task_batches(task, inputs)
+            warns.append(f"no calibration data: calibrating on the file's own task ({task}, val split)")
+            return batches
+        except BadInputError as exc:  # a stream/mobile file the task's rows do not fit: random inputs
+            log.info("task %s does not fit the file's inputs: %s", task, exc)
+    warns.append("no calibration data: calibrating on random inputs, which gives poor int8-static accuracy "
+                 "(pass --calibration FILE.npz or a task name)")
+    return _random_batches(inputs, meta, model)
+
+
+def _random_batches(inputs: dict, meta: dict, model) -> list[dict]:
     if "rnnedge.spec" in meta:
         from rnnedge.spec import IOSpec
 
@@ -128,9 +144,11 @@ def _random_batches(inputs: dict, meta: dict) -> list[dict]:
         fixed = {t.name: t.shape for t in spec.inputs}
         seq = next((s for shape in fixed.values() for s in shape[1:2] if isinstance(s, int)), 16)
         return [spec.make_inputs({"batch": CALIBRATION_BATCH, "seq": seq}, seed=k) for k in range(4)]
-    if any(elem != 1 for elem, _ in inputs.values()):
-        raise BadInputError("int8-static needs calibration data for a model with integer inputs and no rnnedge spec: "
-                            "pass --calibration FILE.npz")
-    rng = np.random.default_rng(0)
-    shape = lambda s: [d if d else (CALIBRATION_BATCH if i == 0 else 16) for i, d in enumerate(s)]  # noqa: E731
-    return [{n: rng.standard_normal(shape(s)).astype(np.float32) for n, (_, s) in inputs.items()} for _ in range(4)]
+    from rnnedge.quantizing.inputs import find_inputs  # a foreign file: sizes inferred from its graph that run
+    from rnnedge.quantizing.select import open_on
+
+    session = open_on(model, None)
+    found = find_inputs(model, {}, {"batch": CALIBRATION_BATCH, "seq": 16}, run=lambda feeds: session.run(None, feeds))
+    if found.timing is None:
+        raise BadInputError(f"int8-static needs calibration data for this model ({found.why}): pass --calibration FILE.npz")
+    return found.judged

@@ -130,6 +130,21 @@ class LastStepClassifier(nn.Module):
         return self.head(y[:, -1])  # (B, 3)
 
 
+class PackedTagger(nn.Module):
+    """A module that packs its own batch (lengths in, enforce_sorted=False) and returns the final state too."""
+
+    def __init__(self, features=20, hidden=32):
+        super().__init__()
+        self.gru = nn.GRU(features, hidden, num_layers=2, batch_first=True)
+        self.out = nn.Linear(hidden, 4)
+
+    def forward(self, x, lengths):
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        y, h = self.gru(packed)
+        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        return self.out(y), h
+
+
 class CentredConv(nn.Module):
     """A centred conv (padding=1 over time) looks one frame ahead: refused for --target stream."""
 
@@ -188,6 +203,10 @@ def _seeded(cls, seed=0, **kwargs):
 def make_kws_retrained():
     """The keyword spotter with other weights: a stream file of make_kws must fail verify against it."""
     return _seeded(KeywordSpotter, seed=1)
+
+
+def make_packed():
+    return _seeded(PackedTagger)
 
 
 def make_own_state():

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from rnnedge.errors import ExportError
 from rnnedge.exporting.stream_context import WAY_OUT, WINDOWS, WindowContext
-from rnnedge.exporting.stream_graph import GraphReading
+from rnnedge.exporting.stream_graph import PAIRWISE, GraphReading
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,8 @@ class _Graph(GraphReading, WindowContext):
         a = ins[0] if ins else None
         if a is None or a == 0:  # no time axis, or time folded into the batch: per frame
             return ""
+        if PAIRWISE in ins:
+            return "pairs every time step with every other (attention scores over the sequence)"
         rank = len(self.shapes.get(node.input[0]) or [])
         if op.startswith("Reduce") or op in ("ArgMax", "ArgMin", "TopK", "CumSum"):
             axes = self.attr(node, "axes")

@@ -9,6 +9,7 @@ import re
 
 log = logging.getLogger(__name__)
 
+PAIRWISE = -2  # time_axis_of: two axes are time, (B, T, T): every step against every other
 FOLDABLE = ("Cast", "Reshape", "Concat", "Unsqueeze", "Squeeze", "Identity", "Neg", "Add", "Sub", "Mul", "Gather", "Constant")
 
 
@@ -20,7 +21,14 @@ class GraphReading:
 
         self.model, self.graph = model, model.graph
         self.shapes = {}
-        for vi in [*self.graph.input, *self.graph.value_info, *self.graph.output]:
+        try:  # onnx's own inference fills values torch.onnx left undescribed (a Linear's MatMul), keeping torch's symbols
+            from onnx import shape_inference
+
+            inferred = shape_inference.infer_shapes(model).graph.value_info
+        except Exception as exc:  # a graph onnx cannot infer: torch's shapes alone
+            log.debug("onnx shape inference failed on the raw graph: %s", exc)
+            inferred = []
+        for vi in [*inferred, *self.graph.input, *self.graph.value_info, *self.graph.output]:
             t = vi.type.tensor_type
             if t.HasField("shape"):
                 self.shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
@@ -93,15 +101,15 @@ class GraphReading:
         return self.consts.get(name)
 
     def time_axis_of(self, name: str) -> int | None:
-        """The axis of `name` that is the time axis (its size mentions the input's time symbol); None: no time axis.
-        Raises where the shape is unknown but the value depends on the time axis (fail closed)."""
+        """The axis of `name` that is the time axis (its size mentions the input's time symbol); None: no time axis;
+        -1: unknown (no shape; a constant has none); PAIRWISE: two time axes (attention scores)."""
         dims = self.shapes.get(name)
         if dims is None:
             return None if self.value(name) is not None else -1
         hits = [a for a, d in enumerate(dims) if isinstance(d, str) and self.time.search(d)]
         if not hits:
             return None
-        return hits[0] if len(hits) == 1 else -1
+        return hits[0] if len(hits) == 1 else PAIRWISE
 
     def attr(self, node, name, default=None):
         from onnx import helper

@@ -7,7 +7,7 @@ seed-task GRU (tests/test_quantize_accuracy.py); each bound is about 1.5-3x the 
 
     weights-int8, scan-nbits8 (weights only int8)          <= 0.003       WEIGHT_ONLY_REL 0.01
     scan-int8, lstm-int8, matmul-int8 (int8 activations)   <= 0.22 (GRU scan-int8, hidden 128)   DYNAMIC_REL 0.3
-    int8-static, random weights, hidden 16, calibrated     <= 0.41 (bidirectional GRU)          STATIC_REL 0.6
+    int8-static, random weights, hidden 16, 64 rows        <= 0.35 (RNN; outputs of range 0.2-0.6)  STATIC_REL 0.6
     int8-static, trained seed GRU, calibrated on the task  0.025                                TRAINED_REL 0.1
     fp16                                                   <= 4e-4                              FP16_REL 3e-3
 """
@@ -18,7 +18,7 @@ import numpy as np
 
 WEIGHT_ONLY_REL = 0.01
 DYNAMIC_REL = 0.3
-STATIC_REL = 0.6
+STATIC_REL = 0.6  # random weights: activations' int8 steps are large against a small output range
 TRAINED_REL = 0.1
 FP16_REL = 3e-3
 WEIGHT_ONLY = ("weights-int8", "scan-nbits8")

@@ -87,6 +87,10 @@ def declared_spec(metadata: dict) -> dict:
     out = {"inputs": inputs, "outputs": list(spec.outputs)}
     out["lengths"] = next((f"{t.name} ({t.dtype})" for t in spec.inputs if t.role == "lengths"), "none (every row is a full sequence)")
     out.update({k: v for k in ("ties", "fixed", "ranges") if (v := getattr(spec, k, None))})
+    if spec.states:  # a stream file: what each call hands to the next
+        out["states"] = [f"{st['input']} -> {st['output']} ({st.get('kind', 'state')} of {st.get('layer', '?')}, "
+                         f"batch axis {st.get('batch_axis', 1)}, starts at {st.get('init', 0.0):g})" for st in spec.states]
+        out["stride"] = spec.stride
     return {"spec": out}
 
 

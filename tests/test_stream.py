@@ -87,6 +87,10 @@ def test_the_spec_declares_every_state_pair(tmp_path_factory):
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["rnnedge.target"] == "stream" and json.loads(meta["rnnedge.spec"])["states"] == result.spec.states
     assert {s["output"] for s in result.spec.states} <= {o.name for o in model.graph.output}
+    from rnnedge.inspect import declared_spec
+
+    shown = declared_spec(meta)["spec"]["states"]  # rnnedge inspect lists them
+    assert any(line.startswith("conv2.ctx0 -> conv2.ctxn") and "batch axis 0" in line for line in shown)
 
 
 def test_a_strided_front_end_declares_its_stride_and_the_runtime_enforces_it(tmp_path_factory):

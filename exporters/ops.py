@@ -92,6 +92,9 @@ def _recurrent_fake(x, h0, c0, lengths, weights, mode, hidden_size, num_layers, 
     dirs = 2 if bidirectional else 1
     out_size = proj_size or hidden_size
     batch, steps = x.shape[0], x.shape[1]
+    for state in (h0, c0):  # as torch's kernel checks it: a state of another batch (a cache sized by an earlier call)
+        if state is not None:  # ties the batch to the state's size, so torch.export reports the specialisation
+            torch._check(state.shape[1] == batch, lambda: "the recurrent state's batch differs from the input's")
     y = x.new_empty(batch, steps, dirs * out_size)  # (B, T, D*Hout)
     hn = x.new_empty(num_layers * dirs, batch, out_size)  # (L*D, B, Hout)
     cn = x.new_empty(num_layers * dirs, batch, hidden_size) if mode == "lstm" else x.new_empty(0)

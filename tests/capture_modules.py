@@ -130,3 +130,52 @@ class HopDenoiser(nn.Module):
         x = wav[:, : frames * self.hop].reshape(wav.shape[0], frames, self.hop)  # (B, frames, hop)
         y, _ = self.rnn(x)
         return self.out(y).reshape(wav.shape[0], -1)  # (B, frames * hop)
+
+
+class CachedStatePolicy(nn.Module):
+    """A recurrent RL policy keeping its state between calls, sized lazily from the first batch it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(4, 8, batch_first=True)
+        self.head = nn.Linear(8, 2)
+        self.hidden = None
+
+    def forward(self, obs, episode_starts):  # (B, T, 4), (B, T) float
+        if self.hidden is None:
+            self.hidden = obs.new_zeros(1, obs.shape[0], 8)
+        y, _ = self.rnn(obs * (1 - episode_starts).unsqueeze(-1), self.hidden)
+        return self.head(y)
+
+
+class PositionTable(nn.Module):
+    """A time-constant table made at construction for 10 steps, added to every step."""
+
+    def __init__(self, max_len=10):
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, max_len, 4) * 0.1)
+        self.rnn = nn.LSTM(4, 8, batch_first=True)
+
+    def forward(self, x):
+        y, _ = self.rnn(x + self.pos)
+        return y
+
+
+class SpectralDenoiser(nn.Module):
+    """A denoiser on a complex spectrum: stft, a frame of context padded on both sides of the complex tensor, the real
+    view into a GRU, a mask per bin (the published pattern stops at the complex pad without rnnedge's translation)."""
+
+    def __init__(self, n_fft=16, hop=4):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        bins = n_fft // 2 + 1
+        self.rnn = nn.GRU(2 * bins, 16, batch_first=True)
+        self.mask = nn.Linear(16, 2 * bins)
+        self.register_buffer("window", torch.hann_window(n_fft))
+
+    def forward(self, wav):  # (B, S)
+        spec = torch.stft(wav, self.n_fft, self.hop, window=self.window, return_complex=True)  # (B, bins, frames)
+        spec = torch.nn.functional.pad(spec, (1, 1))  # (B, bins, frames + 2), complex
+        feats = torch.view_as_real(spec).permute(0, 2, 1, 3).flatten(2)  # (B, frames + 2, 2 * bins)
+        y, _ = self.rnn(feats)
+        return torch.sigmoid(self.mask(y)) * feats

@@ -4,6 +4,9 @@
   result says which made the file and why the others did not. A module that computes a size or a branch from a
   tensor's values (planted: an RL policy's episode-start branch, a forecaster's horizon, a denoiser's frame count)
   is never written with that value frozen: refused by TorchScript's tracer warnings, and by the quick check.
+- Batch or seq specialised by a cache, a table made in advance: a lazily sized cache no longer freezes the batch
+  (export leaves the module as given), a state of another batch is refused as a specialisation, a table's refusal
+  names the way out and fix_dims takes it.
 
 - A parameter returned as an output (a CRF tagger's transition matrix) or an input handed back is exported (an
   Identity node makes the output), with rnnedge's names or the user's: it was refused with "Graph output 'output_1' is
@@ -26,12 +29,15 @@ from rnnedge.errors import ExportError, ParityError
 from rnnedge.exporting import fixups, strategies
 from rnnedge.exporting.guard_sizes import _constrains
 from tests.capture_modules import (
+    CachedStatePolicy,
     CrfTagger,
     EchoLengths,
     EpisodeStartPolicy,
     HopDenoiser,
     HorizonForecaster,
     LeftPaddedForecaster,
+    PositionTable,
+    SpectralDenoiser,
     independent_error,
     left_mask,
 )
@@ -192,3 +198,59 @@ def test_the_cli_says_which_strategy_made_the_file(tmp_path):
     assert done.exit_code == 0, done.output
     data = json.loads(done.output[done.output.index("{"):])
     assert data["strategy"] == "torch.export" and data["attempts"][0].startswith("torch.export: ok")
+
+
+# ------------------------------------------------------------------------------------------- specialised batch / seq
+
+POLICY_AXES = {"obs": {0: "batch", 1: "seq"}, "episode_starts": {0: "batch", 1: "seq"}}
+
+
+def test_a_lazily_sized_cache_is_left_empty_and_the_batch_stays_dynamic(tmp_path):
+    """export's own calls (the eager run, the traces, the checks) used to leave the cache filled at the example's
+    batch, which froze it; now the module comes back as given and the file is right at other batches."""
+    torch.manual_seed(0)
+    module = CachedStatePolicy().eval()
+    path = tmp_path / "policy.onnx"
+    rnnedge.export(module, (torch.randn(2, 10, 4), torch.zeros(2, 10)), path, dynamic_axes=POLICY_AXES)
+    assert module.hidden is None
+    for batch, seq in [(1, 1), (3, 300)]:
+        module.hidden = None
+        feeds = {"obs": torch.randn(batch, seq, 4), "episode_starts": (torch.rand(batch, seq) < 0.1).float()}
+        assert max(independent_error(module, path, feeds)) < 1e-4
+
+
+def test_a_state_of_another_batch_is_a_specialisation(tmp_path):
+    """A cache filled before export holds batch 2: the recurrent op ties the batch to it, and the refusal names the line
+    and the ways out (the file had batch symbolic and a constant state of batch 2: onnxruntime failed at batch 1)."""
+    module = CachedStatePolicy().eval()
+    module.hidden = torch.zeros(1, 2, 8)
+    path = tmp_path / "filled.onnx"
+    with pytest.raises(ExportError) as refused:
+        rnnedge.export(module, (torch.randn(2, 10, 4), torch.zeros(2, 10)), path, dynamic_axes=POLICY_AXES)
+    said = str(refused.value)
+    assert "('batch')" in said and "specialised to 2" in said and "self.rnn(" in said and "--fix-dim" in said
+    assert not path.exists()
+
+
+def test_a_table_made_in_advance_names_the_way_out_and_fix_dim_takes_it(tmp_path):
+    torch.manual_seed(0)
+    module = PositionTable().eval()
+    with pytest.raises(ExportError, match=r"specialised to 10.*positional table.*--fix-dim"):
+        rnnedge.export(module, (torch.randn(2, 10, 4),), tmp_path / "table.onnx")
+    path = tmp_path / "fixed.onnx"
+    result = rnnedge.export(module, (torch.randn(2, 10, 4),), path, fix_dims={"seq": 10})
+    assert result.spec.fixed == {"seq": 10}
+    assert max(independent_error(module, path, {result.inputs[0]: torch.randn(3, 10, 4)})) < 1e-4
+
+
+def test_a_padded_complex_spectrum_exports(tmp_path):
+    """aten.pad of a complex tensor (torchlib has no translation) pads the real view; stft's own lower bound
+    (samples >= 9 for n_fft 16) is recorded with allow_bounded."""
+    torch.manual_seed(0)
+    module = SpectralDenoiser().eval()
+    path = tmp_path / "spectral.onnx"
+    result = rnnedge.export(module, (torch.randn(2, 64),), path, input_names=["wav"], allow_bounded=True,
+                            dynamic_axes={"wav": {0: "batch", 1: "samples"}})
+    assert result.strategy == "torch.export" and result.spec.ranges == {"samples": [9, None]}
+    for batch, samples in [(1, 9), (3, 1203)]:
+        assert max(independent_error(module, path, {"wav": torch.randn(batch, samples)})) < 1e-4

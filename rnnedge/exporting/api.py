@@ -159,8 +159,9 @@ def _write_checked(job, model, spec, tmp, verify: bool, metadata):
 
         if not verify and probe and not notes:  # a branch on size 1 may make the file wrong there: never write it unchecked
             log.warning("torch guarded %s against size 1: running the quick check despite verify=False", ", ".join(probe))
-        report = quick_check(module, tmp, spec, examples=examples, only_checks=verify and bool(spec.check_feeds) and not notes,
-                             full=bool(notes))
+        with capture.kept_state(module):  # the user's module comes back as it was given (a cache the checks fill)
+            report = quick_check(module, tmp, spec, examples=examples, only_checks=verify and bool(spec.check_feeds) and not notes,
+                                 full=bool(notes))
     return data, report, notes
 
 

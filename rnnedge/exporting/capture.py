@@ -15,6 +15,33 @@ from rnnedge.errors import BadInputError, RnnEdgeError, first_line
 log = logging.getLogger(__name__)
 
 
+@contextlib.contextmanager
+def kept_state(module):
+    """The module's tensor attributes and buffers as they were: a cache a forward call sizes lazily (`if self.hidden is
+    None: self.hidden = x.new_zeros(1, x.shape[0], H)`) is not left filled by rnnedge's own calls (the eager run, a
+    trace), which would freeze the batch of every capture after it at the example's."""
+    import torch
+
+    saved = []
+    for sub in module.modules():
+        slots = {k: v for k, v in vars(sub).items() if not k.startswith("_") and (v is None or isinstance(v, torch.Tensor))}
+        saved.append((sub, slots, dict(sub._buffers)))
+    try:
+        yield
+    finally:
+        for sub, slots, buffers in saved:
+            for key, value in list(vars(sub).items()):
+                if key.startswith("_") or not (value is None or isinstance(value, torch.Tensor)):
+                    continue
+                if key not in slots:
+                    delattr(sub, key)  # a tensor attribute the call created
+                elif value is not slots[key]:
+                    setattr(sub, key, slots[key])
+            for key, value in buffers.items():
+                if sub._buffers.get(key) is not value:
+                    sub._buffers[key] = value
+
+
 def run_eagerly(module, examples) -> BadInputError | None:
     """Run the module once on the examples (eval mode, no grad) before torch.export. Examples it cannot take
     (wrong rank, wrong feature size) are the user's input error: the one line to raise, unless rnnedge's own
@@ -24,7 +51,7 @@ def run_eagerly(module, examples) -> BadInputError | None:
     was_training = module.training
     module.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), kept_state(module):
             module(*examples)
     except RnnEdgeError:
         raise
@@ -42,7 +69,7 @@ def run_eagerly(module, examples) -> BadInputError | None:
 
 # torch.onnx/torch.export log through loggers under 'torch' with their own stderr handlers (propagate=False), at
 # levels up to ERROR ("failed while attempting to run meta ...", with a traceback): none of it is for the user.
-_QUIET = ("torch", "onnxscript")
+_QUIET = ("torch", "onnxscript", "onnx_ir")
 
 
 def _noisy_loggers() -> list[logging.Logger]:

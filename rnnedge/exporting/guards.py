@@ -141,7 +141,9 @@ def _hint(kinds: set) -> str:
         hints.append("make the code independent of the sizes (no branch on them; reshapes sized from the input: x.shape[0], -1), "
                      "or declare the relation (tied_axes)")
     if "specialised" in kinds:
-        hints.append(f"to keep the axis dynamic, {WAY_OUT}")
+        hints.append(f"to keep the axis dynamic, {WAY_OUT}; where the size meets a tensor made in advance (a positional "
+                     "table, a precomputed mask, a cache sized by an earlier call), slice or make it from the input's size "
+                     "(table[:, :x.size(1)], x.new_zeros(...)); or pin the axis (fix_dims, --fix-dim LABEL=N)")
     return ". Way out: " + "; or ".join(hints)
 
 

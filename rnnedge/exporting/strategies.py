@@ -213,10 +213,13 @@ STRATEGIES: tuple[Strategy, ...] = (TorchExport(strict=False), TorchExport(stric
 def candidates(job: Job, strategies=None):
     """Yield (strategy name, finished onnx.ModelProto, IOSpec) for each strategy that captures the module, in turn.
     The consumer checks each and calls `rejected` for one that fails; `give_up` raises when none is left."""
+    from rnnedge.exporting import capture
+
     for strategy in strategies or STRATEGIES:
         start = time.perf_counter()
         try:
-            raw, spec = strategy.capture(job)
+            with capture.kept_state(job.module):  # a trace assigns fake or traced tensors to a lazily sized cache
+                raw, spec = strategy.capture(job)
             with contextlib.nullcontext() if strategy.refusals_final else _refusal_fails(strategy):
                 model = finish(raw, job, spec)
         except CaptureFailed as exc:

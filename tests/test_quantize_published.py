@@ -246,3 +246,16 @@ def test_int8_static_without_calibration_data_runs_a_foreign_vad_on_sizes_that_r
 def test_int8_static_without_calibration_data_uses_the_checkpoints_own_task(digits_lstm, tmp_path):
     result = quantize(digits_lstm, tmp_path / "q.onnx", mode="int8-static")
     assert any("the file's own task (digits" in w for w in result.warnings) and not any("random" in w for w in result.warnings)
+
+
+def test_eval_inputs_without_the_state_judge_a_vad_on_the_users_audio(tmp_path):
+    """The user's .npz holds the audio and the rate; the state starts at zeros (it was refused: inputs do not match)."""
+    src = build_vad(tmp_path / "vad.onnx")
+    audio = speech_like(2.0)
+    np.savez(tmp_path / "mine.npz", input=audio[: 20 * 512].reshape(20, 512), sr=np.array(16000))
+    args = ["quantize", str(src), "-o", str(tmp_path / "q.onnx"), "--eval", str(tmp_path / "mine.npz"), "--max-drift", "0.05", "--json"]
+    run = CliRunner().invoke(cli, args)
+    assert run.exit_code == 0, run.output
+    d = json.loads(run.stdout)
+    assert d["judged_on"] == f"inputs {tmp_path / 'mine.npz'}" and d["deploy"] == {"batch": 1, "seq": 512} and d["drift_ok"]
+    assert d["drift"]["rows"] == 20 and all(v is not None for v in d["judged_drift"].values())

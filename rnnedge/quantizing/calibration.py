@@ -145,9 +145,9 @@ def _random_batches(inputs: dict, meta: dict, model) -> list[dict]:
         seq = next((s for shape in fixed.values() for s in shape[1:2] if isinstance(s, int)), 16)
         return [spec.make_inputs({"batch": CALIBRATION_BATCH, "seq": seq}, seed=k) for k in range(4)]
     from rnnedge.quantizing.inputs import find_inputs  # a foreign file: sizes inferred from its graph that run
-    from rnnedge.quantizing.select import open_on
+    from rnnedge.runtime.providers import open_session
 
-    session = open_on(model, None)
+    session = open_session(model.SerializeToString(), providers="cpu", fallback=False)
     found = find_inputs(model, {}, {"batch": CALIBRATION_BATCH, "seq": 16}, run=lambda feeds: session.run(None, feeds))
     if found.timing is None:
         raise BadInputError(f"int8-static needs calibration data for this model ({found.why}): pass --calibration FILE.npz")

@@ -17,7 +17,7 @@ import numpy as np
 
 from rnnedge.errors import BadInputError
 from rnnedge.files import load_arrays, load_onnx, model_bytes
-from rnnedge.quantizing.calibration import check_user_arrays, graph_inputs
+from rnnedge.quantizing.calibration import check_user_arrays
 from rnnedge.runtime.providers import open_session
 
 
@@ -37,18 +37,14 @@ def compare_models(float_path, quant_path, task: str | None = None, threads: int
         data = get_task(task).split("test").take(slice(0, batch))
         feeds = _feeds(ref, data.inputs, data.lengths)
     else:
-        model = load_onnx(float_path, load_weights=False)
-        meta = {p.key: p.value for p in model.metadata_props}
-        if "rnnedge.spec" in meta:
-            from rnnedge.spec import IOSpec
+        from rnnedge.quantizing.inputs import find_inputs
 
-            feeds = IOSpec.from_json(meta["rnnedge.spec"]).make_inputs({"batch": batch, "seq": seq})
-        else:
-            rng, inputs = np.random.default_rng(0), graph_inputs(model)
-            if any(elem != 1 for elem, _ in inputs.values()):
-                raise BadInputError("comparing a model with integer inputs and no rnnedge spec needs --eval TASK")
-            feeds = {n: rng.standard_normal([d or (batch if i == 0 else seq) for i, d in enumerate(s)]).astype(np.float32)
-                     for n, (_, s) in inputs.items()}
+        model = load_onnx(float_path, load_weights=False)
+        meta = {p.key: p.value for p in model.metadata_props if p.key != "rnnedge.task"}
+        found = find_inputs(model, meta, {"batch": batch, "seq": seq}, run=lambda f: ref.run(None, _cast_feeds(ref, f)))
+        if found.timing is None:  # the spec's random inputs, or sizes inferred from the graph that run
+            raise BadInputError(f"no inputs to compare on ({found.why}): pass --eval TASK or INPUTS.npz")
+        feeds = found.timing
     times: dict[str, list[float]] = {"float": [], "quant": []}
     outs = {}
     for k in range(repeats + 3):  # 3 warm-up rounds, then interleaved timed repeats
@@ -165,10 +161,14 @@ def _eval_batches(float_path, sess, inputs, task, batch: int, seq: int) -> list[
         data = get_task(task).split("test").take(slice(0, EVAL_ROWS))
         feeds = _feeds(sess, data.inputs, data.lengths)
     elif inputs is not None:
+        from rnnedge.quantizing.inputs import fill_missing
         from rnnedge.runtime import Session
         from rnnedge.runtime.inputs import check_feeds
 
         arrays = dict(inputs) if isinstance(inputs, dict) else load_arrays(inputs)
+        model = load_onnx(float_path, load_weights=False)
+        meta = {p.key: p.value for p in model.metadata_props}
+        arrays = fill_missing(arrays, model, meta, str(inputs if not isinstance(inputs, dict) else "inputs"))  # zero state, full lengths
         checked = Session(float_path, providers="cpu")
         wanted = {i.name for i in sess.get_inputs()}
         started = {p.input for p in checked.state_pairs}  # a stream file's states start at their initial value when not given

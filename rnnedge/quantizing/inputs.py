@@ -59,7 +59,7 @@ def find_inputs(model, meta: dict, deploy: dict, data=None, examples: dict | Non
     if data is not None:
         judged, source = user_batches(data, model, meta, examples)
         if timing is None:
-            timing = _rows(judged, deploy["batch"])
+            timing = _rows(judged, deploy["batch"], model, meta)
         return Inputs(timing, judged, source, deploy=_shape_of(timing, deploy))
     task = meta.get("rnnedge.task")
     if task and timing is not None:
@@ -100,12 +100,7 @@ def user_batches(data, model, meta: dict, examples: dict | None = None) -> tuple
         arrays = dict(data) if isinstance(data, dict) else load_arrays(data)
         source = "given inputs" if isinstance(data, dict) else f"inputs {data}"
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    spec = _spec(meta)
-    declared = {st["input"]: st for st in getattr(spec, "states", None) or []}  # a stream file's state pairs (spec)
-
-    def is_state(name: str) -> bool:
-        return name in declared or _is_state(name, inputs[name][1])
-
+    is_state = _state_test(model, meta)
     unknown = sorted(set(arrays) - set(inputs))
     if unknown:
         raise BadInputError(f"{source}: arrays {unknown} are not inputs of the model (inputs: {sorted(inputs)})")
@@ -113,18 +108,7 @@ def user_batches(data, model, meta: dict, examples: dict | None = None) -> tuple
     if len(rows) != 1:
         raise BadInputError(f"{source}: arrays must share their first (batch) axis, got sizes {sorted(rows)}")
     n = rows.pop()
-    seq = next((a.shape[1] for a in arrays.values() if a.ndim >= 2), 1)
-    for name, (elem, dims) in inputs.items():
-        if name in arrays:
-            continue
-        if examples and name in examples:
-            continue
-        if _is_lengths(name, dims, elem):
-            arrays[name] = np.full(n, seq, _np(elem)) if elem != 1 else np.ones(n, np.float32)
-        elif is_state(name):  # a stream's start: zeros, or the spec's initial value
-            arrays[name] = np.full([d if isinstance(d, int) else n for d in dims], declared.get(name, {}).get("init", 0.0), _np(elem))
-        else:
-            raise BadInputError(f"{source}: no array for model input '{name}' (give it in the .npz or with --example {name}=VALUE)")
+    arrays = fill_missing(arrays, model, meta, source, skip=set(examples or {}))
     for name, value in (examples or {}).items():
         arrays.setdefault(name, _example_value(value, n, inputs[name]))
     arrays = {k: v.astype(_np(inputs[k][0])) for k, v in arrays.items()}
@@ -138,6 +122,35 @@ def user_batches(data, model, meta: dict, examples: dict | None = None) -> tuple
     return batches, source
 
 
+def _state_test(model, meta: dict):
+    """name -> whether that input is a recurrent state: a stream file's declared state pairs, else by name and rank."""
+    inputs = graph_inputs(model)
+    declared = {st["input"] for st in getattr(_spec(meta), "states", None) or []}
+    return lambda name: name in declared or _is_state(name, inputs[name][1])
+
+
+def fill_missing(arrays: dict, model, meta: dict, source: str, skip=frozenset()) -> dict:
+    """`arrays` (the user's, by input name, rows first) with the inputs they lack that have one obvious value: lengths
+    (full rows; relative lengths 1.0) and state (a stream's start: zeros, or the spec's initial value). Any other
+    missing input is a BadInputError naming it."""
+    inputs = graph_inputs(model)
+    is_state = _state_test(model, meta)
+    declared = {st["input"]: st for st in getattr(_spec(meta), "states", None) or []}
+    rows = next((len(a) for n, a in arrays.items() if np.ndim(a) and n in inputs and not is_state(n)), 1)
+    seq = next((np.shape(a)[1] for a in arrays.values() if np.ndim(a) >= 2), 1)
+    out = dict(arrays)
+    for name, (elem, dims) in inputs.items():
+        if name in out or name in skip:
+            continue
+        if _is_lengths(name, dims, elem):
+            out[name] = np.full(rows, seq, _np(elem)) if elem in INTS else np.ones(rows, _np(elem))
+        elif is_state(name):
+            out[name] = np.full([d if isinstance(d, int) else rows for d in dims], declared.get(name, {}).get("init", 0.0), _np(elem))
+        else:
+            raise BadInputError(f"{source}: no array for model input '{name}' (give it in the .npz or with --example {name}=VALUE)")
+    return out
+
+
 def _state_rows(state: np.ndarray, dims: list, rows: int) -> np.ndarray:
     axis = next((i for i, d in enumerate(dims) if not isinstance(d, int)), None)
     if axis is None or state.shape[axis] == rows:
@@ -145,12 +158,13 @@ def _state_rows(state: np.ndarray, dims: list, rows: int) -> np.ndarray:
     return np.take(state, np.arange(rows) % state.shape[axis], axis=axis)
 
 
-def _rows(judged: list[dict], batch: int) -> dict:
-    """The first `batch` rows of the first judged batch (tiled when it has fewer): the timing feeds."""
-    first = judged[0]
-    lead = next((len(v) for v in first.values() if v.ndim), 1)
+def _rows(judged: list[dict], batch: int, model, meta: dict) -> dict:
+    """The first `batch` rows of the first judged batch (tiled when it has fewer; a state follows): the timing feeds."""
+    first, is_state, inputs = judged[0], _state_test(model, meta), graph_inputs(model)
+    lead = next((len(v) for k, v in first.items() if v.ndim and not is_state(k)), 1)
     idx = np.arange(batch) % lead
-    return {k: (v[idx] if v.ndim and len(v) == lead else v) for k, v in first.items()}
+    return {k: (_state_rows(v, inputs[k][1], batch) if is_state(k) else v[idx] if v.ndim else v)
+            for k, v in first.items()}
 
 
 def _shape_of(feeds: dict, deploy: dict) -> dict:

@@ -10,16 +10,12 @@ unmeasured) where no input runs, and float32 where int8 does not pay or moves th
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from exporters.graph import compact_names
 from rnnedge.errors import BadInputError
 from rnnedge.files import load_onnx
 from rnnedge.quantizing.forms import FLOOR, FP32, RECURRENT, build, find_units, unit_nodes
 from rnnedge.quantizing.select import CANDIDATE_DRIFT, MARGIN
-
-if TYPE_CHECKING:
-    from rnnedge.quantizing.api import QuantizeResult
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +24,7 @@ class QuantizeFailure(RuntimeError):
     """onnxruntime's quantizer failed on a valid model: not the user's input (CLI: internal error, not exit 2)."""
 
 
-def quantize_int8(model, meta: dict, shape, forms, ops, threads: int, result: QuantizeResult, data=None, examples=None, providers=None):
+def quantize_int8(model, meta: dict, shape, forms, ops, threads: int, result, data=None, examples=None, providers=None):
     """The int8 model: forms forced or measured (see quantizing.select); float32 kept where int8 does not pay."""
     from rnnedge.quantizing.select import default_shape
 
@@ -85,7 +81,7 @@ def _forced(units, forms) -> dict:
     return chosen
 
 
-def _timer(model, meta: dict, ops, threads: int, result: QuantizeResult, data, examples, providers):
+def _timer(model, meta: dict, ops, threads: int, result, data, examples, providers):
     """The Timer on the inputs the file is made for (quantizing.inputs), or None, said in one line, when none run:
     then every unit keeps the default form (weights-int8), unmeasured and unjudged."""
     from rnnedge.quantizing.inputs import find_inputs, ort_reason
@@ -110,7 +106,7 @@ def _timer(model, meta: dict, ops, threads: int, result: QuantizeResult, data, e
     return timer
 
 
-def _choose(units, timer, result: QuantizeResult) -> dict | None:
+def _choose(units, timer, result) -> dict | None:
     """The measured forms; None (float32 kept for the whole model, said why) when no unit can be int8 accurately."""
     from rnnedge.quantizing.select import choose_forms
 

@@ -1,12 +1,13 @@
 """Choosing each unit's int8 form by measuring it at the deployment shape (`--for batch=B,seq=T`).
 
     shape = parse_for("batch=1,seq=16")
-    feeds = deployment_feeds(model, shape)
-    forms, figures = choose_forms(units, timer)           # timer(list of {unit: form}) -> ms each
+    timer = Timer(model, find_inputs(model, meta, shape, run=...), ops, ...)   # quantizing.inputs: what runs
+    forms, figures = choose_forms(units, timer, accurate=timer.accurate)   # timer(list of {unit: form}) -> ms each
 
 Accuracy first: a unit whose floor form alone (every other unit float32) moves the outputs by more than
-CANDIDATE_DRIFT of their range, on the deployment inputs or on a longer sequence (drift grows with length
-in an unstable recurrence), keeps float32 weights (form `float32`) and is said so.
+CANDIDATE_DRIFT of their range, on the inputs the file is made for (the user's data, its task, its spec at
+the deployment shape, or sizes that run: `quantizing.inputs`), keeps float32 weights (form `float32`) and
+is said so; an output constant on those inputs is unjudged (`judge`).
 Greedy and measured: every other unit starts in the floor form (`weights-int8`: fp32 speed, int8 size);
 then, unit by unit, its other forms are timed against the current choice in one interleaved run
 (the machine is shared and noisy: candidates see the same noise) and a form replaces the current
@@ -86,30 +87,6 @@ def _fixed_seq(model) -> int | None:
             return int(dims[1].dim_value)
         return None  # the first data input has a free axis past the batch: no fixed sequence
     return None
-
-
-def deployment_feeds(model, meta: dict, shape: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
-    """Inputs of the deployment shape: from the file's declared spec (rnnedge.spec), else from its graph inputs."""
-    if "rnnedge.spec" in meta:
-        from rnnedge.spec import IOSpec
-
-        spec = IOSpec.from_json(meta["rnnedge.spec"])
-        return spec.make_inputs(spec.sizes_for(shape["batch"], shape["seq"]), seed=seed)
-    import onnx
-
-    from rnnedge.quantizing.calibration import graph_inputs
-
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for name, (elem_type, dims) in graph_inputs(model).items():
-        # a foreign file's layout is unknown: batch-major (B, T, ...) unless its name says time first
-        size = [d or (shape["batch"] if i == 0 else shape["seq"] if i == 1 else 1) for i, d in enumerate(dims)]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(elem_type)
-        if np.issubdtype(dtype, np.integer):
-            feeds[name] = np.full(size, shape["seq"], dtype) if name == "lengths" else rng.integers(0, 2, size).astype(dtype)
-        else:
-            feeds[name] = rng.standard_normal(size).astype(dtype)
-    return feeds
 
 
 def time_sessions(sessions: list, feeds: dict, budget_s: float = BUDGET_S) -> list[float]:

@@ -94,6 +94,7 @@ class IOSpec:
     nesting: str | None = None  # forward's nested arguments (torch pytree spec JSON) the flat inputs rebuild; None: flat
     states: list = field(default_factory=list)  # stream: [{"input", "output", "shape", "batch_axis", "init", "layer", "kind"}]
     stride: int = 1  # stream: chunks must be a multiple of this many frames (strided convs/pooling over time)
+    pieces: list = field(default_factory=list)  # [{axis: [lo, hi]}] the size ranges joined with If nodes (a size branch)
     check_feeds: list = field(default_factory=list, repr=False, compare=False)  # [{name: array}], never stored
 
     def make_inputs(self, sizes: dict[str, int], seed: int = 0, scale: float = 1.0) -> dict[str, np.ndarray]:
@@ -150,7 +151,7 @@ class IOSpec:
         for key, unset in (("stride", 1),):
             if data[key] == unset:
                 data.pop(key)
-        for key in ("ties", "fixed", "checks", "nesting", "states"):  # files stay as they were when nothing relates the axes
+        for key in ("ties", "fixed", "checks", "nesting", "states", "pieces"):  # files stay as they were when nothing relates the axes
             if not data[key]:
                 data.pop(key)
         return json.dumps(data, sort_keys=True)
@@ -166,6 +167,16 @@ class IOSpec:
             from rnnedge.errors import BadInputError
 
             raise BadInputError(f"malformed rnnedge.spec metadata ({type(exc).__name__}: {str(exc)[:80]})") from None
+
+    def split_sizes(self) -> dict[str, list[int]]:
+        """{axis: sizes} on both sides of every split point of the pieces: a piece's last size, the next one's first,
+        and one more on each side (what the checks probe)."""
+        out: dict[str, set] = {}
+        for region in self.pieces:
+            for axis, (lo, hi) in region.items():
+                for edge in ([lo - 1, lo] if lo > 1 else []) + ([hi, hi + 1] if hi is not None else []):
+                    out.setdefault(axis, set()).update(s for s in (edge - 1, edge, edge + 1) if s >= 1)
+        return {axis: sorted(sizes) for axis, sizes in out.items()}
 
     def input(self, role: str) -> TensorSpec | None:
         return next((t for t in self.inputs if t.role == role), None)

@@ -38,7 +38,7 @@ from pathlib import Path
 from rnnedge import __version__
 from rnnedge.errors import BadInputError, ExportError, ParityError
 from rnnedge.exporting import axes as axes_
-from rnnedge.exporting import capture, naming, strategies
+from rnnedge.exporting import capture, naming, piecewise, strategies
 from rnnedge.exporting.axes import make_spec as _make_spec
 from rnnedge.exporting.axes import normalise_axes as _normalise_axes
 from rnnedge.files import atomic_path, onnx_bytes
@@ -120,7 +120,7 @@ def export(
                   output_names=output_names, opset=opset, allow_bounded=allow_bounded, tied_axes=tied_axes, fix_dims=fix_dims,
                   check_inputs=check_inputs, default_axes=default_axes)
     with atomic_path(path) as tmp:  # an existing file is replaced only once a candidate checks out
-        for _, model, spec in strategies.candidates(job):
+        for _, model, spec in piecewise.candidates(job):  # a size branch: its pieces joined into one candidate
             try:
                 data, report, notes = _write_checked(job, model, spec, tmp, verify, metadata)
             except ParityError as exc:
@@ -199,7 +199,7 @@ def build_onnx(module, examples, **options):
     """The pure core of export: (onnx.ModelProto, IOSpec, lowering used) of the first capture strategy that makes a
     graph, unchecked. Writes nothing."""
     job = prepare(module, examples, **options)
-    for _, model, spec in strategies.candidates(job):
+    for _, model, spec in piecewise.candidates(job):
         return model, spec, job.chosen
     strategies.give_up(job)
 

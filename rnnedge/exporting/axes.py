@@ -124,11 +124,12 @@ def declare(names, examples, axes, dynamic_axes, *, tied_axes=None, fix_dims=Non
     return Declared(axes, resize_examples(examples, names, axes, ties), without_labels(dynamic_axes, fixed), ties, fixed, checks, feeds)
 
 
-def dynamic_shapes(module, names, axes, ties):
-    """torch.export's dynamic_shapes for the named inputs (None when nothing is dynamic)."""
+def dynamic_shapes(module, names, axes, ties, bounds=None):
+    """torch.export's dynamic_shapes for the named inputs (None when nothing is dynamic); `bounds` {label: [lo, hi]}
+    narrows a label's Dim to the sizes of one piece (rnnedge.piecewise)."""
     if not any(axes.get(n) for n in names):
         return None
-    dims = torch_dims(axes, ties)
+    dims = torch_dims(axes, ties, bounds)
     return match_signature(module, [{ax: dims[label] for ax, label in axes.get(n, {}).items()} or None for n in names])
 
 
@@ -200,15 +201,16 @@ def parse_ties(tied_axes, axes) -> dict:
     return ties
 
 
-def torch_dims(axes, ties) -> dict:
-    """label -> torch.export Dim (a tied axis: a derived Dim, `scale * root + offset`)."""
+def torch_dims(axes, ties, bounds=None) -> dict:
+    """label -> torch.export Dim (a tied axis: a derived Dim, `scale * root + offset`; a bounded one: its piece's sizes)."""
     import torch
 
     dims = {}
     for spec in axes.values():
         for label in spec.values():
             if label not in dims and "of" not in ties.get(label, {}):
-                dims[label] = torch.export.Dim(identifier(label), min=_root_min(label, ties))
+                lo, hi = (bounds or {}).get(label) or (None, None)
+                dims[label] = torch.export.Dim(identifier(label), min=max(_root_min(label, ties), lo or 0), max=hi)
     for label, tie in ties.items():
         if "of" in tie:
             root = dims[tie["of"]]

@@ -11,6 +11,7 @@ lists what a 'not equal' guard leaves out, `_constrains` says whether a guard li
 from __future__ import annotations
 
 import functools
+import math
 import re
 
 from rnnedge.exporting.guardlog import GuardLog
@@ -70,14 +71,15 @@ def _unify(expr: str, same: dict[str, str]) -> str:
     return _SYMBOL.sub(lambda m: same.get(m.group(0), m.group(0)), expr) if same else expr
 
 
-def _constrains(expr: str, symbol: str, hints: dict) -> bool:
+def _constrains(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) -> bool:
     """Whether a guard fails at some probed size of `symbol`, the other sizes kept at the export example's.
 
     `s0*(s26 - 4) >= 0` (a convolution's frames >= 4) constrains s26 but not the batch s0; torch's slice bound checks
     such as `Min(5, s27) <= s27` constrain nothing. A size with no known example value is probed too (then the guard
     must both hold and fail as `symbol` varies). A value read from data (torch's unbacked `u0`: `.item()`, a slice
     start torch cannot size) is no size: the guard constrains `symbol` only at a size where no such value makes it
-    hold (`u0 <= s20` holds at every size for some u0: no bound). Unevaluable guards count as constraints."""
+    hold (`u0 <= s20` holds at every size for some u0: no bound). Only sizes `within` [lo, hi] count (a piece's
+    range, rnnedge.exporting.piecewise). Unevaluable guards count as constraints."""
     import itertools
     import random
 
@@ -95,9 +97,11 @@ def _constrains(expr: str, symbol: str, hints: dict) -> bool:
         grid = list(itertools.product(PROBE_SIZES, repeat=len(unknown))) if len(unknown) <= 2 else [
             tuple(random.Random(i).choice(PROBE_SIZES) for _ in unknown) for i in range(100)]
         check = sympy.lambdify([target, *unknown, *data, *fixed], formula, modules=[_PYTHON_FNS, "math"])
+        lo, hi = within
+        sizes = [n for n in (*PROBE_SIZES, lo, lo + 1, *([hi - 1, hi] if hi else [])) if n >= lo and (hi is None or n <= hi)]
         for values in grid:
             results = {any(bool(check(size, *values, *dv, *fixed.values())) for dv in _data_values(len(data), size))
-                       for size in PROBE_SIZES}
+                       for size in sizes}
             if False in results and (True in results or not unknown):
                 return True
         return False
@@ -124,18 +128,38 @@ BOUND_PROBE = 4096  # a guard's truth is read over sizes 1..BOUND_PROBE of the a
 OTHER_SIZES = (1, 2, 3, 8, 33, 100)  # sizes tried for the other sizes a guard names (with their example's)
 _PYTHON_FNS = {"FloorDiv": lambda a, b: a // b, "CleanDiv": lambda a, b: a // b, "IntTrueDiv": lambda a, b: a / b,
                "CeilDiv": lambda a, b: -(-a // b), "Mod": lambda a, b: a % b, "PythonMod": lambda a, b: a % b,
-               "ModularIndexing": lambda a, b, c: (a // b) % c, "Min": min, "Max": max, "TruncToInt": int, "FloorToInt": int}
+               "ModularIndexing": lambda a, b, c: (a // b) % c, "Min": min, "Max": max, "TruncToInt": int, "FloorToInt": math.floor,
+               "CeilToInt": math.ceil, "RoundToInt": round}
 
 
-def _truth_sets(expr: str, symbol: str, hints: dict) -> list[tuple[bool, ...]] | None:
+def _truth_sets(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) -> list[tuple[bool, ...]] | None:
     """Where a guard holds, as the axis `symbol` runs over 1..BOUND_PROBE: one tuple per trial of the other sizes it
     names (each at its example size and at OTHER_SIZES, where the guard holds at `symbol`'s example size); None when it
-    cannot be evaluated here. Read once per guard and export: the verdict, its ranges and the probes all ask."""
-    return _truth_sets_of(expr, symbol, tuple(sorted(hints.items())))
+    cannot be evaluated here. Read once per guard and export: the verdict, its ranges and the probes all ask.
+    Sizes outside `within` [lo, hi] (a piece's range: torch never traced them) read as True."""
+    sets = _truth_sets_of(expr, symbol, tuple(sorted(hints.items())))
+    lo, hi = within
+    if sets is None or (lo <= 1 and hi is None):
+        return sets
+    inside = [lo <= n and (hi is None or n <= hi) for n in range(1, BOUND_PROBE + 1)]
+    return [tuple(ok or not keep for ok, keep in zip(t, inside)) for t in sets]
 
 
 @functools.lru_cache(maxsize=256)
 def _truth_sets_of(expr: str, symbol: str, hint_items: tuple) -> list[tuple[bool, ...]] | None:
+    compiled = _compiled(expr, symbol, hint_items)
+    if compiled is None:
+        return None
+    check, trials = compiled
+    try:
+        return [tuple(bool(check(n, *values)) for n in range(1, BOUND_PROBE + 1)) for values in trials] or None
+    except Exception:
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(expr: str, symbol: str, hint_items: tuple):
+    """(check(size, *others) -> bool, [trials of the other sizes]) for a guard, or None when it cannot be evaluated."""
     import itertools
     import random
 
@@ -159,34 +183,76 @@ def _truth_sets_of(expr: str, symbol: str, hint_items: tuple) -> list[tuple[bool
         example = hints.get(symbol)
         if example:  # only trials where the export example itself is valid: others at sizes torch could have seen
             trials = [values for values in trials if check(example, *values)]
-        return [tuple(bool(check(n, *values)) for n in range(1, BOUND_PROBE + 1)) for values in trials] or None
+        return check, trials
     except Exception:
         return None
 
 
-def _as_bound(expr: str, symbol: str, hints: dict | None = None) -> list | None:
+FAR_PROBE = 2**31  # past BOUND_PROBE, a guard is read at doubling sizes up to here, and its edge found by bisection
+
+
+def _far_edge(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) -> int | None:
+    """Past BOUND_PROBE (`if T > 200` on a bottleneck 1024x shorter than the input: samples > 205,000): the first size
+    where the guard fails for some trial, found by doubling then bisection; None when it holds at every size tried up to
+    FAR_PROBE (or the piece's end); -1 when it holds again after failing, or cannot be read (no range)."""
+    compiled = _compiled(expr, symbol, tuple(sorted(hints.items())))
+    top = within[1] or FAR_PROBE
+    if compiled is None or not compiled[1]:
+        return -1
+    check, trials = compiled
+
+    def holds(n: int) -> bool:
+        return all(check(n, *values) for values in trials)
+
+    try:
+        sizes, n = [], BOUND_PROBE * 2
+        while n < top:
+            sizes.append(n)
+            n *= 2
+        truth = [holds(n) for n in [*sizes, top]] if top > BOUND_PROBE else []
+        if all(truth):
+            return None
+        first = truth.index(False)
+        if any(truth[first:]):
+            return -1
+        good, bad = ([BOUND_PROBE, *sizes][first], [*sizes, top][first])
+        while bad - good > 1:
+            mid = (good + bad) // 2
+            good, bad = (mid, bad) if holds(mid) else (good, mid)
+        return bad
+    except Exception:
+        return -1
+
+
+def _as_bound(expr: str, symbol: str, hints: dict | None = None, within: tuple = (1, None)) -> list | None:
     """[lo, hi] (hi None: no upper bound) when a guard holds on one and the same run of sizes of `symbol` whatever the
     other sizes it names (`s77*((s27 // 32) - 1) > -1` from unfold(1, 64, 32): s27 >= 32); else None (a relation)."""
-    return _joint_bound([expr], symbol, hints or {})
+    return _joint_bound([expr], symbol, hints or {}, within)
 
 
-def _joint_bound(exprs: list[str], symbol: str, hints: dict) -> list | None:
+def _joint_bound(exprs: list[str], symbol: str, hints: dict, within: tuple = (1, None)) -> list | None:
     """[lo, hi] where guards that are no range alone are one together (each must not depend on the other sizes)."""
     joint = None
     for expr in exprs:
-        sets = _truth_sets(expr, symbol, hints)
+        sets = _truth_sets(expr, symbol, hints, within)
         if not sets or any(t != sets[0] for t in sets):
             return None
         joint = sets[0] if joint is None else tuple(a and b for a, b in zip(joint, sets[0]))
     true = [n for n, ok in enumerate(joint or (), start=1) if ok]
     if not true or true[-1] - true[0] + 1 != len(true):
         return None
-    return [true[0], None if true[-1] == BOUND_PROBE else true[-1]]
+    if true[-1] < BOUND_PROBE:
+        return [true[0], true[-1]]
+    edges = [_far_edge(expr, symbol, hints, within) for expr in exprs]
+    if -1 in edges:
+        return None
+    ends = [e - 1 for e in edges if e is not None]
+    return [true[0], min(ends) if ends else None]
 
 
-def _excluded_sizes(expr: str, symbol: str, hints: dict) -> list[int] | None:
+def _excluded_sizes(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) -> list[int] | None:
     """Sizes of `symbol` (up to BOUND_PROBE) where a guard fails for some trial of the other sizes; None: unknown."""
-    sets = _truth_sets(expr, symbol, hints)
+    sets = _truth_sets(expr, symbol, hints, within)
     if sets is None:
         return None
     return [n for n in range(1, BOUND_PROBE + 1) if not all(t[n - 1] for t in sets)]

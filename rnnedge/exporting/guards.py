@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 
 from rnnedge.errors import ExportError
-from rnnedge.exporting.guard_sizes import _as_bound, _constrains, _equal_sizes, _excluded_sizes, _joint_bound, _relation, _unify
+from rnnedge.exporting.guard_sizes import _SYMBOL, _as_bound, _constrains, _equal_sizes, _excluded_sizes, _joint_bound, _relation, _unify
 from rnnedge.exporting.guardlog import Guard, GuardLog, failed_at, pass_guard_warnings, watch_guards
 
 __all__ = ["Guard", "GuardLog", "check_frozen", "check_program", "failed_at", "parse_span", "pass_guard_warnings",
@@ -50,9 +50,11 @@ def refuse_torchscript(module) -> None:
 
 
 def check_program(program, names: list[str], axes: dict, seen: GuardLog, *, allow_bounded: bool = False,
-                  ties: dict | None = None) -> dict[str, list]:
+                  ties: dict | None = None, bounds: dict | None = None, split: bool = False) -> dict[str, list]:
     """Every declared axis must be a free, unbounded symbol of the ExportedProgram. Returns {label: [lo, hi]} of the
-    bounded ones (only with allow_bounded); raises ExportError naming the axis, the range and torch's guard otherwise.
+    bounded ones (only with allow_bounded, or `split`: rnnedge.piecewise exports the other sizes as pieces); raises
+    ExportError naming the axis, the range and torch's guard otherwise. `bounds` {label: [lo, hi]}: the sizes this
+    export was asked for (one piece): a range that covers them is no bound.
 
     Axes the user tied (`ties`: samples = 256 * frames - 1024, only sizes 10/20/40) are expressions or relations by
     declaration: only a specialisation is refused for them and their roots."""
@@ -62,24 +64,28 @@ def check_program(program, names: list[str], axes: dict, seen: GuardLog, *, allo
         return {}
     shapes = _input_shapes(ep)
     hints = _example_sizes(shapes)
-    ranges: dict[str, list] = {}
+    ranges = Ranges()
     problems: list[str] = []
     for name, shape in zip(names, shapes):
         for ax, label in sorted(axes.get(name, {}).items()):
             if shape is None or ax >= len(shape):
                 continue
-            verdict = _axis_verdict(ep, shape[ax], seen, hints)
+            verdict = _axis_verdict(ep, shape[ax], seen, hints, tuple((bounds or {}).get(label) or (1, None)))
             if verdict is None or (label in tied and verdict[0] != "specialised"):
                 continue
             kind, text, rng = verdict
+            if kind == "bounded" and _covers(rng, (bounds or {}).get(label)):
+                continue  # the piece's own sizes (rnnedge.piecewise asked for them)
             where = f"axis {ax} ('{label}') of input '{name}'"
             for guard in _guards_for(shape[ax], seen):
                 log.warning("torch guard on %s: %s", where, guard.describe())
-            if kind == "bounded" and allow_bounded:
+            if kind == "bounded" and (allow_bounded or split):
                 if label in ranges and ranges[label] != rng:
                     rng = [max(rng[0], ranges[label][0]), _min_hi(rng[1], ranges[label][1])]
                 ranges[label] = rng
-                log.warning("%s is only valid for %s: range recorded (allow_bounded)", where, _span(rng))
+                ranges.texts[label] = f"{where} {text}"
+                if not split:
+                    log.warning("%s is only valid for %s: range recorded (allow_bounded)", where, _span(rng))
                 continue
             problems.append((kind, f"{where} {text}"))
     problems += _merged_labels(names, shapes, axes, tied, seen)
@@ -88,10 +94,25 @@ def check_program(program, names: list[str], axes: dict, seen: GuardLog, *, allo
     return ranges
 
 
+class Ranges(dict):
+    """{label: [lo, hi]} of the bounded axes, with `texts` {label: why} (the refusal check_program would raise)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.texts: dict[str, str] = {}
+
+
+def _covers(rng, want) -> bool:
+    """Whether the valid range `rng` holds every size of `want` ([lo, hi], hi None: unbounded)."""
+    if not want:
+        return False
+    return rng[0] <= want[0] and (rng[1] is None or (want[1] is not None and rng[1] >= want[1]))
+
+
 MAX_PROBED = 16  # a 'not equal' guard excluding at most this many sizes has them probed; more (T % 16) is refused
 
 
-def size_one_guards(program, names: list[str], axes: dict, seen: GuardLog) -> dict[str, list[int]]:
+def size_one_guards(program, names: list[str], axes: dict, seen: GuardLog, bounds: dict | None = None) -> dict[str, list[int]]:
     """{label: sizes} of the declared axes torch guarded with a 'not equal' guard (Ne(s, 1): a broadcast; `if
     x.size(1) == 64:` a branch) and the few sizes it excludes. The file may be wrong exactly there, so export's quick
     check runs at those sizes even with verify=False (a guard excluding more sizes is refused by check_program)."""
@@ -108,7 +129,10 @@ def size_one_guards(program, names: list[str], axes: dict, seen: GuardLog) -> di
             symbol = str(shape[ax].node.expr) if hasattr(shape[ax], "node") else ""
             for g in _guards_for(shape[ax], seen):
                 if g.expr.strip().startswith("Ne("):
-                    excluded = _excluded_sizes(_unify(g.expr, same), same.get(symbol, symbol), hints) or [1]
+                    within = tuple((bounds or {}).get(label) or (1, None))
+                    excluded = _excluded_sizes(_unify(g.expr, same), same.get(symbol, symbol), hints, within)
+                    if excluded is None or not excluded and within[0] <= 1:
+                        excluded = [1]
                     found[label] = sorted({*found.get(label, []), *excluded[:MAX_PROBED]})
     return found
 
@@ -190,8 +214,9 @@ def _input_shapes(ep) -> list:
     return out
 
 
-def _axis_verdict(ep, dim, seen: GuardLog, hints: dict):
-    """None when the axis is free and unbounded, else (kind, text, [lo, hi])."""
+def _axis_verdict(ep, dim, seen: GuardLog, hints: dict, within: tuple = (1, None)):
+    """None when the axis is free and unbounded, else (kind, text, [lo, hi]). `within`: the sizes this export was
+    asked for (a piece's range); guards are read there only."""
     import sympy
     import torch
 
@@ -212,19 +237,25 @@ def _axis_verdict(ep, dim, seen: GuardLog, hints: dict):
     for g in guards:
         text = _unify(g.expr, same)
         if g.expr.strip().startswith("Ne("):  # a branch on a size: probed where it excludes a few sizes, else refused
-            excluded = _excluded_sizes(text, symbol, hints)
+            excluded = _excluded_sizes(text, symbol, hints, within)
             if excluded is None or len(excluded) <= MAX_PROBED:
                 continue  # 'not 1' (a broadcast), `if T == 64:`: size_one_guards has export's quick check try them
-        elif not (_relation(g.expr) and _constrains(text, symbol, hints)):
+        elif not _relation(g.expr):  # a plain bound: range_constraints say it, unless torch.onnx could not refine it
+            if len(set(_SYMBOL.findall(g.expr))) > 1:  # Eq(s2, s77): sizes shared as the labels declared
+                continue
+            span = _as_bound(text, symbol, hints, within)  # (`if framed:` over math.ceil sizes: Max(1, CeilToInt(..)) <= 200)
+            if span is not None and (span[1] is None and span[0] <= 2 or not _narrows(span, lo, hi)):
+                continue
+        elif not _constrains(text, symbol, hints, within):
             continue
-        span = _as_bound(text, symbol, hints)  # Eq(s27, Min(200, s27)) from x[:, :200] is s27 <= 200; Ne(s*((s-3)//4), 0): s >= 7
+        span = _as_bound(text, symbol, hints, within)  # Eq(s27, Min(200, s27)) from x[:, :200] is s27 <= 200; Ne(s*((s-3)//4), 0): s >= 7
         if span is None or span[0] == span[1]:  # `if T % 16:`, a reshape to a constant: another path, or no dynamic axis
             relations.append((g, text))
         else:
             spans.append(text)
             lo, hi = max(lo or 1, span[0]), _min_hi(hi, span[1])
     if relations:  # read together, the guards may still be one range: unfold(1, 64, 32) gives T >= 32 and T not in 32..63
-        joint = _joint_bound([t for _, t in relations] + spans, symbol, hints)
+        joint = _joint_bound([t for _, t in relations] + spans, symbol, hints, within)
         if joint is None or joint[0] == joint[1]:  # Eq(8*s27*s77, 160), Mod(s27, 2) from a split in halves, s27 > s77, ...
             return "tied", f"is constrained by torch.export to {relations[0][0].describe()}", None
         lo, hi = max(lo or 1, joint[0]), _min_hi(hi, joint[1])
@@ -232,6 +263,11 @@ def _axis_verdict(ep, dim, seen: GuardLog, hints: dict):
         return None
     rng = [max(lo or 1, 1), hi]
     return "bounded", f"is only valid for {_span(rng)}: torch.export bounded it{_why(seen, expr)}", rng
+
+
+def _narrows(span, lo, hi) -> bool:
+    """Whether a guard's range [a, b] says more than the range torch recorded [lo, hi] (None: unbounded)."""
+    return span[0] > max(lo or 1, 1) or (span[1] is not None and (hi is None or span[1] < hi))
 
 
 def _example_sizes(shapes) -> dict[str, int]:

@@ -67,6 +67,8 @@ class Job:
     opset: int = 18
     allow_bounded: bool = False
     eager_failure: Exception | None = None
+    bounds: dict | None = None  # {label: [lo, hi]}: one piece of a size branch (rnnedge.exporting.piecewise)
+    split: bool = False  # ranges torch's guards bound an axis to are returned in spec.ranges, for piecewise, not refused
     attempts: list[Attempt] = field(default_factory=list)
     errors: list[BaseException] = field(default_factory=list)
 
@@ -91,7 +93,7 @@ class TorchExport(Strategy):
 
         from exporters import ops
         from rnnedge.exporting import axes as axes_
-        from rnnedge.exporting import capture, guardlog, guards
+        from rnnedge.exporting import capture, guardlog, guards, relations
 
         kind = torch_strategies.TorchExportStrictStrategy if self.strict else torch_strategies.TorchExportNonStrictStrategy
         spec = copy.deepcopy(job.spec)
@@ -102,15 +104,19 @@ class TorchExport(Strategy):
             canary = guardlog.canary_axis(job.names, job.axes, job.ties)  # a known guard: is torch's log still read right?
             with ops.swapped_recurrent(module), ops.packing_as_lengths() as packing, torch.no_grad(), capture.quiet_torch(), \
                     guardlog.watch_guards(module, canary) as seen:
-                result = kind(verbose=False)(module, job.examples, None, dynamic_shapes=job.dynamic_shapes)
+                shapes = job.dynamic_shapes if not job.bounds else axes_.dynamic_shapes(module, job.names, job.axes, job.ties, job.bounds)
+                result = kind(verbose=False)(module, job.examples, None, dynamic_shapes=shapes)
                 if result.exported_program is None:
                     raise _failed(result.exception, job)
                 program = _convert(result.exported_program, job)
         finally:
             module.train(was_training)
         spec.guard_reading = guardlog.reading_problems(program, job.names, job.axes, seen)  # non-empty: full probes
-        spec.ranges = guards.check_program(program, job.names, job.axes, seen, allow_bounded=job.allow_bounded, ties=job.ties)
-        spec.must_probe = guards.size_one_guards(program, job.names, job.axes, seen)  # 'not 1' guards: probed even with verify=False
+        adopted = relations.adopt_relations(program, job.names, job.axes, seen, job.ties)  # samples == 64 * frames: a tie
+        spec.ties.update(adopted)
+        spec.ranges = guards.check_program(program, job.names, job.axes, seen, allow_bounded=job.allow_bounded,
+                                           ties={**job.ties, **adopted}, bounds=job.bounds, split=job.split)
+        spec.must_probe = guards.size_one_guards(program, job.names, job.axes, seen, job.bounds)  # 'not 1' guards: probed even with verify=False
         axes_.mark_sorted_lengths(spec, packing.lengths_descending)  # enforce_sorted=True: checks feed lengths longest first
         if job.eager_failure is not None:  # torch.export got through, but the module cannot run on the user's own examples
             raise job.eager_failure

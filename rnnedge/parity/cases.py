@@ -62,10 +62,11 @@ def _shape_cases(spec: IOSpec, shapes, seed: int) -> list[tuple[str, dict]]:
 
 def _guarded_cases(spec: IOSpec, seed: int) -> list[tuple[str, dict]]:
     """The sizes a 'not equal' guard excluded (`if T == 64:` in forward), per axis, at export: the file may take the
-    other path's answer there (spec.must_probe, set by export from guards.size_one_guards)."""
-    probes = getattr(spec, "must_probe", None)
-    if not isinstance(probes, dict):
-        return []
+    other path's answer there (spec.must_probe, set by export from guards.size_one_guards); both sides of every split
+    point of a file joined from pieces (spec.pieces)."""
+    probes = dict(getattr(spec, "must_probe", None) or {})
+    for label, sizes in (spec.split_sizes() if hasattr(spec, "split_sizes") else {}).items():  # a file joined from pieces
+        probes[label] = sorted({*probes.get(label, []), *sizes})
     cases = []
     base = case_sizes(spec, 2, 5)
     for label, sizes in probes.items():

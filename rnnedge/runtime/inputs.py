@@ -8,6 +8,8 @@ Functions of the session ``s`` (its signature and config); numpy only.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from rnnedge.errors import BadInputError
@@ -116,6 +118,7 @@ def check_feeds(sess, feeds: dict) -> dict[str, np.ndarray]:
         _check_values(sess, arr, s.name)
         feeds[s.name] = arr
     _check_ranges(sess, feeds)
+    _check_ties(sess, feeds)
     if alias is not None and "lengths" in feeds:
         feeds[alias] = feeds.pop("lengths")
     return feeds
@@ -127,6 +130,51 @@ def initial_state(spec: TensorInfo, pair, batch: int) -> np.ndarray:
     if None in shape:
         raise BadInputError(f"cannot size the initial {spec.name!r} from shape {spec.shape}; pass it")
     return np.full(shape, pair.init, dtype=spec.dtype)
+
+
+def _check_ties(sess, feeds: dict) -> None:
+    """Sizes the file's spec ties together (``samples == 64 * frames``, declared or proved by torch.export at export):
+    a feed that breaks one would run, and be wrong; refused."""
+    shapes, ties = _declared_ties((sess.metadata or {}).get("rnnedge.spec"))
+    if not ties:
+        return
+    sizes: dict[str, int] = {}
+    for name, shape in shapes.items():
+        arr = feeds.get(name)
+        for axis, label in enumerate(shape):
+            if isinstance(label, str) and arr is not None and axis < np.ndim(arr):
+                sizes.setdefault(label, int(np.shape(arr)[axis]))
+    for label, tie in ties.items():
+        root = tie.get("of")
+        if label not in sizes or (root is not None and root not in sizes):
+            continue
+        if root is not None:
+            want = int(tie.get("scale", 1)) * sizes[root] + int(tie.get("offset", 0))
+            if sizes[label] != want:
+                raise BadInputError(f"axis '{label}' is {sizes[label]}, but this model needs {label} == {_tie_text(tie)} = {want} "
+                                    f"({root} {sizes[root]}): a relation between its inputs' sizes recorded at export")
+        elif tie.get("sizes") and sizes[label] not in tie["sizes"]:
+            raise BadInputError(f"axis '{label}' is {sizes[label]}; this model takes only {label} in {tie['sizes']}")
+
+
+def _tie_text(tie: dict) -> str:
+    scale, offset = int(tie.get("scale", 1)), int(tie.get("offset", 0))
+    text = tie["of"] if scale == 1 else f"{scale} * {tie['of']}"
+    return text + (f" + {offset}" if offset > 0 else f" - {-offset}" if offset < 0 else "")
+
+
+@functools.lru_cache(maxsize=32)
+def _declared_ties(raw: str | None) -> tuple[dict, dict]:
+    """({input: shape}, ties) of a file's rnnedge.spec metadata (empty when it has none or cannot be read)."""
+    import json
+
+    try:
+        data = json.loads(raw) if raw else {}
+        ties = data.get("ties") or {}
+        shapes = {t["name"]: list(t["shape"]) for t in data.get("inputs", [])} if ties else {}
+        return shapes, (ties if isinstance(ties, dict) else {})
+    except (ValueError, TypeError, KeyError, AttributeError):  # a malformed spec is reported where it is read (signature)
+        return {}, {}
 
 
 def _check_ranges(sess, feeds: dict) -> None:

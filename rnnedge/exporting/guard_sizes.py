@@ -11,11 +11,13 @@ lists what a 'not equal' guard leaves out, `_constrains` says whether a guard li
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import re
 
 from rnnedge.exporting.guardlog import GuardLog
 
+log = logging.getLogger("rnnedge.exporting.guards")
 _SYMBOL = re.compile(r"\b[su]\d+\b")
 
 
@@ -106,6 +108,7 @@ def _constrains(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) 
                 return True
         return False
     except Exception:
+        log.debug("guard %s: not evaluated here", expr)
         return True
 
 
@@ -154,6 +157,7 @@ def _truth_sets_of(expr: str, symbol: str, hint_items: tuple) -> list[tuple[bool
     try:
         return [tuple(bool(check(n, *values)) for n in range(1, BOUND_PROBE + 1)) for values in trials] or None
     except Exception:
+        log.debug("guard %s: not evaluated here", expr)
         return None
 
 
@@ -168,6 +172,7 @@ def _compiled(expr: str, symbol: str, hint_items: tuple):
     try:
         formula = _parse(expr)
     except Exception:
+        log.debug("guard %s: not evaluated here", expr)
         return None
     target = next((x for x in formula.free_symbols if str(x) == symbol), None)
     if target is None:
@@ -185,6 +190,7 @@ def _compiled(expr: str, symbol: str, hint_items: tuple):
             trials = [values for values in trials if check(example, *values)]
         return check, trials
     except Exception:
+        log.debug("guard %s: not evaluated here", expr)
         return None
 
 
@@ -221,6 +227,7 @@ def _far_edge(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) ->
             good, bad = (mid, bad) if holds(mid) else (good, mid)
         return bad
     except Exception:
+        log.debug("guard %s: not evaluated here", expr)
         return -1
 
 

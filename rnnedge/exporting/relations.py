@@ -99,6 +99,7 @@ def _fit(expr, root) -> dict | None:
         f = sympy.lambdify([root], expr, modules=[_PYTHON_FNS, "math"])
         values = [(n, int(f(n))) for n in range(1, BOUND_PROBE + 1)]
     except Exception:  # a function lambdify cannot make: no tie
+        log.debug("%s: not evaluated as a size of %s", expr, root)
         return None
     valid = [(n, v) for n, v in values if v >= 1]
     if len(valid) < 2:

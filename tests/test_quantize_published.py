@@ -259,3 +259,17 @@ def test_eval_inputs_without_the_state_judge_a_vad_on_the_users_audio(tmp_path):
     d = json.loads(run.stdout)
     assert d["judged_on"] == f"inputs {tmp_path / 'mine.npz'}" and d["deploy"] == {"batch": 1, "seq": 512} and d["drift_ok"]
     assert d["drift"]["rows"] == 20 and all(v is not None for v in d["judged_drift"].values())
+
+
+def test_relative_lengths_a_spec_calls_features_are_still_fed_in_0_1(tmp_path):
+    """A user module's spec declares its relative lengths as plain float features [batch]: random normal values (past 1,
+    below 0) make sequence_lens invalid; they are read by name as relative lengths."""
+    from rnnedge.spec import IOSpec, TensorSpec
+
+    model = onnx.load(str(build_relative_lengths(tmp_path / "rel.onnx")))
+    spec = IOSpec([TensorSpec("x", "float32", ["seq", "batch", 8]), TensorSpec("rel_lens", "float32", ["batch"])], ["logits"],
+                  axes=["seq", "batch"])
+    onnx.helper.set_model_props(model, {"rnnedge.spec": spec.to_json()})
+    onnx.save(model, str(tmp_path / "spec.onnx"))
+    result = quantize(tmp_path / "spec.onnx", tmp_path / "q.onnx")
+    assert "the spec's inputs" in result.judged_on and result.judged_drift["logits"] is not None, result.warnings

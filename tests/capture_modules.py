@@ -179,3 +179,23 @@ class SpectralDenoiser(nn.Module):
         feats = torch.view_as_real(spec).permute(0, 2, 1, 3).flatten(2)  # (B, frames + 2, 2 * bins)
         y, _ = self.rnn(feats)
         return torch.sigmoid(self.mask(y)) * feats
+
+
+class ClampedTagger(nn.Module):
+    """Clamps with tensor bounds as taggers and forecasters write them: learned floors and ceilings, a bound from the
+    input, index clamps by lengths (the issue saw 'Cannot find a compatible OpOverload for aten.clamp')."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(5, 8, batch_first=True)
+        self.floor = nn.Parameter(torch.full((8,), -0.2))
+        self.ceiling = nn.Parameter(torch.tensor(0.3))
+
+    def forward(self, x, lengths):  # (B, T, 5), (B,) int64
+        y, _ = self.rnn(x)  # (B, T, 8)
+        a = torch.clamp(y, self.floor, self.ceiling)
+        b = y.clamp(min=self.floor) + y.clamp(max=x.abs().mean(-1, keepdim=True))
+        c = torch.clamp_min(y, y.mean(1, keepdim=True)) - torch.clamp_max(y, self.ceiling)
+        steps = torch.arange(x.shape[1]).unsqueeze(0).clamp(max=(lengths - 1).unsqueeze(1))  # (B, T) int64
+        last = y.gather(1, steps.unsqueeze(-1).expand(-1, -1, 8))
+        return a + b + c + last

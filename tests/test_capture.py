@@ -30,6 +30,7 @@ from rnnedge.exporting import fixups, strategies
 from rnnedge.exporting.guard_sizes import _constrains
 from tests.capture_modules import (
     CachedStatePolicy,
+    ClampedTagger,
     CrfTagger,
     EchoLengths,
     EpisodeStartPolicy,
@@ -89,6 +90,8 @@ def test_a_slice_start_read_from_data_is_no_bound(tmp_path):
     result = rnnedge.export(module, (torch.randn(2, 10, 3), left_mask(2, 10)), path, input_names=["x", "mask"],
                             dynamic_axes={"x": {0: "batch", 1: "seq"}, "mask": {0: "batch", 1: "seq"}})
     assert not result.spec.ranges
+    # non-strict torch.export cannot take int() of `T - u0`; dynamo (strict) can: the second strategy makes the file
+    assert result.strategy == "torch.export strict" and "specialized integer" in result.attempts[0].reason
     for batch, seq in [(1, 1), (3, 7), (2, 300)]:
         assert max(independent_error(module, path, {"x": torch.randn(batch, seq, 3), "mask": left_mask(batch, seq, seq)})) < 1e-4
 
@@ -254,3 +257,14 @@ def test_a_padded_complex_spectrum_exports(tmp_path):
     assert result.strategy == "torch.export" and result.spec.ranges == {"samples": [9, None]}
     for batch, samples in [(1, 9), (3, 1203)]:
         assert max(independent_error(module, path, {"wav": torch.randn(batch, samples)})) < 1e-4
+
+
+def test_clamps_with_tensor_bounds_translate(tmp_path):
+    torch.manual_seed(0)
+    module = ClampedTagger().eval()
+    path = tmp_path / "clamped.onnx"
+    result = rnnedge.export(module, (torch.randn(2, 6, 5), torch.tensor([6, 4])), path, input_names=["x", "lengths"])
+    assert result.strategy == "torch.export"
+    for batch, seq in [(1, 1), (3, 300)]:
+        feeds = {"x": torch.randn(batch, seq, 5), "lengths": torch.randint(1, seq + 1, (batch,))}
+        assert max(independent_error(module, path, feeds)) < 1e-4

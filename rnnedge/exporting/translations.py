@@ -6,7 +6,8 @@ node aten.pad.default": torchlib has no complex pad. `complex_pad` pads the real
 axes, none on the trailing one. A nonzero constant would pad the real part only: refused.
 
 A clamp with tensor bounds (`torch.clamp(y, lo, hi)`, `x.clamp(max=lengths - 1)`) needs nothing here on torch 2.13:
-torchlib translates aten.clamp.Tensor to Max/Min (seven forms checked: tests/test_capture.py).
+torchlib translates aten.clamp.Tensor to Max/Min (the forms of tests/capture_modules.ClampedTagger: learned floor
+and ceiling, a bound from the input, clamp_min/clamp_max, an index clamp by lengths).
 """
 
 from __future__ import annotations

@@ -218,8 +218,8 @@ def _runs(run, feeds) -> bool:
 
 def ort_reason(exc: Exception) -> str:
     """onnxruntime's reason in one short line: the innermost 'Status Message' of a failed run."""
-    msg = " ".join(str(exc).split())
-    return msg.rsplit("Status Message: ", 1)[-1][:200]
+    msg = " ".join(str(exc).split()).rsplit("Status Message: ", 1)[-1]
+    return re.sub(r"^/\S+:\d+ [\w:~]+\([^)]*\) ", "", msg)[:200]  # onnxruntime's source file, line and function
 
 
 def _feeds_at(inputs: dict, batch: int, size: int, examples: dict | None, seed: int, rate: int) -> dict:

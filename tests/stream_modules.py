@@ -254,6 +254,28 @@ def make_attention():
 
 
 # factory -> example input (B, T, F)
-STREAMING = {"make_kws": [1, 24, 40], "make_vad": [1, 24, 24], "make_denoiser": [1, 24, 32], "make_crnn": [1, 24, 16],
+STREAMING = {"make_kws": [1, 24, 40], "make_trimmed": [1, 24, 16], "make_vad": [1, 24, 24], "make_denoiser": [1, 24, 32], "make_crnn": [1, 24, 16],
              "make_strided": [1, 24, 20], "make_cells": [1, 24, 10], "make_last_step": [1, 24, 12]}
 REFUSED = {"make_centred": ([1, 24, 16], "conv"), "make_norm": ([1, 24, 16], "mean"), "make_attention": ([1, 24, 16], "softmax")}
+
+
+class TrimmedCausal(nn.Module):
+    """Causal convs written as `conv(x)[..., :x.size(-1)]` (padding on both sides, cut back to the input's length)."""
+
+    def __init__(self, features=16, hidden=24):
+        super().__init__()
+        self.conv1 = nn.Conv1d(features, 16, 3, padding=2)
+        self.conv2 = nn.Conv1d(16, 16, 3, padding=4, dilation=2)
+        self.gru = nn.GRU(16, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 2)
+
+    def forward(self, x):  # (B, T, F)
+        z = x.transpose(1, 2)
+        z = torch.relu(self.conv1(z)[..., : z.size(-1)])
+        z = torch.relu(self.conv2(z)[..., : z.size(-1)])
+        y, _ = self.gru(z.transpose(1, 2))
+        return self.head(y)
+
+
+def make_trimmed():
+    return _seeded(TrimmedCausal)

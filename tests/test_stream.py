@@ -53,7 +53,7 @@ def _streamed(session, x: np.ndarray, n: int, per_step: bool) -> np.ndarray:
     return np.concatenate(outs, 0) if per_step else outs[-1]
 
 
-@pytest.mark.parametrize("name", ["make_kws", "make_denoiser", "make_cells", "make_last_step", "make_strided",
+@pytest.mark.parametrize("name", ["make_kws", "make_denoiser", "make_trimmed", "make_cells", "make_last_step", "make_strided",
                                   pytest.param("make_vad", marks=pytest.mark.slow), pytest.param("make_crnn", marks=pytest.mark.slow)])
 def test_streamed_chunks_equal_torch_on_the_whole_sequence(name, tmp_path_factory):
     path, _ = _export(name, tmp_path_factory)

@@ -9,7 +9,8 @@ lowering), `add_stream_state` rewrites every place where one time step reads ano
   its initial state as a graph input and returns its final state: `<layer>.h0 -> <layer>.hn`
   (`.c0 -> .cn` for LSTM), shape (layers x directions, batch, hidden), zeros = the module's own start;
 - each convolution or pooling over time (Conv, MaxPool, AveragePool) whose time padding is on the left only
-  (`F.pad(x, (k - 1, 0))`, dilated, stacked, or `padding=k-1` followed by a chomp `y[..., :-(k-1)]`)
+  (`F.pad(x, (k - 1, 0))`, dilated, stacked, or `padding=k-1` followed by a chomp `y[..., :-(k-1)]` or a cut
+  back to the input's length `y[..., :x.size(-1)]`)
   takes that padding from a carried context instead: `<layer>.ctx0 -> <layer>.ctxn`, the last `pad` frames
   of its input (zeros, the pad value, at the start). Strided windows stream when the chunk is a multiple of
   the stride; `stride` (the product along the path) goes to the spec and the runtime checks it.
@@ -123,9 +124,7 @@ class _Graph(GraphReading, WindowContext):
             return self.attr(node, "axis", 0) != a or (idx is not None and idx.size == 1 and int(idx.reshape(-1)[0]) == -1)
         rank = len(self.shapes.get(node.input[0]) or [])
         bounds = self._slice_bounds(node, rank)
-        if bounds is None:
-            return False
-        if bounds.get(a, (0, None, 1)) in ((0, None, 1), (-1, None, 1)):
+        if bounds is not None and bounds.get(a, (0, None, 1)) in ((0, None, 1), (-1, None, 1)):
             return True
         producer = self.producer.get(node.input[0])
         while producer is not None and producer.op_type == "Slice":  # through the no-op slices before a chomp

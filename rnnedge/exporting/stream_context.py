@@ -107,8 +107,8 @@ class WindowContext:
             if len(users) != 1 or users[0].op_type != "Slice":
                 return None
             bounds = self._slice_bounds(users[0], rank)
-            if bounds is None:
-                return None
+            if bounds is None:  # a computed end: `conv(x)[..., :x.shape[-1]]` if it cuts back to the input's length
+                return users[0] if self._trims_to_input(users[0], node, a) else None
             if all(b == (0, None, 1) for ax, b in bounds.items()):
                 value = users[0].output[0]
                 continue
@@ -116,6 +116,17 @@ class WindowContext:
                 return None
             return users[0] if bounds.get(a) == (0, -right, 1) else None
         return None
+
+    def _trims_to_input(self, cut, node, a) -> bool:
+        """A Slice from 0 whose output has the conv input's own time size (the same symbol) and every other size kept."""
+        out, before, given = (self.shapes.get(n) for n in (cut.output[0], cut.input[0], node.input[0]))
+        starts = self.value(cut.input[1]) if len(cut.input) > 1 else None
+        steps = self.value(cut.input[4]) if len(cut.input) > 4 and cut.input[4] else None
+        if not out or not before or not given or len(out) != len(before) or starts is None or starts.any():
+            return False
+        if steps is not None and (steps != 1).any():
+            return False
+        return isinstance(out[a], str) and out[a] == given[a] and all(o == b for i, (o, b) in enumerate(zip(out, before)) if i != a)
 
     def _context(self, node, source, a, left, init, pad_node, chomp) -> list[dict]:
         """Concat(context, source) feeds the window (padding on time removed); the context's next value is the

@@ -1,6 +1,6 @@
 """The app-facing API: run exported recurrent models with onnxruntime, no torch needed.
 
-    sess = Session("model.onnx")            # .onnx or .ort; providers="auto"
+    sess = Session("model.onnx")            # .onnx or .ort; providers="auto", or [("cuda", {"device_id": 0}), "cpu"]
     logits = sess.run(x)                    # x: (B, T, F) float, (B, T) token ids, or a list
     stream = StreamingSession("stream.onnx")
     out = stream.step({"mic-1": chunk1, "mic-2": chunk2})   # one batched call, state carried
@@ -37,6 +37,7 @@ from rnnedge.runtime.providers import (
     PROVIDER_ALIASES,
     available_providers,
     open_session,
+    provider_entries,
     select_providers,
     uses_iobinding,
 )
@@ -45,7 +46,7 @@ from rnnedge.runtime.signature import TensorInfo
 from rnnedge.runtime.streaming import StreamingSession
 
 __all__ = ["Session", "StreamingSession", "Seq2SeqSession", "TensorInfo", "open_session", "available_providers",
-           "select_providers", "uses_iobinding", "PROVIDER_ALIASES"]
+           "provider_entries", "select_providers", "uses_iobinding", "PROVIDER_ALIASES"]
 
 _LAZY = {"Seq2SeqSession": "rnnedge.runtime.seq2seq"}  # imported on first use (rnnedge/runtime/seq2seq.py)
 

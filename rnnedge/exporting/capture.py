@@ -7,6 +7,7 @@ TorchScript), tried in turn, are rnnedge.exporting.strategies.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import warnings
 
@@ -84,17 +85,21 @@ def _noisy_loggers() -> list[logging.Logger]:
 @contextlib.contextmanager
 def quiet_torch():
     """torch.onnx logs and warns a lot (torchvision missing, deprecations, fake-tensor tracebacks at ERROR when a
-    shape does not fit); keep the user's terminal clean. Loggers created during the export inherit 'torch''s level."""
+    shape does not fit) and torch.export prints a failed trace's partial graph straight to stderr; keep the user's terminal
+    clean (what was printed is logged at DEBUG). Loggers created during the export inherit 'torch''s level."""
     loggers = list({lg.name: lg for lg in [logging.getLogger(n) for n in _QUIET] + _noisy_loggers()}.values())
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
     caught: list = []
+    printed = io.StringIO()
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(printed):
             warnings.simplefilter("always")
             yield
     finally:
+        if printed.getvalue().strip():
+            log.debug("torch printed during the export:\n%s", printed.getvalue())
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
         from rnnedge.exporting.guards import pass_guard_warnings

@@ -182,6 +182,15 @@ class IOSpec:
         return next((t for t in self.inputs if t.role == role), None)
 
 
+def state_start(shape: list, init, batch_axis: int, dtype="float32") -> np.ndarray:
+    """A state's value at a stream's start, `shape` with the batch set: `init` is one number for every element, or
+    the module's own start without its batch axis (a learned initial state), repeated along `batch_axis`."""
+    if isinstance(init, (int, float)):
+        return np.full(shape, init, dtype=dtype)  # zeros (a recurrent layer), the padding value (a conv's context)
+    one = np.expand_dims(np.asarray(init, dtype=dtype), batch_axis)
+    return np.ascontiguousarray(np.broadcast_to(one, shape))
+
+
 _TENSOR_KEYS = {f.name for f in fields(TensorSpec)}
 _SPEC_KEYS = {f.name for f in fields(IOSpec)} - {"check_feeds"}
 

@@ -145,6 +145,20 @@ class PackedTagger(nn.Module):
         return self.out(y), h
 
 
+class LearnedStart(nn.Module):
+    """A GRU that starts from a learned state (an nn.Parameter repeated over the batch), not zeros."""
+
+    def __init__(self, features=20, hidden=16):
+        super().__init__()
+        self.gru = nn.GRU(features, hidden, num_layers=2, batch_first=True)
+        self.h0 = nn.Parameter(torch.randn(2, 1, hidden))
+        self.out = nn.Linear(hidden, 3)
+
+    def forward(self, x):
+        y, _ = self.gru(x, self.h0.expand(-1, x.shape[0], -1).contiguous())
+        return self.out(y)
+
+
 class CentredConv(nn.Module):
     """A centred conv (padding=1 over time) looks one frame ahead: refused for --target stream."""
 
@@ -207,6 +221,10 @@ def make_kws_retrained():
 
 def make_packed():
     return _seeded(PackedTagger)
+
+
+def make_learned_start():
+    return _seeded(LearnedStart)
 
 
 def make_own_state():

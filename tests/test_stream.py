@@ -125,6 +125,21 @@ def test_a_module_that_packs_its_own_batch_streams_with_full_chunk_lengths(tmp_p
     assert np.abs(_streamed(StreamingSession(path, providers="cpu"), x, 7, True) - ref).max() < 1e-5
 
 
+def test_a_learned_initial_state_is_the_declared_start(tmp_path):
+    module = sm.make_learned_start()
+    path = tmp_path / "learned.onnx"
+    result = rnnedge.export(module, torch.randn(1, 24, 20), path, target="stream")
+    start = np.asarray(result.spec.states[0]["init"])
+    assert start.shape == (2, 16) and np.allclose(start, module.h0.detach().numpy()[:, 0])
+    x = np.random.default_rng(5).standard_normal((40, 20)).astype(np.float32)
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x[None])).numpy()[0]
+    session = StreamingSession(path, providers="cpu")
+    for _ in range(2):  # reset goes back to the learned start, not to zeros
+        assert np.abs(_streamed(session, x, 1, True) - ref).max() < 1e-5
+        session.reset()
+
+
 @pytest.mark.parametrize("factory, words", [
     ("make_centred", r"conv \(Conv\) pads the time axis by \(1, 1\).*1 future frame"),
     ("make_norm", r"x.mean\(dim=1.*reduces over the time axis"),

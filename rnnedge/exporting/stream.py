@@ -155,12 +155,7 @@ class _Graph(GraphReading, WindowContext):
             if self.attr(node, has, 0) and inputs[pos] in {i.name for i in self.graph.input}:
                 states.append(self._own_state(node, layer, letter, inputs[pos], y_index))  # the module's own state input
                 continue
-            if self.attr(node, has, 0):
-                given = inputs[pos]
-                if not self._is_zeros(given):
-                    raise ExportError(f"the initial {letter} state of {layer} is computed in forward and is not zeros: "
-                                        "a stream starts from a state it takes as an input; start from zeros (pass no state) "
-                                        f"or {WAY_OUT}")
+            start = self._start(inputs[pos], layer, letter, layers, size) if self.attr(node, has, 0) else 0.0
             name_in = self.fresh(f"{layer}.{letter}0")
             shape = [layers, self.batch, size]
             self.new_inputs.append(helper.make_tensor_value_info(name_in, 1, shape))
@@ -178,7 +173,7 @@ class _Graph(GraphReading, WindowContext):
             name_out = self.fresh(f"{layer}.{letter}n")
             self.after.setdefault(id(node), []).append(helper.make_node("Identity", [y], [name_out]))
             self.new_outputs.append(helper.make_tensor_value_info(name_out, 1, shape))
-            states.append({"input": name_in, "output": name_out, "shape": shape, "batch_axis": 1, "init": 0.0,
+            states.append({"input": name_in, "output": name_out, "shape": shape, "batch_axis": 1, "init": start,
                            "layer": layer, "kind": f"{self.attr(node, 'mode')!s}".strip("b'") + f".{letter}"})
         del node.input[:]
         node.input.extend(inputs)
@@ -195,6 +190,28 @@ class _Graph(GraphReading, WindowContext):
         shape = list(self.shapes.get(name_in) or [])
         return {"input": name_in, "output": name_out, "shape": shape, "batch_axis": 1, "init": 0.0, "layer": layer,
                 "kind": f"{self.attr(node, 'mode')!s}".strip("b'") + f".{letter}", "own": True}
+
+    def _start(self, given: str, layer: str, letter: str, layers: int, size: int):
+        """A state built in forward: 0.0 when it is zeros, the module's own values (layers, size) when it is a constant
+        repeated over the batch (a learned initial state); anything that depends on the inputs is refused."""
+        if self._is_zeros(given):
+            return 0.0
+        value = self._constant_root(given)
+        if value is not None and value.size == layers * size and value.ndim == 3 and value.shape[1] == 1:
+            return value.reshape(layers, size).astype(float).tolist()
+        raise ExportError(f"the initial {letter} state of {layer} is computed in forward from the inputs: a stream starts from "
+                          "a state it takes as an input; start from zeros or a learned (layers, 1, hidden) state, or "
+                          f"{WAY_OUT}")
+
+    def _constant_root(self, name: str, depth: int = 0):
+        """The constant a value repeats (`self.h0.expand(-1, B, -1)`, `.repeat`, `.contiguous()`), else None."""
+        value = self.value(name)
+        if value is not None or depth > 8:
+            return value
+        node = self.producer.get(name)
+        if node is None or node.op_type not in ("Expand", "Tile", "Cast", "Identity"):
+            return None
+        return self._constant_root(node.input[0], depth + 1)
 
     def _is_zeros(self, name: str, depth: int = 0) -> bool:
         """Whether a value is all zeros whatever the inputs (torch.zeros(..., x.size(0), ...) in forward)."""

@@ -37,8 +37,10 @@ def carried(spec: IOSpec) -> list[dict]:
 
 def initial_state(state: dict, batch: int) -> np.ndarray:
     """A state's start value for `batch` streams (its declared init, the batch axis set)."""
+    from rnnedge.spec import state_start
+
     shape = [batch if isinstance(d, str) else int(d) for d in state["shape"]]
-    return np.full(shape, state.get("init", 0.0), dtype=np.float32)
+    return state_start(shape, state.get("init", 0.0), int(state.get("batch_axis", 1)))
 
 
 def whole_spec(spec: IOSpec) -> IOSpec:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rnnedge.errors import BadInputError
+from rnnedge.spec import state_start
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,9 @@ def fill_missing(arrays: dict, model, meta: dict, source: str, skip=frozenset())
         if _is_lengths(name, dims, elem):
             out[name] = np.full(rows, seq, _np(elem)) if elem in INTS else np.ones(rows, _np(elem))
         elif is_state(name):
-            out[name] = np.full([d if isinstance(d, int) else rows for d in dims], declared.get(name, {}).get("init", 0.0), _np(elem))
+            start = declared.get(name, {})
+            out[name] = state_start([d if isinstance(d, int) else rows for d in dims], start.get("init", 0.0),
+                                    int(start.get("batch_axis", 1)), _np(elem))
         else:
             raise BadInputError(f"{source}: no array for model input '{name}' (give it in the .npz or with --example {name}=VALUE)")
     return out

@@ -129,7 +129,9 @@ def initial_state(spec: TensorInfo, pair, batch: int) -> np.ndarray:
     shape = [d if isinstance(d, int) and d > 0 else batch if i == pair.batch_axis else None for i, d in enumerate(spec.shape)]
     if None in shape:
         raise BadInputError(f"cannot size the initial {spec.name!r} from shape {spec.shape}; pass it")
-    return np.full(shape, pair.init, dtype=spec.dtype)
+    from rnnedge.spec import state_start
+
+    return state_start(shape, pair.init, pair.batch_axis, spec.dtype)
 
 
 def _check_ties(sess, feeds: dict) -> None:

@@ -45,7 +45,7 @@ class StatePair:
     input: str
     output: str
     batch_axis: int = 1  # where the streams are stacked
-    init: float = 0.0  # every element's value at a stream's start
+    init: float | list = 0.0  # every element's value at a stream's start, or the start without its batch axis
 
 
 @dataclass(frozen=True)
@@ -95,11 +95,16 @@ def _declared(metadata: dict, where: str):
         return None
 
 
+def _init(value):
+    """A declared start: a number, or nested lists (the state without its batch axis; a tuple keeps StatePair hashable)."""
+    return tuple(_init(v) for v in value) if isinstance(value, (list, tuple)) else float(value)
+
+
 def state_pairs(spec, names: list[str], outs: list[str]) -> tuple:
     """The state pairs a stream carries: the spec's (any names, any rank), else h0 -> hn, c0 -> cn by name."""
     declared = getattr(spec, "states", None) or []
     if declared:
-        return tuple(StatePair(s["input"], s["output"], int(s.get("batch_axis", 1)), float(s.get("init", 0.0)))
+        return tuple(StatePair(s["input"], s["output"], int(s.get("batch_axis", 1)), _init(s.get("init", 0.0)))
                      for s in declared if s["input"] in names and s["output"] in outs)
     return tuple(StatePair(i, o) for i, o in STATE_OUT.items() if i in names)
 

@@ -273,3 +273,14 @@ def test_relative_lengths_a_spec_calls_features_are_still_fed_in_0_1(tmp_path):
     onnx.save(model, str(tmp_path / "spec.onnx"))
     result = quantize(tmp_path / "spec.onnx", tmp_path / "q.onnx")
     assert "the spec's inputs" in result.judged_on and result.judged_drift["logits"] is not None, result.warnings
+
+
+def test_a_mobile_chunk_its_task_does_not_fit_is_judged_on_its_spec(digits_lstm, tmp_path):
+    """A --target mobile chunk fixes batch 1 x 4 steps: the task's 64 x 8 rows do not run (it fell back to unmeasured)."""
+    from rnnedge.exporting.api import export_checkpoint
+
+    mobile = tmp_path / "m.onnx"
+    export_checkpoint(digits_lstm.with_suffix(".safetensors"), mobile, target="mobile", chunk=4, verify=False)
+    result = quantize(mobile, tmp_path / "q.onnx")
+    assert result.judged_on.startswith("the spec's inputs (x=1x4x8") and not any("not measured" in w for w in result.warnings)
+    assert result.judged_drift and result.kept_fp32 is None

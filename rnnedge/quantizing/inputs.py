@@ -66,7 +66,8 @@ def find_inputs(model, meta: dict, deploy: dict, data=None, examples: dict | Non
     if task and timing is not None:
         try:
             judged, source = user_batches(task, model, meta, examples)
-            return Inputs(timing, judged, f"{source}: the file's own task", deploy=deploy)
+            if run is None or _runs(run, judged[0]):  # a mobile chunk fixes other sizes than the task's: the spec below
+                return Inputs(timing, judged, f"{source}: the file's own task", deploy=deploy)
         except BadInputError as exc:  # a stream/mobile file the task's rows do not fit: the spec's inputs
             log.info("task %s does not fit %s: %s", task, "the file", exc)
     if spec is not None:
@@ -74,7 +75,8 @@ def find_inputs(model, meta: dict, deploy: dict, data=None, examples: dict | Non
         judged = [_fix_roles(spec.make_inputs(spec.sizes_for(batch, deploy["seq"]), seed=k), model, deploy["seq"]) for k in range(JUDGE_SEEDS)]
         for feeds in judged:
             feeds.update(_example_arrays(examples, feeds, model))
-        return Inputs(timing, judged, f"the spec's inputs at {batch} x {deploy['seq']} steps (random values)", deploy=deploy)
+        what = ", ".join(f"{k}={v}" for k, v in _described({}, judged[0]).items())  # as the spec pins them (a mobile chunk)
+        return Inputs(timing, judged, f"the spec's inputs ({what}; random values)", deploy=deploy)
     return infer_feeds(model, deploy, examples, run)
 
 

@@ -91,6 +91,7 @@ def declared_spec(metadata: dict) -> dict:
         out["states"] = [f"{st['input']} -> {st['output']} ({st.get('kind', 'state')} of {st.get('layer', '?')}, "
                          f"batch axis {st.get('batch_axis', 1)}, starts at {st.get('init', 0.0):g})" for st in spec.states]
         out["stride"] = spec.stride
+        out["lookahead"] = spec.lookahead  # stream output i is the whole sequence's output i - lookahead
     return {"spec": out}
 
 

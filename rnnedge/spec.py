@@ -24,6 +24,7 @@ A stream file of a user's module (`--target stream`, rnnedge.exporting.stream) d
     states    [{"input": "rnn.h0", "output": "rnn.hn", "shape": [2, "batch", 48], "batch_axis": 1, "init": 0.0,
                 "layer": "rnn", "kind": "gru.h"}, {"input": "conv.ctx0", ...}]   fed back as input on the next call
     stride    4     chunks must be a multiple of this many steps (strided convs or pooling over time)
+    lookahead 1     stream output i is whole output i - 1 (a centred conv with only per-frame layers after it)
 
 Helpers for whoever makes inputs (parity, quantize --eval, benchmarks); never invent sizes around them:
 
@@ -94,6 +95,7 @@ class IOSpec:
     nesting: str | None = None  # forward's nested arguments (torch pytree spec JSON) the flat inputs rebuild; None: flat
     states: list = field(default_factory=list)  # stream: [{"input", "output", "shape", "batch_axis", "init", "layer", "kind"}]
     stride: int = 1  # stream: chunks must be a multiple of this many frames (strided convs/pooling over time)
+    lookahead: int = 0  # stream: output i of the stream is output i - lookahead of the whole sequence
     pieces: list = field(default_factory=list)  # [{axis: [lo, hi]}] the size ranges joined with If nodes (a size branch)
     check_feeds: list = field(default_factory=list, repr=False, compare=False)  # [{name: array}], never stored
 
@@ -148,7 +150,7 @@ class IOSpec:
             for key, unset in (("seq_label", None), ("descending", False)):
                 if t.get(key) == unset:
                     t.pop(key)
-        for key, unset in (("stride", 1),):
+        for key, unset in (("stride", 1), ("lookahead", 0)):
             if data[key] == unset:
                 data.pop(key)
         for key in ("ties", "fixed", "checks", "nesting", "states", "pieces"):  # files stay as they were when nothing relates the axes

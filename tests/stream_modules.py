@@ -159,6 +159,19 @@ class LearnedStart(nn.Module):
         return self.out(y)
 
 
+class CentredPostNet(nn.Module):
+    """A GRU, then a centred conv (padding=1) smoothing its output: streams one frame late (lookahead 1)."""
+
+    def __init__(self, features=16, hidden=24):
+        super().__init__()
+        self.gru = nn.GRU(features, hidden, batch_first=True)
+        self.post = nn.Conv1d(hidden, 4, 3, padding=1)
+
+    def forward(self, x):
+        y, _ = self.gru(x)
+        return torch.tanh(self.post(y.transpose(1, 2))).transpose(1, 2)  # (B, T, 4)
+
+
 class CentredConv(nn.Module):
     """A centred conv (padding=1 over time) looks one frame ahead: refused for --target stream."""
 
@@ -225,6 +238,10 @@ def make_packed():
 
 def make_learned_start():
     return _seeded(LearnedStart)
+
+
+def make_postnet():
+    return _seeded(CentredPostNet)
 
 
 def make_own_state():

@@ -140,8 +140,25 @@ def test_a_learned_initial_state_is_the_declared_start(tmp_path):
         session.reset()
 
 
+def test_a_centred_conv_with_only_per_frame_layers_after_it_declares_its_lookahead(tmp_path):
+    module = sm.make_postnet()
+    path = tmp_path / "post.onnx"
+    result = rnnedge.export(module, torch.randn(1, 24, 16), path, target="stream")
+    assert result.spec.lookahead == 1
+    import onnx
+
+    assert {p.key: p.value for p in onnx.load(path).metadata_props}["rnnedge.stream.lookahead"] == "1"
+    x = np.random.default_rng(6).standard_normal((60, 16)).astype(np.float32)
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x[None])).numpy()[0]
+    session = StreamingSession(path, providers="cpu")
+    assert session.lookahead == 1  # the runtime reports it
+    got = _streamed(session, x, 7, True)
+    assert np.abs(got[1:] - ref[:-1]).max() < 1e-5 and np.abs(got[1:] - ref[1:]).max() > 1e-3  # one frame late, exactly
+
+
 @pytest.mark.parametrize("factory, words", [
-    ("make_centred", r"conv \(Conv\) pads the time axis by \(1, 1\).*1 future frame"),
+    ("make_centred", r"conv \(Conv\) pads the time axis by \(1, 1\).*1 future frame.*no layer after it carries state"),
     ("make_norm", r"x.mean\(dim=1.*reduces over the time axis"),
     ("make_attention", r"torch.softmax.*pairs every time step with every other"),
 ])
@@ -156,7 +173,7 @@ def test_a_stream_file_that_disagrees_is_never_written(tmp_path, monkeypatch):
     """Planted: the conv context is not carried (each chunk zero-padded again): the quick check's chunks catch it."""
     from rnnedge.exporting.stream_context import WindowContext
 
-    monkeypatch.setattr(WindowContext, "window_state", lambda self, node: ([], 1))
+    monkeypatch.setattr(WindowContext, "window_state", lambda self, node: ([], 1, 0))
     with pytest.raises(ParityError, match="stream: chunk 1"):
         rnnedge.export(sm.make_kws(), torch.randn(1, 24, 40), tmp_path / "bad.onnx", target="stream")
     assert not (tmp_path / "bad.onnx").exists()

@@ -145,6 +145,8 @@ def _write_checked(job, model, spec, tmp, verify: bool, metadata):
     if getattr(spec, "bidirectional", False):  # a mobile chunk of a bidirectional layer is one whole sequence: never chained
         meta["rnnedge.bidirectional"] = "1"
     meta.update(_range_metadata(spec))
+    if getattr(spec, "lookahead", 0):  # a stream's declared delay, for apps that read metadata alone
+        meta["rnnedge.stream.lookahead"] = str(spec.lookahead)
     if spec.fixed:
         meta["rnnedge.fixed_dims"] = json.dumps(spec.fixed, sort_keys=True)
     meta.update({k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()})

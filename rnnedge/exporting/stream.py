@@ -44,6 +44,7 @@ class StreamPlan:
 
     states: list = field(default_factory=list)  # [{"input", "output", "shape", "batch_axis", "init", "layer", "kind"}]
     stride: int = 1  # chunks must be a multiple of this many frames (strided convs / pooling over time)
+    lookahead: int = 0  # stream output i is whole output i - lookahead (a centred conv with only per-frame layers after it)
 
 
 def add_stream_state(model, time_input: str, time_axis: int, batch_symbol: str | None) -> StreamPlan:
@@ -57,7 +58,11 @@ def add_stream_state(model, time_input: str, time_axis: int, batch_symbol: str |
         if node.op_type == "TorchRecurrent":
             plan.states += g.recurrent_state(node)
         elif node.op_type in WINDOWS:
-            state, stride = g.window_state(node)
+            state, stride, ahead = g.window_state(node)
+            if ahead and plan.lookahead and ahead != plan.lookahead:
+                raise ExportError(f"{g.layer(node)} ({node.op_type}) looks {ahead} frame(s) ahead, another layer "
+                                  f"{plan.lookahead}: one stream cannot declare two delays; {WAY_OUT}")
+            plan.lookahead = max(plan.lookahead, ahead)
             plan.states += state
             frames *= stride
             plan.stride = math.lcm(plan.stride, frames)
@@ -256,5 +261,5 @@ def stream_rewrite(model, spec, names: list[str], axes: dict) -> StreamPlan:
             by_name[state["input"]].role = "state"
         else:
             spec.inputs.append(TensorSpec(state["input"], "float32", list(state["shape"]), "state"))
-    spec.states, spec.stride = plan.states, plan.stride
+    spec.states, spec.stride, spec.lookahead = plan.states, plan.stride, plan.lookahead
     return plan

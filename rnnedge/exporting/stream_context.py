@@ -18,12 +18,12 @@ WAY_OUT = "export --target dynamic to run whole sequences"
 class WindowContext:
     """Mixed into the stream rewrite's graph (needs GraphReading's helpers)."""
 
-    def window_state(self, node) -> tuple[list[dict], int]:
-        """A conv or pooling window over time: its left padding from a carried context. ([state], stride)."""
+    def window_state(self, node) -> tuple[list[dict], int, int]:
+        """A conv or pooling window over time: its left padding from a carried context. ([state], stride, lookahead)."""
         x = node.input[0]
         a = self.time_axis_of(x)
         if a is None or a == 0:
-            return [], 1
+            return [], 1, 0
         what = f"{self.layer(node)} ({node.op_type})"
         rank = len(self.shapes.get(x) or [])
         if a < 2:
@@ -51,15 +51,34 @@ class WindowContext:
         if node.op_type == "AveragePool" and own_left and not self.attr(node, "count_include_pad", 0):
             raise ExportError(f"{what} averages over time with count_include_pad=False: a chunk's first windows would count "
                                 f"other frames than the whole sequence's; use count_include_pad=True or {WAY_OUT}")
+        ahead = span - 1 - left
+        if stride == 1 and ahead > 0 and right <= ahead and self._nothing_carried_after(node):
+            source = pad_node.input[0] if pad_node is not None else x  # a declared delay: output i is whole output i - ahead
+            log.info("%s looks %d frame(s) ahead: declared as the stream's lookahead", what, ahead)
+            return self._context(node, source, a, span - 1, init, pad_node, None), 1, ahead
         if right or left > span - 1 or left < span - stride:
-            ahead = span - 1 - left
             raise ExportError(f"{what} pads the time axis by ({left}, {right}) for a window of {span} frames: it "
                                 f"{'needs ' + str(ahead) + ' future frame(s)' if ahead > 0 else 'emits frames of padding alone'}, "
                                 f"so a chunk cannot equal the whole sequence; pad on the left only (F.pad(x, (k - 1, 0)) "
-                                f"with padding=0, or padding=k-1 and drop the last k-1 outputs) to stream it, or {WAY_OUT}")
+                                f"with padding=0, or padding=k-1 and drop the last k-1 outputs) to stream it, or {WAY_OUT}"
+                                + (" (a delay is declared only where no layer after it carries state)" if ahead > 0 and stride == 1 else ""))
         source = pad_node.input[0] if pad_node is not None else x
         states = self._context(node, source, a, left, init, pad_node, chomp) if left else []
-        return states, stride
+        return states, stride, 0
+
+    def _nothing_carried_after(self, node) -> bool:
+        """Whether every layer after `node` works frame by frame (no recurrence, no window over time): then its stream
+        output is the whole output delayed, its first frames aside, and a lookahead can be declared."""
+        seen, todo = set(), list(node.output)
+        while todo:
+            for user in self.consumers.get(todo.pop(), []):
+                if id(user) in seen:
+                    continue
+                seen.add(id(user))
+                if user.op_type in ("TorchRecurrent", "Scan", *WINDOWS):
+                    return False
+                todo += list(user.output)
+        return True
 
     def _weight_shape(self, node):
         w = self.value(node.input[1]) if len(node.input) > 1 else None

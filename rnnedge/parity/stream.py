@@ -78,10 +78,13 @@ def check_chunked(module, onnx_path, spec: IOSpec, *, providers=("CPUExecutionPr
         ref, ref64 = runner.infer(feeds), runner.infer_float64(feeds)
         noise = float32_noise(runner, feeds, ref) if ref64 is None else None
         spread = runner.spread64(feeds, ref64)
+    time_axes: dict[str, int | None] = {}
     for provider in providers:
         for case, name, got in _streamed(onnx_path, provider, spec, plain, feeds, chunks, label, report):
-            joined = {k: join(parts, np.asarray(ref[k])) for k, parts in got.items() if k in ref}
-            report.extend(compare(ref, joined, atol, rtol, case, name, noise=noise, ref64=ref64,
+            joined = {k: join(parts, np.asarray(ref[k]), time_axes.get(k)) for k, parts in got.items() if k in ref}
+            time_axes.update({k: a for k, (_, a) in joined.items() if len(got[k]) > 1})  # one call: as the chunked calls
+            r, r64, joined = delayed(ref, ref64, joined, int(getattr(spec, "lookahead", 0) or 0))
+            report.extend(compare(r, joined, atol, rtol, case, name, noise=noise, ref64=r64,
                                   allow_ill_conditioned=allow_ill_conditioned, spread=spread))
     return report
 
@@ -180,15 +183,33 @@ def stream(ort, spec: IOSpec, plain: IOSpec, feeds: dict, time: str, n: int, bat
     return pieces
 
 
-def join(parts: list, whole: np.ndarray) -> np.ndarray:
-    """One output's chunk values as one: joined along the axis where they add up to the whole's size (its time
-    axis); an output each chunk returns at the whole's shape (a last-step head) is the last chunk's."""
-    if len(parts) == 1:
-        return parts[0]
+def join(parts: list, whole: np.ndarray, axis: int | None = None) -> tuple[np.ndarray, int | None]:
+    """(one output's chunk values as one, its time axis): joined along the axis where they add up to the whole's
+    size; an output each chunk returns at the whole's shape (a last-step head) is the last chunk's (axis None).
+    One part (the whole sequence in one call) keeps `axis`, the time axis found on chunked calls."""
     first = parts[0]
+    if len(parts) == 1:
+        return first, axis
     for a in range(whole.ndim):
         rest = whole.shape[:a] + whole.shape[a + 1:]
         if all(p.ndim == whole.ndim and p.shape[:a] + p.shape[a + 1:] == rest for p in parts) \
                 and sum(p.shape[a] for p in parts) == whole.shape[a]:
-            return np.concatenate(parts, axis=a)
-    return parts[-1] if parts[-1].shape == whole.shape else first
+            return np.concatenate(parts, axis=a), a
+    return (parts[-1] if parts[-1].shape == whole.shape else first), None
+
+
+def delayed(ref: dict, ref64: dict | None, joined: dict, lookahead: int):
+    """With a declared lookahead N, stream frame i is whole frame i - N: (ref, ref64, streamed) cut to match."""
+    if not lookahead:
+        return ref, ref64, {k: v for k, (v, _) in joined.items()}
+    r, r64, out = {}, ({} if ref64 is not None else None), {}
+    for name, (value, axis) in joined.items():
+        if axis is None:  # a per-sequence output of a delayed stream answers for frame T - 1 - N: not the whole's
+            out[name], r[name] = value, ref[name]
+        else:
+            keep = range(value.shape[axis] - lookahead)
+            out[name] = np.take(value, range(lookahead, value.shape[axis]), axis=axis)
+            r[name] = np.take(ref[name], keep, axis=axis)
+        if r64 is not None:
+            r64[name] = ref64[name] if axis is None else np.take(ref64[name], range(value.shape[axis] - lookahead), axis=axis)
+    return r, r64, out

@@ -90,7 +90,9 @@ class Session:
         self.state_names = roles.state_names
         self.state_pairs = roles.pairs  # StatePair per carried state (the spec's, or h0/c0 by name)
         self.is_streaming = bool(self.state_pairs)
-        self.stride = int((json_metadata(self.metadata, "rnnedge.spec", dict, self.path) or {}).get("stride", 1) or 1)
+        declared = json_metadata(self.metadata, "rnnedge.spec", dict, self.path) or {}
+        self.stride = int(declared.get("stride", 1) or 1)  # stream chunks: a multiple of this many steps
+        self.lookahead = int(declared.get("lookahead", 0) or 0)  # stream output i is the whole sequence's output i - lookahead
         shape = self._main.shape
         self.fixed_batch = _fixed(shape[0]) if len(shape) > 0 else None
         self.chunk = _fixed(shape[1]) if len(shape) > 1 else None

@@ -27,12 +27,14 @@ class StreamingSession:
     The model needs state pairs (``--target stream`` or ``mobile``): the spec's (``rnnedge.spec`` "states": any
     number, any rank, each with its batch axis and initial value), or ``h0``/``c0`` -> ``hn``/``cn`` by name for
     files without them. A spec ``stride`` (strided convs or pooling over time) makes every chunk a multiple of
-    it. Bidirectional models cannot stream (a bidirectional mobile chunk is one whole sequence); sequence-first
-    models are refused. ``step`` runs every given stream in one batched call (states stacked along their batch
-    axis, uneven chunks padded with ``lengths``; a model without a ``lengths`` input runs one call per chunk
-    length). Fixed-shape (mobile) models take multiples of ``chunk`` steps per stream, run in groups of the
-    model's fixed batch. Only the states are kept, so memory stays flat however long the streams run. ``step``
-    is serialised with a lock, so streams may be fed from several threads.
+    it; a spec ``lookahead`` N (a centred conv with only per-frame layers after it) delays the output: step i of a
+    stream answers for step i - N, so its first N steps are warm-up. Bidirectional models cannot stream (a
+    bidirectional mobile chunk is one whole sequence); sequence-first models are refused. ``step`` runs every
+    given stream in one batched call (states stacked along their batch axis, uneven chunks padded with
+    ``lengths``; a model without a ``lengths`` input runs one call per chunk length). Fixed-shape (mobile) models
+    take multiples of ``chunk`` steps per stream, run in groups of the model's fixed batch. Only the states are
+    kept, so memory stays flat however long the streams run. ``step`` is serialised with a lock, so streams may
+    be fed from several threads.
     """
 
     DEFAULT = "default"
@@ -54,6 +56,7 @@ class StreamingSession:
             raise BadInputError(f"{s.path} is bidirectional; bidirectional models cannot stream")
         self.session = s
         self.stride = s.stride  # chunks must be a multiple of this many steps (strided convs / pooling over time)
+        self.lookahead = s.lookahead  # output i of a stream is the whole sequence's output i - lookahead (a centred conv)
         self._pairs = {p.input: p for p in s.state_pairs}
         self._state_specs = {n: s._by_name[n] for n in self._pairs}
         outputs = [o.name for o in s.outputs]

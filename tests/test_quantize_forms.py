@@ -306,12 +306,12 @@ def test_a_kept_float32_file_is_self_contained_where_the_input_had_external_data
 
 def test_quantizer_failure_on_a_valid_file_is_not_exit_2(models, tmp_path, monkeypatch):
     from rnnedge.cli import cli
-    from rnnedge.quantizing import forms as quantize_forms
+    from rnnedge.quantizing.forms import assembly
 
     def broken(*args, **kwargs):
         raise RuntimeError("onnxruntime quantizer exploded")
 
-    monkeypatch.setattr(quantize_forms, "_dynamic", broken)
+    monkeypatch.setattr(assembly, "_dynamic", broken)
     result = CliRunner().invoke(cli, ["quantize", str(models["lstm"]), "-o", str(tmp_path / "q.onnx"), "--form", "lstm-int8"])
     assert result.exit_code == 3, result.output  # an internal error (a bug), not a failed check (1) or bad input (2)
     assert "exploded" in result.output and not (tmp_path / "q.onnx").exists()

@@ -56,7 +56,7 @@ from rnnedge.quantizing.forms import (
 )
 from rnnedge.quantizing.forms import quiet_ort as _quiet_ort
 from rnnedge.quantizing.forms import subgraphs as _subgraphs
-from rnnedge.quantizing.int8 import QuantizeFailure, quantize_int8  # noqa: F401  (QuantizeFailure: public here too)
+from rnnedge.quantizing.int8 import QuantizeFailure, does_not_pay, quantize_int8  # noqa: F401  (QuantizeFailure: public here too)
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +178,10 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
 
     onnx.helper.set_model_props(out, dict(sorted(new_meta.items())))
     result.output_bytes = save_onnx(out, out_path)
-    if mode == "int8" and result.output_bytes > result.input_bytes:  # int8 (with its record) does not pay: the file as it was
+    why = does_not_pay(result.output_bytes, result.input_bytes) if mode == "int8" else None
+    if why:  # int8 (with its record) does not pay: the file as it was
         save_onnx(load_onnx(model_path), out_path)  # self-contained: external data of the input comes along
-        result.kept_fp32 = result.kept_fp32 or (f"int8 does not pay for this model: the int8 file would be {result.output_bytes:,} bytes, "
-                                                f"float32 {result.input_bytes:,} (too few weights); float32 kept")
+        result.kept_fp32 = result.kept_fp32 or why
         result.output_bytes, result.forms, result.relowered = result.input_bytes, {}, False
         result.stayed_float = stayed_float(model, mode, ops, _reasons(result))
         result.notes.append("written unchanged (no rnnedge.quantization record): float32 kept, never larger")

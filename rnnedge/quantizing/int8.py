@@ -64,13 +64,22 @@ def quantize_int8(model, meta: dict, shape, forms, ops, threads: int, result, da
     probe.CopyFrom(out)
     compact_names(probe)  # as it will be written (node names stay on `out` for the stayed_float report)
     float_bytes, int8_bytes = plain.ByteSize(), probe.ByteSize()
-    if int8_bytes >= float_bytes:
-        result.kept_fp32 = (f"int8 does not pay for this model: the int8 file would be {int8_bytes:,} bytes, "
-                            f"float32 {float_bytes:,} (too few weights); float32 kept")
-        result.notes.append(result.kept_fp32)
+    why = does_not_pay(int8_bytes, float_bytes, strict=False)
+    if why:
+        result.kept_fp32 = why
+        result.notes.append(why)
         result.forms, result.relowered = {}, False
         return plain
     return out
+
+
+def does_not_pay(int8_bytes: int, float_bytes: int, strict: bool = True) -> str | None:
+    """The one "int8 does not pay" rule: why float32 is kept when the int8 model would be larger (`strict`) or no smaller
+    than the float32 one (too few weights: scales and dequantize nodes outweigh what int8 saves), else None."""
+    if int8_bytes > float_bytes or (not strict and int8_bytes == float_bytes):
+        return (f"int8 does not pay for this model: the int8 file would be {int8_bytes:,} bytes, "
+                f"float32 {float_bytes:,} (too few weights); float32 kept")
+    return None
 
 
 def _forced(units, forms) -> dict:

@@ -24,9 +24,13 @@ def output_name(index: int, count: int) -> str:
 
 
 def _positional_names(module) -> list[str]:
-    """forward's positional parameter names (self excluded), up to a *args or keyword-only parameter."""
+    """forward's positional parameter names (self excluded), up to a *args or keyword-only parameter. Not a module (a
+    factory returning None): no names, so export's own check says what it got."""
+    forward = getattr(module, "forward", None)
+    if forward is None:
+        return []
     try:
-        params = inspect.signature(module.forward).parameters.values()
+        params = inspect.signature(forward).parameters.values()
     except (TypeError, ValueError):  # a builtin or C-implemented forward: no signature to read
         return []
     names = []

@@ -28,7 +28,7 @@ from exporters.names import DOMAIN, NODE  # torch-free: shared with the lowering
 RECURRENT_TYPES = (nn.RNN, nn.GRU, nn.LSTM)
 
 
-def _mode(layer: nn.RNNBase) -> str:
+def recurrent_mode(layer: nn.RNNBase) -> str:
     """'rnn_tanh' | 'rnn_relu' | 'gru' | 'lstm' (the cell, as ONNX attribute and eager dispatch key)."""
     if isinstance(layer, nn.LSTM):
         return "lstm"
@@ -179,7 +179,7 @@ class RecurrentExport(nn.Module):
 
     def __init__(self, layer: nn.RNNBase):
         super().__init__()
-        self.mode = _mode(layer)
+        self.mode = recurrent_mode(layer)
         self._stands_in_for = type(layer)
         # the layer's public attributes, for forward() code that reads them (self.rnn.hidden_size, ...)
         self.input_size = layer.input_size

@@ -27,7 +27,7 @@ from onnx import TensorProto, helper
 import rnnedge
 from rnnedge.errors import ExportError, ParityError
 from rnnedge.exporting import fixups, strategies
-from rnnedge.exporting.guard_sizes import _constrains
+from rnnedge.exporting.guard_sizes import constrains
 from tests.capture_modules import (
     CachedStatePolicy,
     ClampedTagger,
@@ -97,10 +97,10 @@ def test_a_slice_start_read_from_data_is_no_bound(tmp_path):
 
 
 def test_only_values_from_data_are_read_as_existing():
-    assert not _constrains("u0 <= s20", "s20", {})  # some data value fits every size
-    assert not _constrains("Eq(u0, s20 - 1)", "s20", {})
-    assert _constrains("s23 <= s20", "s20", {})  # a size is no data value: still a relation between sizes
-    assert _constrains("s20 <= 100", "s20", {})
+    assert not constrains("u0 <= s20", "s20", {})  # some data value fits every size
+    assert not constrains("Eq(u0, s20 - 1)", "s20", {})
+    assert constrains("s23 <= s20", "s20", {})  # a size is no data value: still a relation between sizes
+    assert constrains("s20 <= 100", "s20", {})
 
 
 # ------------------------------------------------------------------------------------------- capture strategies

@@ -159,7 +159,7 @@ def test_check_frozen_refuses_a_declared_axis_with_a_fixed_size():
     ("Eq(8*s27*s77, 160)", True), ("Eq(Mod(s27, 2), 0)", True), ("s27 > s77", True), ("Eq(s27, 10)", True),
 ])
 def test_relation_guards(expr, constrains):
-    assert guards._relation(expr) is constrains
+    assert guards.is_relation(expr) is constrains
 
 
 def test_range_metadata_round_trip():
@@ -178,7 +178,7 @@ def test_range_metadata_round_trip():
 ])
 def test_a_guard_constrains_an_axis_only_if_it_fails_at_some_size_of_it(expr, symbol, constrains):
     hints = {"s27": 10, "s77": 2, "s0": 2, "s26": 9}  # the export example's sizes
-    assert guards._constrains(expr, symbol, hints) is constrains
+    assert guards.constrains(expr, symbol, hints) is constrains
 
 
 FACTORY = '''
@@ -248,13 +248,13 @@ def test_a_torch_export_failure_names_the_users_line(tmp_path):
 
 
 def test_one_size_guards_that_are_plain_bounds_are_read_as_ranges():
-    from rnnedge.exporting.guards import _as_bound
+    from rnnedge.exporting.guards import as_bound
 
-    assert _as_bound("Eq(s27, Min(200, s27))", "s27") == [1, 200]  # x[:, :200] on a longer table: s27 <= 200
-    assert _as_bound("s27 <= 100", "s27") == [1, 100] and _as_bound("s27 > 5", "s27") == [6, None]
-    assert _as_bound("Eq(Mod(s27, 2), 0)", "s27") is None  # a pattern, not a range
-    assert _as_bound("Eq(s27, 10)", "s27") == [10, 10] and _as_bound("(s27 < 3) | (s27 > 9)", "s27") is None
-    assert _as_bound("s27 <= s30", "s27") is None  # two sizes: a relation
+    assert as_bound("Eq(s27, Min(200, s27))", "s27") == [1, 200]  # x[:, :200] on a longer table: s27 <= 200
+    assert as_bound("s27 <= 100", "s27") == [1, 100] and as_bound("s27 > 5", "s27") == [6, None]
+    assert as_bound("Eq(Mod(s27, 2), 0)", "s27") is None  # a pattern, not a range
+    assert as_bound("Eq(s27, 10)", "s27") == [10, 10] and as_bound("(s27 < 3) | (s27 > 9)", "s27") is None
+    assert as_bound("s27 <= s30", "s27") is None  # two sizes: a relation
 
 
 class PadToMultiple(nn.Module):

@@ -269,11 +269,11 @@ def _choose_lowering(lowering: str, target: str, layers) -> str:
         return lowering
     if has_proj:
         return "scan"
-    from exporters.ops import _mode
+    from exporters.ops import recurrent_mode
 
     picks = set()
     for _, layer in layers:
-        cell = _mode(layer).split("_")[0]  # by isinstance: a subclass of nn.LSTM (class BLSTM(nn.LSTM)) is an LSTM
+        cell = recurrent_mode(layer).split("_")[0]  # by isinstance: a subclass of nn.LSTM (class BLSTM(nn.LSTM)) is an LSTM
         small_rnn = cell == "rnn" and layer.hidden_size < SCAN_RNN_MIN_HIDDEN
         picks.add("native" if small_rnn else LOWERING_AUTO[cell])
     return picks.pop() if len(picks) == 1 else "scan"

@@ -3,9 +3,9 @@ torch's own sympy size functions, imported when a guard is parsed).
 
 A guard's text (`Ne(Mod(s27, 16), 0)`, `Eq(s27, Min(200, s27))`, `s77*((s27 // 32) - 1) > -1`) is parsed back to
 sympy and evaluated over the sizes 1..BOUND_PROBE of one axis, the other sizes it names tried at their export
-example's and a few more: `_as_bound` / `_joint_bound` read one or several guards as a range, `_excluded_sizes`
-lists what a 'not equal' guard leaves out, `_constrains` says whether a guard limits an axis at all;
-`_equal_sizes` / `_unify` make the names torch gave one size into one symbol.
+example's and a few more: `as_bound` / `joint_bound` read one or several guards as a range, `excluded_sizes`
+lists what a 'not equal' guard leaves out, `constrains` says whether a guard limits an axis at all;
+`equal_sizes` / `unify` make the names torch gave one size into one symbol.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import re
 from rnnedge.exporting.guardlog import GuardLog
 
 log = logging.getLogger("rnnedge.exporting.guards")
-_SYMBOL = re.compile(r"\b[su]\d+\b")
+SYMBOL = re.compile(r"\b[su]\d+\b")
 
 
 _SAME = r"Eq\(([su]\d+), ([su]\d+)\)"
@@ -36,7 +36,7 @@ def _conjuncts(expr: str) -> list[str]:
     return [*parts, expr[start:].strip()]
 
 
-def _relation(expr: str) -> bool:
+def is_relation(expr: str) -> bool:
     """A guard that ties a size to others or to a pattern (not a plain bound, which range_constraints already say)."""
     if all(re.fullmatch(_SAME, part) for part in _conjuncts(expr.strip())):
         return False  # inputs sharing sizes: what the shared labels declared
@@ -44,13 +44,13 @@ def _relation(expr: str) -> bool:
         return False  # "not 1" style guards (broadcasting, or a branch on size 1): probed by the quick check, see size_one_guards
     if any(f in expr for f in ("Mod(", "FloorDiv(", "CleanDiv(", "PythonMod(")):
         return True
-    return expr.startswith("Eq(") or len(set(_SYMBOL.findall(expr))) > 1
+    return expr.startswith("Eq(") or len(set(SYMBOL.findall(expr))) > 1
 
 
 PROBE_SIZES = (1, 2, 3, 5, 8, 13, 33, 100, 257, 513)
 
 
-def _equal_sizes(seen: GuardLog) -> dict[str, str]:
+def equal_sizes(seen: GuardLog) -> dict[str, str]:
     """{symbol: representative} from torch's plain equality guards (Eq(s2, s77)), so one size is one symbol."""
     parent: dict[str, str] = {}
 
@@ -69,11 +69,11 @@ def _equal_sizes(seen: GuardLog) -> dict[str, str]:
     return {s: root(s) for s in parent}
 
 
-def _unify(expr: str, same: dict[str, str]) -> str:
-    return _SYMBOL.sub(lambda m: same.get(m.group(0), m.group(0)), expr) if same else expr
+def unify(expr: str, same: dict[str, str]) -> str:
+    return SYMBOL.sub(lambda m: same.get(m.group(0), m.group(0)), expr) if same else expr
 
 
-def _constrains(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) -> bool:
+def constrains(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) -> bool:
     """Whether a guard fails at some probed size of `symbol`, the other sizes kept at the export example's.
 
     `s0*(s26 - 4) >= 0` (a convolution's frames >= 4) constrains s26 but not the batch s0; torch's slice bound checks
@@ -88,7 +88,7 @@ def _constrains(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) 
     import sympy
 
     try:
-        formula = _parse(expr)
+        formula = parse_guard(expr)
         target = next((s for s in formula.free_symbols if str(s) == symbol), None)
         if target is None:
             return False
@@ -170,7 +170,7 @@ def _compiled(expr: str, symbol: str, hint_items: tuple):
     import sympy
 
     try:
-        formula = _parse(expr)
+        formula = parse_guard(expr)
     except Exception:
         log.debug("guard %s: not evaluated here", expr)
         return None
@@ -231,13 +231,13 @@ def _far_edge(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) ->
         return -1
 
 
-def _as_bound(expr: str, symbol: str, hints: dict | None = None, within: tuple = (1, None)) -> list | None:
+def as_bound(expr: str, symbol: str, hints: dict | None = None, within: tuple = (1, None)) -> list | None:
     """[lo, hi] (hi None: no upper bound) when a guard holds on one and the same run of sizes of `symbol` whatever the
     other sizes it names (`s77*((s27 // 32) - 1) > -1` from unfold(1, 64, 32): s27 >= 32); else None (a relation)."""
-    return _joint_bound([expr], symbol, hints or {}, within)
+    return joint_bound([expr], symbol, hints or {}, within)
 
 
-def _joint_bound(exprs: list[str], symbol: str, hints: dict, within: tuple = (1, None)) -> list | None:
+def joint_bound(exprs: list[str], symbol: str, hints: dict, within: tuple = (1, None)) -> list | None:
     """[lo, hi] where guards that are no range alone are one together (each must not depend on the other sizes)."""
     joint = None
     for expr in exprs:
@@ -257,7 +257,7 @@ def _joint_bound(exprs: list[str], symbol: str, hints: dict, within: tuple = (1,
     return [true[0], min(ends) if ends else None]
 
 
-def _excluded_sizes(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) -> list[int] | None:
+def excluded_sizes(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) -> list[int] | None:
     """Sizes of `symbol` (up to BOUND_PROBE) where a guard fails for some trial of the other sizes; None: unknown."""
     sets = _truth_sets(expr, symbol, hints, within)
     if sets is None:
@@ -265,11 +265,11 @@ def _excluded_sizes(expr: str, symbol: str, hints: dict, within: tuple = (1, Non
     return [n for n in range(1, BOUND_PROBE + 1) if not all(t[n - 1] for t in sets)]
 
 
-def _parse(expr: str):
+def parse_guard(expr: str):
     """torch's guard text (it logs str(expr)) back to sympy, with torch's own size functions (FloorDiv, TruncToInt, ...)."""
     import sympy
     import torch.utils._sympy.functions as functions
 
     names = {n: getattr(functions, n) for n in dir(functions) if not n.startswith("_") and isinstance(getattr(functions, n), type)}
-    names.update({s: sympy.Symbol(s, integer=True, positive=True) for s in _SYMBOL.findall(expr)}, Min=sympy.Min, Max=sympy.Max)
+    names.update({s: sympy.Symbol(s, integer=True, positive=True) for s in SYMBOL.findall(expr)}, Min=sympy.Min, Max=sympy.Max)
     return sympy.sympify(expr, locals=names)

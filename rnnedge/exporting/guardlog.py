@@ -124,14 +124,14 @@ def _user_frame():
 def _is_user_code(frame) -> bool:
     import os
 
-    own, torch_dir, stdlib = _library_paths()
+    own, torch_dir, stdlib = library_paths()
     name = os.path.abspath(frame.f_code.co_filename)
     library = name.startswith(torch_dir) or (name.startswith(stdlib) and "-packages" + os.sep not in name)
     return not library and name not in own and not frame.f_code.co_filename.startswith("<frozen")
 
 
 @functools.lru_cache(maxsize=1)
-def _library_paths():
+def library_paths():
     """(rnnedge's own export files, torch's folder, the stdlib's folder): frames there are not the user's code."""
     import os
     import sys

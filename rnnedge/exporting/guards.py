@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 
 from rnnedge.errors import ExportError
-from rnnedge.exporting.guard_sizes import _SYMBOL, _as_bound, _constrains, _equal_sizes, _excluded_sizes, _joint_bound, _relation, _unify
+from rnnedge.exporting.guard_sizes import SYMBOL, as_bound, constrains, equal_sizes, excluded_sizes, is_relation, joint_bound, unify
 from rnnedge.exporting.guardlog import Guard, GuardLog, failed_at, pass_guard_warnings, watch_guards
 
 __all__ = ["Guard", "GuardLog", "check_frozen", "check_program", "failed_at", "parse_span", "pass_guard_warnings",
@@ -62,7 +62,7 @@ def check_program(program, names: list[str], axes: dict, seen: GuardLog, *, allo
     ep = getattr(program, "exported_program", program)
     if ep is None:
         return {}
-    shapes = _input_shapes(ep)
+    shapes = input_shapes(ep)
     hints = _example_sizes(shapes)
     ranges = Ranges()
     problems: list[str] = []
@@ -90,7 +90,7 @@ def check_program(program, names: list[str], axes: dict, seen: GuardLog, *, allo
             problems.append((kind, f"{where} {text}"))
     problems += _merged_labels(names, shapes, axes, tied, seen)
     if problems:
-        raise ExportError("; ".join(text for _, text in problems) + _hint({kind for kind, _ in problems}))
+        raise ExportError("; ".join(text for _, text in problems) + way_out_hint({kind for kind, _ in problems}))
     return ranges
 
 
@@ -119,8 +119,8 @@ def size_one_guards(program, names: list[str], axes: dict, seen: GuardLog, bound
     ep = getattr(program, "exported_program", program)
     if ep is None:
         return {}
-    shapes = _input_shapes(ep)
-    hints, same = _example_sizes(shapes), _equal_sizes(seen)
+    shapes = input_shapes(ep)
+    hints, same = _example_sizes(shapes), equal_sizes(seen)
     found: dict[str, list[int]] = {}
     for name, shape in zip(names, shapes):
         for ax, label in sorted(axes.get(name, {}).items()):
@@ -130,7 +130,7 @@ def size_one_guards(program, names: list[str], axes: dict, seen: GuardLog, bound
             for g in _guards_for(shape[ax], seen):
                 if g.expr.strip().startswith("Ne("):
                     within = tuple((bounds or {}).get(label) or (1, None))
-                    excluded = _excluded_sizes(_unify(g.expr, same), same.get(symbol, symbol), hints, within)
+                    excluded = excluded_sizes(unify(g.expr, same), same.get(symbol, symbol), hints, within)
                     if excluded is None or not excluded and within[0] <= 1:
                         excluded = [1]
                     found[label] = sorted({*found.get(label, []), *excluded[:MAX_PROBED]})
@@ -157,7 +157,7 @@ def _merged_labels(names, shapes, axes, tied, seen: GuardLog) -> list[tuple[str,
     return problems
 
 
-def _hint(kinds: set) -> str:
+def way_out_hint(kinds: set) -> str:
     hints = []
     if "bounded" in kinds:
         hints.append("pass allow_bounded=True (--allow-bounded) to record the range and have rnnedge.runtime enforce it")
@@ -203,7 +203,7 @@ def parse_span(text: str) -> list:
 # ------------------------------------------------------------------------------------ helpers
 
 
-def _input_shapes(ep) -> list:
+def input_shapes(ep) -> list:
     """The fake shapes of the user inputs, in call order (None for a non-tensor)."""
     user = list(ep.graph_signature.user_inputs)
     nodes = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
@@ -231,31 +231,31 @@ def _axis_verdict(ep, dim, seen: GuardLog, hints: dict, within: tuple = (1, None
         return None
     lo, hi = _bound(vr.lower), _bound(vr.upper)
     guards = seen.about(str(expr))
-    same = _equal_sizes(seen)  # Eq(s2, s77): two names torch gave one size; judge the others with them unified
+    same = equal_sizes(seen)  # Eq(s2, s77): two names torch gave one size; judge the others with them unified
     symbol = same.get(str(expr), str(expr))
     relations, spans = [], []  # spans: the guard texts read as ranges (for reading them with the relations, below)
     for g in guards:
-        text = _unify(g.expr, same)
+        text = unify(g.expr, same)
         if g.expr.strip().startswith("Ne("):  # a branch on a size: probed where it excludes a few sizes, else refused
-            excluded = _excluded_sizes(text, symbol, hints, within)
+            excluded = excluded_sizes(text, symbol, hints, within)
             if excluded is None or len(excluded) <= MAX_PROBED:
                 continue  # 'not 1' (a broadcast), `if T == 64:`: size_one_guards has export's quick check try them
-        elif not _relation(g.expr):  # a plain bound: range_constraints say it, unless torch.onnx could not refine it
-            if len(set(_SYMBOL.findall(g.expr))) > 1:  # Eq(s2, s77): sizes shared as the labels declared
+        elif not is_relation(g.expr):  # a plain bound: range_constraints say it, unless torch.onnx could not refine it
+            if len(set(SYMBOL.findall(g.expr))) > 1:  # Eq(s2, s77): sizes shared as the labels declared
                 continue
-            span = _as_bound(text, symbol, hints, within)  # (`if framed:` over math.ceil sizes: Max(1, CeilToInt(..)) <= 200)
+            span = as_bound(text, symbol, hints, within)  # (`if framed:` over math.ceil sizes: Max(1, CeilToInt(..)) <= 200)
             if span is not None and (span[1] is None and span[0] <= 2 or not _narrows(span, lo, hi)):
                 continue
-        elif not _constrains(text, symbol, hints, within):
+        elif not constrains(text, symbol, hints, within):
             continue
-        span = _as_bound(text, symbol, hints, within)  # Eq(s27, Min(200, s27)) from x[:, :200] is s27 <= 200; Ne(s*((s-3)//4), 0): s >= 7
+        span = as_bound(text, symbol, hints, within)  # Eq(s27, Min(200, s27)) from x[:, :200] is s27 <= 200; Ne(s*((s-3)//4), 0): s >= 7
         if span is None or span[0] == span[1]:  # `if T % 16:`, a reshape to a constant: another path, or no dynamic axis
             relations.append((g, text))
         else:
             spans.append(text)
             lo, hi = max(lo or 1, span[0]), _min_hi(hi, span[1])
     if relations:  # read together, the guards may still be one range: unfold(1, 64, 32) gives T >= 32 and T not in 32..63
-        joint = _joint_bound([t for _, t in relations] + spans, symbol, hints, within)
+        joint = joint_bound([t for _, t in relations] + spans, symbol, hints, within)
         if joint is None or joint[0] == joint[1]:  # Eq(8*s27*s77, 160), Mod(s27, 2) from a split in halves, s27 > s77, ...
             return "tied", f"is constrained by torch.export to {relations[0][0].describe()}", None
         lo, hi = max(lo or 1, joint[0]), _min_hi(hi, joint[1])

@@ -115,9 +115,9 @@ def _cover(region: dict, export_at, known, texts: dict, made: list | None = None
 
 
 def _refusal(texts: dict, why: str) -> ExportError:
-    from rnnedge.exporting.guards import _hint
+    from rnnedge.exporting.guards import way_out_hint
 
-    return ExportError("; ".join(texts.values()) + f"; {why}" + _hint({"bounded"}))
+    return ExportError("; ".join(texts.values()) + f"; {why}" + way_out_hint({"bounded"}))
 
 
 def _min(a, b):

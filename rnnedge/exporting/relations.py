@@ -26,10 +26,10 @@ def adopt_relations(program, names: list[str], axes: dict, seen: GuardLog, ties:
     ep = getattr(program, "exported_program", program)
     if ep is None:
         return {}
-    from rnnedge.exporting.guards import _input_shapes
+    from rnnedge.exporting.guards import input_shapes
 
     dims = []  # (input, axis, label, SymInt) of the declared axes, in call order
-    for name, shape in zip(names, _input_shapes(ep)):
+    for name, shape in zip(names, input_shapes(ep)):
         for ax, label in sorted(axes.get(name, {}).items()):
             if shape is not None and ax < len(shape) and isinstance(shape[ax], torch.SymInt):
                 dims.append((name, ax, label, shape[ax].node.expr))
@@ -67,12 +67,12 @@ def _guard_tie(text: str, owner: dict) -> tuple[str, dict] | None:
     wherever it gives a size >= 1 (checked at every size up to guard_sizes.BOUND_PROBE)."""
     import sympy
 
-    from rnnedge.exporting.guard_sizes import _parse
+    from rnnedge.exporting.guard_sizes import parse_guard
 
     if not text.startswith("Eq(") or "&" in text:
         return None
     try:
-        eq = _parse(text)
+        eq = parse_guard(text)
     except Exception:  # torch's text in a form sympy cannot read back: no tie adopted (check_program refuses)
         log.debug("guard %s: not read", text)
         return None

@@ -196,9 +196,9 @@ def frozen_values(caught) -> list[str]:
     import linecache
     import os
 
-    from rnnedge.exporting.guardlog import _library_paths
+    from rnnedge.exporting.guardlog import library_paths
 
-    own, torch_dir, stdlib = _library_paths()
+    own, torch_dir, stdlib = library_paths()
     found = []
     for w in caught or ():
         if type(w.message).__name__ != "TracerWarning":

@@ -80,3 +80,17 @@ def test_import_rnnedge_stays_light():
     """Neither torch nor onnx is imported by `import rnnedge` (export and quantize load on first use)."""
     done = _run_without_torch("import rnnedge\nprint(sorted(m for m in ('onnx', 'onnxruntime') if m in sys.modules))")
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A name another module needs is public: `from rnnedge.x import _helper` is a hidden interface."""
+    import ast
+
+    from import_graph import module_files
+
+    found = []
+    for mod, path in module_files().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("rnnedge", "exporters")):
+                found += [f"{mod}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not found

@@ -98,7 +98,7 @@ def constrains(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) -
         unknown = [s for s in others if s not in fixed and s not in data]
         grid = list(itertools.product(PROBE_SIZES, repeat=len(unknown))) if len(unknown) <= 2 else [
             tuple(random.Random(i).choice(PROBE_SIZES) for _ in unknown) for i in range(100)]
-        check = sympy.lambdify([target, *unknown, *data, *fixed], formula, modules=[_PYTHON_FNS, "math"])
+        check = sympy.lambdify([target, *unknown, *data, *fixed], formula, modules=[PYTHON_FNS, "math"])
         lo, hi = within
         sizes = [n for n in (*PROBE_SIZES, lo, lo + 1, *([hi - 1, hi] if hi else [])) if n >= lo and (hi is None or n <= hi)]
         for values in grid:
@@ -129,7 +129,7 @@ def _data_values(count: int, size: int) -> list[tuple]:
 
 BOUND_PROBE = 4096  # a guard's truth is read over sizes 1..BOUND_PROBE of the axis
 OTHER_SIZES = (1, 2, 3, 8, 33, 100)  # sizes tried for the other sizes a guard names (with their example's)
-_PYTHON_FNS = {"FloorDiv": lambda a, b: a // b, "CleanDiv": lambda a, b: a // b, "IntTrueDiv": lambda a, b: a / b,
+PYTHON_FNS = {"FloorDiv": lambda a, b: a // b, "CleanDiv": lambda a, b: a // b, "IntTrueDiv": lambda a, b: a / b,
                "CeilDiv": lambda a, b: -(-a // b), "Mod": lambda a, b: a % b, "PythonMod": lambda a, b: a % b,
                "ModularIndexing": lambda a, b, c: (a // b) % c, "Min": min, "Max": max, "TruncToInt": int, "FloorToInt": math.floor,
                "CeilToInt": math.ceil, "RoundToInt": round}
@@ -184,7 +184,7 @@ def _compiled(expr: str, symbol: str, hint_items: tuple):
     if len(trials) > 64:
         trials = random.Random(0).sample(trials, 64)
     try:
-        check = sympy.lambdify([target, *others], formula, modules=[_PYTHON_FNS, "math"])
+        check = sympy.lambdify([target, *others], formula, modules=[PYTHON_FNS, "math"])
         example = hints.get(symbol)
         if example:  # only trials where the export example itself is valid: others at sizes torch could have seen
             trials = [values for values in trials if check(example, *values)]

@@ -14,6 +14,7 @@ import numpy as np
 
 from rnnedge.errors import BadInputError
 from rnnedge.files import load_arrays
+from rnnedge.quantizing.inputs import graph_inputs
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +44,6 @@ def calibration_reader(calibration, model, meta: dict, warns: list[str]):
             return next(self._it, None)
 
     return Reader()
-
-
-def graph_inputs(model) -> dict[str, tuple[int, list]]:
-    """{name: (onnx elem type, shape with ints for fixed dims and None for symbolic)} of the real inputs."""
-    inits = {t.name for t in model.graph.initializer}
-    out = {}
-    for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        t = vi.type.tensor_type
-        out[vi.name] = (t.elem_type, [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim])
-    return out
 
 
 def check_user_arrays(arrays: dict, where: str) -> None:
@@ -90,8 +79,8 @@ def _array_batches(arrays: dict, inputs: dict, where: str) -> list[dict]:
         elem, shape = inputs[name]
         want = onnx.helper.tensor_dtype_to_np_dtype(elem)
         arr = np.asarray(arr)
-        if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
-            raise BadInputError(f"{where}: '{name}' has shape {list(arr.shape)}, the model takes {['?' if s is None else s for s in shape]}")
+        if arr.ndim != len(shape) or any(isinstance(s, int) and s != a for s, a in zip(shape, arr.shape)):
+            raise BadInputError(f"{where}: '{name}' has shape {list(arr.shape)}, the model takes {[s if isinstance(s, int) else '?' for s in shape]}")
         if arr.dtype.kind != np.dtype(want).kind:
             raise BadInputError(f"{where}: '{name}' is {arr.dtype}, the model takes {np.dtype(want)}")
         if rows is not None and arr.shape[0] != rows:

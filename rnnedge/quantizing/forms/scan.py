@@ -11,22 +11,16 @@ from rnnedge.quantizing.forms.registry import Form, Plan, register
 from rnnedge.quantizing.forms.units import RECURRENT, Unit, name_nodes
 
 
-class ScanInt8(Form):
-    name = "scan-int8"
+class ScanForm(Form):
+    """The Scan form of a unit, its MatMuls handed to one of onnxruntime's quantizers (`target`: a Plan list)."""
+
     ops = ("RNN", "GRU", "LSTM", "Scan")
-    rank = 20
+
+    def __init__(self, name: str, rank: int, target: str):
+        self.name, self.rank, self.target = name, rank, target
 
     def plan(self, model, unit, units: dict, plan: Plan) -> None:
-        plan.dynamic.extend(scan_matmuls(model, unit))
-
-
-class ScanNbits8(Form):
-    name = "scan-nbits8"
-    ops = ("RNN", "GRU", "LSTM", "Scan")
-    rank = 30
-
-    def plan(self, model, unit, units: dict, plan: Plan) -> None:
-        plan.nbits.extend(scan_matmuls(model, unit))
+        getattr(plan, self.target).extend(scan_matmuls(model, unit))
 
 
 def scan_matmuls(model, unit: Unit) -> list[str]:
@@ -52,5 +46,5 @@ def scan_matmuls(model, unit: Unit) -> list[str]:
     return names
 
 
-register(ScanInt8())
-register(ScanNbits8())
+register(ScanForm("scan-int8", 20, "dynamic"))  # MatMulInteger
+register(ScanForm("scan-nbits8", 30, "nbits"))  # MatMulNBits

@@ -171,13 +171,13 @@ class IOSpec:
             raise BadInputError(f"malformed rnnedge.spec metadata ({type(exc).__name__}: {str(exc)[:80]})") from None
 
     def split_sizes(self) -> dict[str, list[int]]:
-        """{axis: sizes} on both sides of every split point of the pieces: a piece's last size, the next one's first,
-        and one more on each side (what the checks probe)."""
+        """{axis: sizes} on both sides of every split point of the pieces: the first size of a piece and one on each
+        side of it, the last size of the piece below (what the checks probe)."""
         out: dict[str, set] = {}
         for region in self.pieces:
             for axis, (lo, hi) in region.items():
-                for edge in ([lo - 1, lo] if lo > 1 else []) + ([hi, hi + 1] if hi is not None else []):
-                    out.setdefault(axis, set()).update(s for s in (edge - 1, edge, edge + 1) if s >= 1)
+                for first in ([lo] if lo > 1 else []) + ([hi + 1] if hi is not None else []):
+                    out.setdefault(axis, set()).update((first - 1, first, first + 1))
         return {axis: sorted(sizes) for axis, sizes in out.items()}
 
     def input(self, role: str) -> TensorSpec | None:

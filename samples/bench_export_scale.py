@@ -6,8 +6,12 @@ inputs longer than 200 bottleneck steps), from a few million to tens of millions
     python samples/bench_export_scale.py --channels 64    # one size
 
 Per size: weights, export seconds split into torch capture (every piece), guard reading and joining, and the quick
-check (rnnedge.export's own, at unseen sizes and each side of the window split), and the pieces. Each export is one
-process's first, so every figure includes torch's own warm-up. Not part of the tests (minutes on 2 cores).
+check (rnnedge.export's own, at unseen sizes and each side of the window split), and the pieces. Not part of the
+tests (minutes on 2 cores).
+
+The windowing reshapes spell their sizes out (`reshape(B, n, C, width)`): with `-1` there, torch.export's own sympy
+simplification of the FloorDiv over the nested `math.ceil` sizes ran past 10 minutes in the long-input piece (a stack
+dump shows torch/utils/_sympy FloorDiv.eval -> sympy simplify), before rnnedge reads a single guard.
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ class WindowedBLSTM(nn.Module):
         x = self.linear(self.lstm(x.permute(2, 0, 1))[0]).permute(1, 2, 0)  # (B', C, T')
         if framed:
             limit = stride // 2
-            f = x.reshape(B, -1, C, width)
-            body = f[:, :, :, limit:width - limit].permute(0, 2, 1, 3).reshape(B, C, -1)
+            f = x.reshape(B, n, C, width)  # sizes spelled out, not -1: see the module docstring
+            body = f[:, :, :, limit:width - limit].permute(0, 2, 1, 3).reshape(B, C, n * (width - 2 * limit))
             x = torch.cat([f[:, 0, :, :limit], body], -1)[..., :T]
         return x
 

@@ -90,7 +90,7 @@ def constrains(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) -
     try:
         formula = parse_guard(expr)
         target = next((s for s in formula.free_symbols if str(s) == symbol), None)
-        if target is None:
+        if target is None or _defines_data_size(formula):
             return False
         others = sorted((s for s in formula.free_symbols if s != target), key=str)
         fixed = {s: hints[str(s)] for s in others if hints.get(str(s)) is not None}
@@ -110,6 +110,17 @@ def constrains(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) -
     except Exception:
         log.debug("guard %s: not evaluated here", expr)
         return True
+
+
+def _defines_data_size(formula) -> bool:
+    """Eq(<sizes>, u0) with u0 a value torch could not size (a slice past a `math.ceil` length) alone on one side: torch
+    names that size u0; it holds at every size of the others, so it bounds nothing."""
+    import sympy
+
+    if not isinstance(formula, sympy.Eq):
+        return False
+    return any(side.is_Symbol and str(side).startswith("u") and side not in other.free_symbols
+               for side, other in ((formula.lhs, formula.rhs), (formula.rhs, formula.lhs)))
 
 
 DATA_VALUES = (0, 1, 2, 3, 5, 8, 13, 33, 100, 257, 513, -1)  # values tried for a value read from data (u0)

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rnnedge.errors import ParityError, RnnEdgeError
+from rnnedge.tasks import task_names
 
 log = logging.getLogger("rnnedge")
 
@@ -164,3 +165,41 @@ def fmt(v: Any) -> str:
     if isinstance(v, list):
         return ", ".join(map(str, v))
     return str(v)
+
+
+# -- options shared by the commands (commands.py, deploy.py) --------------------------------------
+
+
+class FiniteFloat(click.ParamType):
+    """A finite float >= 0 (click's FloatRange lets nan and inf through)."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or number < 0:
+            self.fail(f"{value!r} must be a finite number >= 0", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
+
+provider_option_option = click.option(
+    "--provider-option", "provider_options", multiple=True, metavar="KEY=VALUE",
+    help="An option for the provider named by --provider, as onnxruntime takes it (e.g. device_id=0); repeatable. "
+         "With several --provider: PROVIDER:KEY=VALUE.")
+
+
+def providers_from_options(names, option_texts):
+    """--provider / --provider-option -> the API's providers list (rnnedge.runtime.provider_options)."""
+    from rnnedge.runtime.provider_options import cli_providers
+
+    return cli_providers(list(names), list(option_texts))
+
+
+TASK_CHOICE = click.Choice(task_names())

@@ -8,47 +8,25 @@ from pathlib import Path
 import click
 
 from rnnedge.cli import render
-from rnnedge.cli.app import cli, emit, err_console, json_option, model_argument, model_or_folder_argument, output_option, render_mapping
+from rnnedge.cli.app import (
+    FINITE,
+    TASK_CHOICE,
+    cli,
+    emit,
+    json_option,
+    model_or_folder_argument,
+    output_option,
+    provider_option_option,
+    providers_from_options,
+    render_mapping,
+)
 from rnnedge.errors import ParityError
-from rnnedge.tasks import task_names
 
 MAX_CHUNK = 4096  # --target mobile unrolls this many steps at most (a huge chunk would take hours to build)
 
 
-class FiniteFloat(click.ParamType):
-    """A finite float >= 0 (click's FloatRange lets nan and inf through)."""
-
-    name = "float"
-
-    def convert(self, value, param, ctx):
-        import math
-
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(number) or number < 0:
-            self.fail(f"{value!r} must be a finite number >= 0", param, ctx)
-        return number
-
-
-FINITE = FiniteFloat()
-
-provider_option_option = click.option(
-    "--provider-option", "provider_options", multiple=True, metavar="KEY=VALUE",
-    help="An option for the provider named by --provider, as onnxruntime takes it (e.g. device_id=0); repeatable. "
-         "With several --provider: PROVIDER:KEY=VALUE.")
-
-
-def _providers(names, option_texts):
-    """--provider / --provider-option -> the API's providers list (rnnedge.runtime.provider_options)."""
-    from rnnedge.runtime.provider_options import cli_providers
-
-    return cli_providers(list(names), list(option_texts))
-
 # -- train ----------------------------------------------------------------------------------------
 
-TASK_CHOICE = click.Choice(task_names())
 
 
 @cli.command()
@@ -231,7 +209,7 @@ def verify(source, model, atol, rtol, cases, providers, provider_options, allow_
     if providers or provider_options:  # unknown or unavailable names: one line (onnxruntime would fall back to CPU, unsaid)
         from rnnedge.runtime.providers import provider_entries
 
-        chosen = _providers(providers, provider_options)
+        chosen = providers_from_options(providers, provider_options)
         providers = [provider_entries(p)[0] for p in ([chosen] if isinstance(chosen, str) else chosen)]
     options = dict(atol=atol, rtol=rtol, cases=cases, providers=list(providers) or None, allow_ill_conditioned=allow_ill_conditioned)
     if factory:
@@ -298,7 +276,7 @@ def quantize(model: Path, output: Path, mode: str, calibration: str | None, cali
         result = run_quantize(model, target, mode=mode, calibration=calibration, calibration_method=calibration_method,
                               per_channel=per_channel, deploy=deploy, forms=form, op_types=op_types, quantize_conv=quantize_conv,
                               data=eval_task if mode == "int8" else None, examples=list(examples) or None,
-                              providers=_providers([provider or "cpu"], provider_options) if provider or provider_options else None)
+                              providers=providers_from_options([provider or "cpu"], provider_options) if provider or provider_options else None)
         data = result.to_dict()
         data.update(evaluate(model, target, eval_task, max_drift))
         passed = data.get("drift_ok") is not False
@@ -315,97 +293,3 @@ def quantize(model: Path, output: Path, mode: str, calibration: str | None, cali
 
 
 # -- mobile --------------------------------------------------------------------------------------
-
-
-@cli.command()
-@model_argument
-@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for the .ort file, usability.json/.txt and required_operators.config (created).")
-@json_option
-def mobile(model, out_dir, as_json):
-    """ORT-format model, NNAPI/CoreML usability report and reduced-operator config for ONNX Runtime Mobile."""
-    from rnnedge.mobile import prepare_mobile
-
-    report = prepare_mobile(model, out_dir)
-    emit(report.to_dict(), as_json, render.render_mobile)
-
-
-# -- run -----------------------------------------------------------------------------------------
-
-
-@cli.command()
-@model_argument
-@click.option("--input", "input_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="A .npy (the main input) or .npz (x|tokens, lengths, h0/c0) file.")
-@click.option("--lengths", "lengths_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="A .npy of int lengths (B,), one per row.")
-@output_option("Write the main output to OUT.npy (or every output to OUT.npz).", required=False)
-@click.option("--provider", default="auto", show_default=True, help="auto, cpu, cuda, ... or a full provider name.")
-@provider_option_option
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (default: onnxruntime's).")
-@click.option("--chunk", type=click.IntRange(min=1), default=None, help="Stream files: feed each row in chunks of this many steps "
-              "(rnnedge.runtime.StreamingSession, state carried), outputs joined.")
-@json_option
-def run(model, input_file, lengths_file, output, provider, provider_options, threads, chunk, as_json):
-    """Run MODEL (.onnx/.ort) on arrays from a .npy/.npz file, without torch."""
-    from rnnedge.run import run_file
-
-    data = run_file(model, input_file, lengths_file, output, provider=_providers([provider], provider_options), threads=threads,
-                    chunk=chunk)
-    emit(data, as_json, render.render_run)
-
-
-# -- bench ---------------------------------------------------------------------------------------
-
-
-@cli.command()
-@model_argument
-@click.option("--against", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="A checkpoint: time torch eager on the same inputs and report onnx/torch ratios.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--seq", type=click.IntRange(min=1), default=None, help="Steps (default: the task's length, else 50).")
-@click.option("--repeats", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="PNG of latency against sequence length: torch eager, onnx fp32, onnx int8 (needs matplotlib).")
-@click.option("--provider", default="cpu", show_default=True, help="The provider timed: cpu, cuda, auto, ... or a full name.")
-@provider_option_option
-@json_option
-def bench(model, against, threads, batch, seq, repeats, plot, provider, provider_options, as_json):
-    """Latency (p50/p90/p99), throughput, size and memory of MODEL, against torch eager with --against."""
-    from rnnedge.bench.latency import bench as run_bench
-
-    if against is not None:
-        from rnnedge.checkpoint import read_checkpoint
-
-        read_checkpoint(against)  # refuse a bad checkpoint before any timing
-    report = run_bench(model, against=against, threads=threads, batch=batch, seq=seq, repeats=repeats, plot=plot,
-                       providers=_providers([provider], provider_options))
-    emit(report.to_dict(), as_json, render.render_bench)
-
-
-# -- quickstart ----------------------------------------------------------------------------------
-
-
-@cli.command()
-@click.option("--task", "task_name", type=TASK_CHOICE, default="digits", show_default=True)
-@click.option("--cell", type=click.Choice(["rnn", "gru", "lstm"]), default="gru", show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (task default if omitted).")
-@click.option("--hidden", type=click.IntRange(min=1), default=None, help="Hidden units (task default if omitted).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/quickstart"),
-              show_default=True, help="Folder for the checkpoint, models, reports.")
-@json_option
-def quickstart(task_name, cell, epochs, hidden, seed, out_dir, as_json):
-    """The main job: train, export, verify, quantize (int8) and bench; exit 1 if parity fails."""
-    from rnnedge.quickstart import quickstart as run_quickstart
-    from rnnedge.tasks import get_task
-
-    quiet = as_json
-    progress = False if quiet else render.RichProgress(task_name, get_task(task_name).metric)
-    stage = (lambda name: None) if quiet else (lambda name: err_console().print(f"[bold]{name}[/bold] ..."))
-    summary = run_quickstart(task_name, cell=cell, out_dir=out_dir, epochs=epochs, hidden=hidden, seed=seed,
-                             progress=progress, on_stage=stage)
-    emit(summary, as_json, render.render_quickstart)
-    if not summary["parity"]["ok"]:
-        raise ParityError(summary["parity"]["summary"].splitlines()[0])

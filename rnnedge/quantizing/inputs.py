@@ -6,12 +6,10 @@
     found.source    # in words, for the report: "task digits (val split, 256 rows)"
     found.why       # when timing is None: why nothing runnable was found (quantize then keeps the default form)
 
-In order: the user's data (`--eval`/`--calibration`: a task name or an .npz keyed by input name) for the
-drift check, the spec's sizes (rnnedge.spec: ties, ranges, lengths) at the deployment shape for timing;
-a checkpoint's own task (rnnedge.task) when no data is given; the spec's random inputs at the deployment
-sizes; for a foreign file with no spec, sizes and values inferred from the graph and checked by running
-it (`infer_feeds`). `examples` ({input name: "16000" | "float32[1,512]"}, CLI `--example NAME=VALUE`) fix
-an input the file cannot describe (a sample rate, relative lengths) over any of these.
+In order: the user's data (`--eval`/`--calibration`: a task or an .npz by input name), a checkpoint's own task, the
+spec's inputs at the deployment sizes (ties, ranges, lengths), and for a foreign file sizes and values inferred from
+the graph and checked by running it (`infer_feeds`). `examples` ({input name: "16000" | "float32[1,512]"}, CLI
+`--example NAME=VALUE`) fix an input the file cannot describe (a sample rate, relative lengths) over any of these.
 """
 
 from __future__ import annotations

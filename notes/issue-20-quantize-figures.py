@@ -10,12 +10,11 @@ import sys
 
 import numpy as np
 import onnx
-import torch
 
 sys.path.insert(0, os.getcwd())
 from rnnedge.quantizing.api import quantize  # noqa: E402
 from rnnedge.quantizing.forms import constants_to_initializers  # noqa: E402
-from tests.quantize_files import build_gated, build_odd_size, build_relative_lengths, build_vad, speech_like, stream  # noqa: E402
+from tests.quantize_files import build_dynamo_gru, build_gated, build_odd_size, build_relative_lengths, build_vad, speech_like, stream  # noqa: E402
 
 
 def show(name, r, src=None, out=None):
@@ -28,15 +27,6 @@ def show(name, r, src=None, out=None):
         audio = speech_like(4.0, rate, seed=3)
         f, q = stream(src, audio, chunk, rate), stream(out, audio, chunk, rate)
         print(f"   stream {rate} Hz, {len(f)} chunks of {chunk}: prob {f.min():.3f}..{f.max():.3f}, max |int8 - fp32| {np.abs(f - q).max():.4f}")
-
-
-class Tagger(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.gru, self.head = torch.nn.GRU(16, 64, num_layers=2, batch_first=True), torch.nn.Linear(64, 5)
-
-    def forward(self, x):
-        return self.head(self.gru(x)[0])
 
 
 def main():
@@ -52,9 +42,7 @@ def main():
     constants_to_initializers(model)
     onnx.save_model(model, "vadx.onnx", save_as_external_data=True, all_tensors_to_one_file=True, location="vadx.onnx.data", size_threshold=1024)
     show("VAD with external data", quantize("vadx.onnx", "vadx.int8.onnx"), "vadx.onnx", "vadx.int8.onnx")
-    torch.manual_seed(0)
-    dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")}
-    torch.onnx.export(Tagger().eval(), (torch.randn(2, 9, 16),), dynamo=True, dynamic_shapes=(dims,)).save("dyn.onnx", external_data=False)
+    build_dynamo_gru("dyn.onnx")
     show("dynamo-exported 2-layer GRU(16, 64) tagger", quantize("dyn.onnx", "dyn.int8.onnx"))
     show("relative-lengths LSTM", quantize(build_relative_lengths("rel.onnx"), "rel.int8.onnx"))
     show("odd-size LSTM (runs at 777 samples only)", quantize(build_odd_size("odd.onnx"), "odd.int8.onnx"))

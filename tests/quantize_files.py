@@ -163,3 +163,23 @@ def build_gated(path, hidden=64, features=8, seed=0):
                           H.make_tensor_value_info("h", TP.FLOAT, [1, "batch", hidden])], [W, R, head, shift])
     onnx.save(H.make_model(graph, opset_imports=[H.make_opsetid("", 17)]), str(path))
     return path
+
+
+def build_dynamo_gru(path, seed=0):
+    """A 2-layer GRU(16, 64) tagger saved by torch.onnx's own (dynamo) exporter, which builds each layer's W/R/B at run
+    time from Slice/Concat/Unsqueeze of initializers; batch and seq declared dynamic. Returns the torch module."""
+    import torch
+
+    class Tagger(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru, self.head = torch.nn.GRU(16, 64, num_layers=2, batch_first=True), torch.nn.Linear(64, 5)
+
+        def forward(self, x):
+            return self.head(self.gru(x)[0])
+
+    torch.manual_seed(seed)
+    module = Tagger().eval()
+    dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")}
+    torch.onnx.export(module, (torch.randn(2, 9, 16),), dynamo=True, dynamic_shapes=(dims,), verbose=False).save(str(path), external_data=False)
+    return module

@@ -225,21 +225,11 @@ def test_constants_to_initializers_reaches_nested_graphs(tmp_path):
 def dynamo_gru(tmp_path_factory):
     """A 2-layer GRU tagger saved by torch.onnx's own (dynamo) exporter, which builds each layer's W/R/B at run
     time from Slice/Concat/Unsqueeze of initializers (exported once: torch.onnx may freeze the axes of a second export)."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
+    from tests.quantize_files import build_dynamo_gru
 
-    class Tagger(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.gru, self.head = torch.nn.GRU(16, 64, num_layers=2, batch_first=True), torch.nn.Linear(64, 5)
-
-        def forward(self, x):
-            return self.head(self.gru(x)[0])
-
-    torch.manual_seed(0)
-    module = Tagger().eval()
     path = tmp_path_factory.mktemp("dynamo") / "tagger.onnx"
-    dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")}
-    torch.onnx.export(module, (torch.randn(2, 9, 16),), dynamo=True, dynamic_shapes=(dims,), verbose=False).save(str(path), external_data=False)
+    module = build_dynamo_gru(path)
     shape = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
     if any(d.HasField("dim_value") for d in shape[:2]):
         pytest.skip("this torch.onnx kept no dynamic batch/seq axes")

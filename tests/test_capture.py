@@ -25,7 +25,7 @@ import torch
 from onnx import TensorProto, helper
 
 import rnnedge
-from rnnedge.errors import ExportError, ParityError
+from rnnedge.errors import BadInputError, ExportError, ParityError
 from rnnedge.exporting import fixups, strategies
 from rnnedge.exporting.guard_sizes import constrains
 from tests.capture_modules import (
@@ -248,15 +248,18 @@ def test_a_table_made_in_advance_names_the_way_out_and_fix_dim_takes_it(tmp_path
 
 def test_a_padded_complex_spectrum_exports(tmp_path):
     """aten.pad of a complex tensor (torchlib has no translation) pads the real view; stft's own lower bound
-    (samples >= 9 for n_fft 16) is recorded with allow_bounded."""
+    (samples >= 9 for n_fft 16: torch.stft fails below) is recorded by default and enforced by rnnedge.runtime."""
+    from rnnedge.runtime import Session
+
     torch.manual_seed(0)
     module = SpectralDenoiser().eval()
     path = tmp_path / "spectral.onnx"
-    result = rnnedge.export(module, (torch.randn(2, 64),), path, input_names=["wav"], allow_bounded=True,
-                            dynamic_axes={"wav": {0: "batch", 1: "samples"}})
+    result = rnnedge.export(module, (torch.randn(2, 64),), path, input_names=["wav"], dynamic_axes={"wav": {0: "batch", 1: "samples"}})
     assert result.strategy == "torch.export" and result.spec.ranges == {"samples": [9, None]}
     for batch, samples in [(1, 9), (3, 1203)]:
         assert max(independent_error(module, path, {"wav": torch.randn(batch, samples)})) < 1e-4
+    with pytest.raises(BadInputError, match="only valid for samples in 9.."):
+        Session(path).run(torch.randn(1, 8).numpy())
 
 
 def test_clamps_with_tensor_bounds_translate(tmp_path):

@@ -75,21 +75,74 @@ class PositionalTable(nn.Module):
         return self.lstm(x + self.pos[:, : x.shape[1]])[0]
 
 
-def test_a_real_bound_is_refused_with_axis_range_line_and_why_no_piece(tmp_path):
-    """The sizes past the guard cannot be a piece (torch fails there): refused as before, saying so."""
+def test_a_real_bound_exports_with_its_range_recorded_and_enforced(tmp_path, caplog):
+    """Past the guard torch itself fails (every size tried): no piece there; one file valid for 1..200, the range
+    recorded (metadata, spec) and enforced by rnnedge.runtime, right at both ends of it."""
+    from rnnedge.runtime import Session
+
+    module, path = PositionalTable().eval(), tmp_path / "m.onnx"
+    with caplog.at_level("WARNING", logger="rnnedge.exporting"):
+        result = rnnedge.export(module, _x(), path, input_names=["x"])
+    assert result.spec.ranges == {"seq": [1, 200]} and not result.spec.pieces
+    meta = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert meta["rnnedge.range.seq"] == "1..200"
+    assert any("seq 201..: the module itself fails there" in r.getMessage() for r in caplog.records)
+    assert any("torch guard on axis 1 ('seq')" in r.getMessage() and "200" in r.getMessage() for r in caplog.records)
+    session = Session(path)
+    for batch, seq in [(1, 1), (3, 7), (2, 199), (1, 200)]:
+        x = _x(batch, seq).numpy()
+        with torch.no_grad():
+            want = module(torch.from_numpy(x)).numpy()
+        assert np.abs(session.run(x) - want).max() < 1e-4
+    with pytest.raises(BadInputError, match="only valid for seq in 1..200"):
+        session.run(_x(1, 201).numpy())
+
+
+class FailsInTheMiddle(nn.Module):
+    """Undefined for 10..20 steps only: runs below and above, so no range can be recorded. From an example of 30
+    steps torch guards `seq > 20` alone (the chained comparison stops there): the piece 1..20 fails at its middle
+    size, so rnnedge exports it at a size that runs, whose guard (`seq < 10`) splits it again."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(5, 8, batch_first=True)
+
+    def forward(self, x):
+        if 10 <= x.shape[1] <= 20:
+            raise ValueError("no window fits")
+        return self.lstm(x)[0]
+
+
+def test_a_size_range_where_torch_fails_between_two_it_runs_is_refused(tmp_path):
     with pytest.raises(ExportError) as err:
-        rnnedge.export(PositionalTable().eval(), _x(), tmp_path / "m.onnx", input_names=["x"])
-    msg = str(err.value)
-    assert "axis 1 ('seq') of input 'x'" in msg and "1..200" in msg and "\n" not in msg
-    assert "test_guards.py" in msg and "self.pos[:, : x.shape[1]]" in msg
-    assert "seq 201.. could not be exported as a piece" in msg and "allow_bounded" in msg
+        rnnedge.export(FailsInTheMiddle().eval(), _x(seq=30), tmp_path / "m.onnx", input_names=["x"])
+    assert "the module itself fails at seq 10..20" in str(err.value) and "runs on both sides" in str(err.value)
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_torch_guard_reaches_the_user_as_a_log_warning(tmp_path, caplog):
-    with caplog.at_level("WARNING", logger="rnnedge.exporting.guards"), pytest.raises(ExportError):
-        rnnedge.export(PositionalTable().eval(), _x(), tmp_path / "m.onnx", input_names=["x"])
-    assert any("torch guard on axis 1 ('seq')" in r.getMessage() and "200" in r.getMessage() for r in caplog.records)
+class FailsPastTheBoundButOnce(PositionalTable):
+    """Past 200 steps torch fails, except at 402 steps (a second path): the range past 200 is not undefined."""
+
+    def forward(self, x):
+        if x.shape[1] == 402:
+            return self.lstm(x)[0]
+        return super().forward(x)
+
+
+def test_a_range_is_left_out_only_where_torch_fails_at_every_size_tried():
+    from rnnedge.exporting import piecewise
+    from rnnedge.exporting.api import prepare
+
+    def undefined(module):
+        job = prepare(module.eval(), (_x(),), input_names=["x"])
+        try:
+            assert piecewise._size_that_runs(job, job.spec, {"seq": [201, None]}, RuntimeError("too long")) == 402
+        except piecewise._Undefined:
+            return True
+        return False
+
+    assert undefined(PositionalTable())
+    assert not undefined(FailsPastTheBoundButOnce())  # 402 = 2 * 201 is among the sizes tried
 
 
 def test_allow_bounded_records_the_range_and_the_runtime_enforces_it(tmp_path):
@@ -349,3 +402,18 @@ def test_guards_that_are_one_range_together_are_read_as_one(tmp_path):
     with torch.no_grad():
         np.testing.assert_allclose(ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x.numpy()})[0], module(x).numpy(),
                                    rtol=0, atol=1e-5)
+
+
+def test_framing_exports_by_default_valid_from_one_frame(tmp_path):
+    """unfold fails under 64 samples (torch itself): that range is left out; 64..95 (one frame: torch's guards make it
+    a piece of its own) and 96.. are joined; valid from 64 samples, right on both sides of the split."""
+    import onnxruntime as ort
+
+    module, path = Framing().eval(), tmp_path / "m.onnx"
+    result = rnnedge.export(module, (torch.randn(2, 640),), path, input_names=["x"], dynamic_axes={"x": {0: "batch", 1: "samples"}})
+    assert result.spec.ranges == {"samples": [64, None]}
+    session = ort.InferenceSession(str(path))
+    for samples in (64, 95, 96, 97, 1001):
+        x = torch.randn(2, samples)
+        with torch.no_grad():
+            np.testing.assert_allclose(session.run(None, {"x": x.numpy()})[0], module(x).numpy(), rtol=0, atol=1e-5)

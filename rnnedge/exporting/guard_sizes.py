@@ -256,7 +256,8 @@ def joint_bound(exprs: list[str], symbol: str, hints: dict, within: tuple = (1, 
         if not sets or any(t != sets[0] for t in sets):
             return None
         joint = sets[0] if joint is None else tuple(a and b for a, b in zip(joint, sets[0]))
-    true = [n for n, ok in enumerate(joint or (), start=1) if ok]
+    lo, hi = within  # one run inside a piece's sizes is a range there (`seq < 10` in a piece 1..20), whatever lies outside
+    true = [n for n, ok in enumerate(joint or (), start=1) if ok and n >= lo and (hi is None or n <= hi)]
     if not true or true[-1] - true[0] + 1 != len(true):
         return None
     if true[-1] < BOUND_PROBE:

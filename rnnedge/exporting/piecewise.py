@@ -10,9 +10,14 @@ Each piece's nodes become one branch (their values prefixed `p<k>.`; subgraphs s
 initializers, which are kept outside the branches and deduplicated: the pieces' weights are mostly the same tensors).
 A piece may itself be split further (`if T < 5` and `if T > 200`: three pieces; two axes: a tree of Ifs), up to
 MAX_PIECES. The spec records the pieces; export's quick check and verify probe each side of every split point (the
-split value and +-1). Refused as before (with rnnedge.guards' message): more pieces than that, a range torch cannot
-export or run (a real bound: `allow_bounded` records it), relations on data. `allow_bounded=True` keeps its meaning:
-one file valid in the example's range, the range recorded and enforced.
+split value and +-1).
+
+A range at either end of an axis where the module itself fails at every size tried (`torch.stft` below its window,
+a positional table past its length: torch raises there) is no piece: the file is valid where torch is, and that range
+is recorded in spec.ranges and enforced by rnnedge.runtime, as `allow_bounded` would (logged). Refused as before (with
+rnnedge.guards' message): more pieces than MAX_PIECES, a range torch runs but cannot export, a range where the module
+fails at some sizes only, relations on data. `allow_bounded=True` keeps its meaning: one file valid in the example's
+range, the range recorded and enforced.
 """
 
 from __future__ import annotations
@@ -57,14 +62,22 @@ def _joined(job, strategy, model, spec):
             piece = _piece_job(job, spec, region, taken)
             raw, piece_spec = strategy.capture(piece)
             return strategies.finish(raw, piece, piece_spec), piece_spec
+        except _Undefined:
+            raise
         except (RnnEdgeError, strategies.CaptureFailed) as exc:
             raise _refusal(texts, f"the sizes {_describe(region)} could not be exported as a piece: {exc}") from exc
 
-    pieces = _cover({}, export_at, (model, spec), texts)
+    undefined: list[tuple[dict, str]] = []
+    pieces = _cover({}, export_at, (model, spec), texts, undefined=undefined)
+    valid = _valid_ranges(undefined, texts)
+    if len(pieces) == 1:  # the other side of the split is where the module itself fails: one file, its range recorded
+        model, spec = pieces[0][1]
+        spec.ranges = valid
+        return model, spec
     log.warning("torch.export split %s: exported as %d pieces (%s), joined with If nodes on the size",
                 ", ".join(sorted(texts)), len(pieces), "; ".join(_describe(r) for r, _ in pieces))
     joined = join_models([(region, built[0]) for region, built in pieces], _size_inputs(spec, [r for r, _ in pieces]))
-    spec.ranges = {}
+    spec.ranges = valid
     spec.pieces = [{label: list(rng) for label, rng in sorted(region.items())} for region, _ in pieces]
     spec.must_probe = _probes(spec, pieces)
     for _, (_, piece_spec) in pieces[1:]:  # ties torch proved and guard log problems of any piece hold for the file
@@ -82,20 +95,75 @@ def _piece_job(job, spec, region: dict, taken: set[int]):
 
     examples = _resized(spec, job.examples, region, taken)
     failure = capture.run_eagerly(job.module, examples)
-    if failure is not None:
-        raise failure
+    if failure is not None:  # another size of the range may run (the range holds a further split): export there
+        size = _size_that_runs(job, spec, region, failure, taken)
+        if size is None:
+            raise failure
+        (label, _), = region.items()
+        examples = _resized(spec, job.examples, {label: [size, size]}, set())
     return dataclasses.replace(job, examples=examples, bounds=region, attempts=[], errors=[], eager_failure=None)
 
 
-def _cover(region: dict, export_at, known, texts: dict, made: list | None = None) -> list[tuple[dict, tuple]]:
+class _Undefined(Exception):
+    """The module itself fails at every size of a region tried: no piece there (args: region, torch's message)."""
+
+
+def _size_that_runs(job, spec, region: dict, failure: Exception, taken: set[int] = frozenset()) -> int | None:
+    """A size of a one-axis `region` the module runs at, tried in turn (every size of a closed range of up to 64, sizes
+    >= 2 and not `taken` by the examples' other axes first; else its ends, neighbours and a spread); _Undefined where it
+    fails at all of them (None: more axes)."""
+    from rnnedge.exporting import capture
+
+    if len(region) != 1:
+        return None
+    (label, (lo, hi)), = region.items()
+    if hi is not None and hi - lo < 64:
+        sizes = list(range(lo, hi + 1))
+    else:
+        top = hi if hi is not None else max(4 * lo, lo + 1000)
+        sizes = sorted({lo, lo + 1, (lo + top) // 2, top - 1, top, *(lo * 2**k for k in range(1, 6) if lo * 2**k <= top)})
+    for size in sorted(sizes, key=lambda n: (n < 2 or n in taken, n)):
+        if capture.run_eagerly(job.module, _resized(spec, job.examples, {label: [size, size]}, set())) is None:
+            return size
+    raise _Undefined(region, str(failure))
+
+
+def _valid_ranges(undefined: list[tuple[dict, str]], texts: dict):
+    """spec.ranges for the sizes left once the regions where the module fails are taken out (each at an end of one axis)."""
+    from rnnedge.exporting.guards import Ranges
+
+    valid = Ranges()
+    for region, why in undefined:
+        (label, (lo, hi)), = region.items()
+        rng = valid.setdefault(label, [1, None])
+        if lo <= 1:
+            rng[0] = max(rng[0], hi + 1)
+        else:
+            rng[1] = lo - 1 if rng[1] is None else min(rng[1], lo - 1)
+        valid.texts[label] = (f"{texts.get(label, label)}; the module itself fails at {_describe(region)} ({why}): "
+                              f"valid for {_describe({label: rng})}")
+        log.warning("%s: the module itself fails there (%s): the file is valid for %s (recorded; rnnedge.runtime "
+                    "enforces it)", _describe(region), why, _describe({label: rng}))
+    return valid
+
+
+def _cover(region: dict, export_at, known, texts: dict, made: list | None = None, undefined: list | None = None) -> list[tuple[dict, tuple]]:
     """[(region, (onnx.ModelProto, IOSpec))] covering `region` ({label: [lo, hi]}; absent labels: every size). `made` counts
-    the exports: each is at least one piece, so past MAX_PIECES the split is refused before exporting any more."""
+    the exports: each is at least one piece, so past MAX_PIECES the split is refused before exporting any more. A range at
+    an end of one axis where the module itself fails is left out and appended to `undefined` as (region, why)."""
     made = [1] if made is None else made
     if known is None:
         made[0] += 1
         if made[0] > MAX_PIECES:
             raise _refusal(texts, f"its guards split the sizes into more than {MAX_PIECES} pieces")
-    built = known if known is not None else export_at(region)
+    try:
+        built = known if known is not None else export_at(region)
+    except _Undefined as exc:
+        (label, (lo, hi)), = region.items()
+        if undefined is None or not (lo <= 1 or hi is None):
+            raise _refusal(texts, f"the module itself fails at {_describe(region)} ({exc.args[1]}) but runs on both sides") from exc
+        undefined.append((region, exc.args[1]))
+        return []
     valid = built[1].ranges
     for label, (lo, hi) in sorted(valid.items()):
         texts.setdefault(label, valid.texts.get(label, f"axis '{label}' is only valid for {lo}..{hi or ''}"))
@@ -107,7 +175,7 @@ def _cover(region: dict, export_at, known, texts: dict, made: list | None = None
             if part[0] is None or part[0] < 1 or (part[1] is not None and part[1] < part[0]):
                 continue
             inside = part[0] >= lo and (hi is None or (part[1] is not None and part[1] <= hi))
-            out += _cover({**region, label: part}, export_at, built if inside else None, texts, made)
+            out += _cover({**region, label: part}, export_at, built if inside else None, texts, made, undefined)
             if len(out) > MAX_PIECES:
                 raise _refusal(texts, f"its guards split the sizes into more than {MAX_PIECES} pieces")
         return out

@@ -88,7 +88,7 @@ def constrains(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) -
     import sympy
 
     try:
-        formula = parse_guard(expr)
+        formula = parse_guard(expr, evaluate=False)
         target = next((s for s in formula.free_symbols if str(s) == symbol), None)
         if target is None or _defines_data_size(formula):
             return False
@@ -181,7 +181,7 @@ def _compiled(expr: str, symbol: str, hint_items: tuple):
     import sympy
 
     try:
-        formula = parse_guard(expr)
+        formula = parse_guard(expr, evaluate=False)
     except Exception:
         log.debug("guard %s: not evaluated here", expr)
         return None
@@ -277,11 +277,15 @@ def excluded_sizes(expr: str, symbol: str, hints: dict, within: tuple = (1, None
     return [n for n in range(1, BOUND_PROBE + 1) if not all(t[n - 1] for t in sets)]
 
 
-def parse_guard(expr: str):
-    """torch's guard text (it logs str(expr)) back to sympy, with torch's own size functions (FloorDiv, TruncToInt, ...)."""
+@functools.lru_cache(maxsize=1024)
+def parse_guard(expr: str, evaluate: bool = True):
+    """torch's guard text (it logs str(expr)) back to sympy, with torch's own size functions (FloorDiv, TruncToInt, ...).
+    evaluate=False keeps the expression as written (what lambdify needs to read it at sizes): sympy's own simplification
+    of nested Max/CeilToInt sizes (a conv encoder's `math.ceil` lengths) took 0.3-1.5 s per guard."""
     import sympy
     import torch.utils._sympy.functions as functions
+    from sympy.parsing.sympy_parser import parse_expr
 
     names = {n: getattr(functions, n) for n in dir(functions) if not n.startswith("_") and isinstance(getattr(functions, n), type)}
     names.update({s: sympy.Symbol(s, integer=True, positive=True) for s in SYMBOL.findall(expr)}, Min=sympy.Min, Max=sympy.Max)
-    return sympy.sympify(expr, locals=names)
+    return sympy.sympify(expr, locals=names) if evaluate else parse_expr(expr, local_dict=names, evaluate=False)

@@ -1030,7 +1030,7 @@ CASES = [
     ZooCase("squeeze_all_head", lambda: SqueezeAllHead(), lambda b, t, g: (torch.randn(b, t, 5, generator=g),), ["x"], ["score"],
             {"x": {0: "batch", 1: "seq"}}, shapes=[(1, 1), (4, 13), (2, 300)], expect="refuse"),
     ZooCase("positional_table_200", lambda: PositionalGRU(), lambda b, t, g: (torch.randn(b, t, 6, generator=g),), ["x"], ["y"],
-            {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, shapes=[(1, 1), (4, 13), (2, 200)], expect="bounded"),  # torch fails past 200: the range is recorded by default
+            {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, shapes=[(1, 1), (4, 13), (2, 200)], expect="bounded"),  # torch fails past 200: recorded
     ZooCase("positional_table_200_allow_bounded", lambda: PositionalGRU(), lambda b, t, g: (torch.randn(b, t, 6, generator=g),), ["x"],
             ["y"], {"x": {0: "batch", 1: "seq"}, "y": {0: "batch", 1: "seq"}}, shapes=[(1, 1), (4, 13), (2, 200)],
             kwargs={"allow_bounded": True}, expect="bounded"),

@@ -117,6 +117,38 @@ class CellTagger(nn.Module):
         return self.head(torch.cat([y, s], -1))
 
 
+class LayerNormLSTMCell(nn.Module):
+    """A custom cell (layer-normalised gates, as RNN-T encoders write them): run_cell makes it an ONNX Scan."""
+
+    def __init__(self, features, hidden):
+        super().__init__()
+        self.gates, self.norm, self.out_norm, self.hidden = nn.Linear(features + hidden, 4 * hidden), nn.LayerNorm(4 * hidden), nn.LayerNorm(hidden), hidden
+
+    def forward(self, x, state=None):
+        h, c = state if state is not None else (x.new_zeros(x.shape[0], self.hidden),) * 2
+        i, f, g, o = self.norm(self.gates(torch.cat([x, h], -1))).chunk(4, -1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(self.out_norm(c)), c
+
+
+class CustomCellKWS(nn.Module):
+    """A causal conv, then a custom (h, c) cell through run_cell: its Scan's loop state is carried as stream state."""
+
+    def __init__(self, features=10, hidden=12):
+        super().__init__()
+        from rnnedge import run_cell
+
+        self.run_cell = run_cell
+        self.conv = nn.Conv1d(features, 16, 3)
+        self.cell = LayerNormLSTMCell(16, hidden)
+        self.head = nn.Linear(hidden, 3)
+
+    def forward(self, x):  # (B, T, F)
+        z = F.relu(self.conv(F.pad(x.transpose(1, 2), (2, 0)))).transpose(1, 2)
+        y, _ = self.run_cell(self.cell, z)
+        return self.head(y)
+
+
 class LastStepClassifier(nn.Module):
     """A head on the last step: streams as the answer at each chunk's end."""
 
@@ -272,6 +304,10 @@ def make_cells():
     return _seeded(CellTagger)
 
 
+def make_custom_cell():
+    return _seeded(CustomCellKWS)
+
+
 def make_last_step():
     return _seeded(LastStepClassifier)
 
@@ -290,7 +326,7 @@ def make_attention():
 
 # factory -> example input (B, T, F)
 STREAMING = {"make_kws": [1, 24, 40], "make_trimmed": [1, 24, 16], "make_vad": [1, 24, 24], "make_denoiser": [1, 24, 32], "make_crnn": [1, 24, 16],
-             "make_strided": [1, 24, 20], "make_cells": [1, 24, 10], "make_last_step": [1, 24, 12]}
+             "make_strided": [1, 24, 20], "make_cells": [1, 24, 10], "make_last_step": [1, 24, 12], "make_custom_cell": [1, 24, 10]}
 REFUSED = {"make_centred": ([1, 24, 16], "conv"), "make_norm": ([1, 24, 16], "mean"), "make_attention": ([1, 24, 16], "softmax")}
 
 

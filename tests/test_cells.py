@@ -187,6 +187,28 @@ def test_run_cell_with_a_hand_written_cell_exports_a_scan(tmp_path):
         assert _max_error(module, path, {"x": _rand(batch, steps, 5, seed=steps)}) < 1e-5
 
 
+class SharedStart(nn.Module):
+    """run_cell from a start the code builds: one tensor for both h and c, or a non-contiguous view of the input
+    (torch's scan refused both: 'might be aliasing', 'init and carry ... differ in stride')."""
+
+    def __init__(self, view: bool):
+        super().__init__()
+        self.cell, self.head, self.view = LayerNormLSTMStep(), nn.Linear(H, 3), view
+
+    def forward(self, x):
+        start = x[:, 0, :1].expand(-1, H) if self.view else x.new_full((x.shape[0], H), 0.5)
+        y, _ = run_cell(self.cell, x, (start, start))
+        return self.head(y)
+
+
+@pytest.mark.parametrize("view", [False, True])
+def test_run_cell_from_a_shared_or_strided_start_exports(tmp_path, view):
+    module, path = SharedStart(view).eval(), tmp_path / "seq.onnx"
+    rnnedge.export(module, _rand(2, 10, 5), path, input_names=["x"])
+    for batch, steps in ((1, 1), (3, 70)):
+        assert _max_error(module, path, {"x": _rand(batch, steps, 5, seed=steps)}) < 1e-5
+
+
 def test_attention_decoder_step_exports_with_memory_length_dynamic(tmp_path):
     module = AttentionDecoderStep().eval()
     names = ["token", "h", "memory", "mask"]

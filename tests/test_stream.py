@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import rnnedge
 from rnnedge.cli import cli
@@ -52,7 +53,7 @@ def _streamed(session, x: np.ndarray, n: int, per_step: bool) -> np.ndarray:
     return np.concatenate(outs, 0) if per_step else outs[-1]
 
 
-@pytest.mark.parametrize("name", ["make_kws", "make_denoiser", "make_trimmed", "make_cells", "make_last_step", "make_strided",
+@pytest.mark.parametrize("name", ["make_kws", "make_denoiser", "make_trimmed", "make_cells", "make_last_step", "make_strided", "make_custom_cell",
                                   pytest.param("make_vad", marks=pytest.mark.slow), pytest.param("make_crnn", marks=pytest.mark.slow)])
 def test_streamed_chunks_equal_torch_on_the_whole_sequence(name, tmp_path_factory):
     path, _ = _export(name, tmp_path_factory)
@@ -90,6 +91,26 @@ def test_the_spec_declares_every_state_pair(tmp_path_factory):
 
     shown = declared_spec(meta)["spec"]["states"]  # rnnedge inspect lists them
     assert any(line.startswith("conv2.ctx0 -> conv2.ctxn") and "batch axis 0" in line for line in shown)
+
+
+def test_a_custom_cell_through_run_cell_carries_its_scan_state(tmp_path_factory):
+    """The Scan's (h, c) loop state: two state pairs named after the cell, batch axis 0, zeros at the start."""
+    _, result = _export("make_custom_cell", tmp_path_factory)
+    states = {s["input"]: s for s in result.spec.states}
+    assert set(states) == {"conv.ctx0", "cell.s0_0", "cell.s1_0"}
+    assert states["cell.s0_0"].items() >= {"output": "cell.s0_n", "shape": ["batch", 12], "batch_axis": 0, "init": 0.0}.items()
+
+
+def test_a_custom_cell_started_from_anything_but_zeros_is_refused(tmp_path):
+    class FromInput(sm.CustomCellKWS):
+        def forward(self, x):
+            z = F.relu(self.conv(F.pad(x.transpose(1, 2), (2, 0)))).transpose(1, 2)
+            start = z.new_full((z.shape[0], 12), 0.5)  # a start other than zeros
+            y, _ = self.run_cell(self.cell, z, (start, start))
+            return self.head(y)
+
+    with pytest.raises(ExportError, match="a stream starts from zeros"):
+        rnnedge.export(FromInput().eval(), torch.randn(1, 24, 10), tmp_path / "m.onnx", target="stream")
 
 
 def test_a_strided_front_end_declares_its_stride_and_the_runtime_enforces_it(tmp_path_factory):

@@ -114,6 +114,8 @@ def _as_scan(cell, x, hx, batch_first):
     xs = x.transpose(0, 1) if batch_first else x  # (T, B, I)
     if hx is None:
         hx = tree_map(torch.zeros_like, cell(xs[0]))
+    # torch's scan wants its start laid out as each step's (cloned) state, and no two state leaves one tensor ((h, h))
+    hx = tree_map(lambda t: t.clone(memory_format=torch.contiguous_format), hx)
 
     def step(state, x_t):
         new = cell(x_t, state)

@@ -23,6 +23,7 @@ Whatever is left, the export's quick check proves empirically (chunked == whole,
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -69,9 +70,7 @@ def add_stream_state(model, time_input: str, time_axis: int, batch_symbol: str |
         elif node.op_type in ("ConvTranspose", "Resize", "Upsample") and g.time_axis_of(node.input[0]) is not None:
             raise ExportError(f"{g.layer(node)} ({node.op_type}) upsamples the time axis: it cannot stream; {WAY_OUT}")
         elif node.op_type == "Scan":
-            raise ExportError(f"{g.layer(node)} runs a custom cell through run_cell (an ONNX Scan): --target stream carries "
-                                "the state of nn.RNN/GRU/LSTM and of nn.RNNCell/GRUCell/LSTMCell only; "
-                                "take the state as an input and return it yourself, and export --target dynamic")
+            plan.states += g.scan_state(node)
         scale.update({o: frames for o in node.output})
     g.commit()
     if not plan.states and plan.stride == 1:
@@ -184,6 +183,46 @@ class _Graph(GraphReading, WindowContext):
         node.input.extend(inputs)
         return states
 
+    def scan_state(self, node) -> list[dict]:
+        """A custom cell through run_cell (an ONNX Scan over time): each loop state from a new graph input (zeros at the
+        start: run_cell's default), each final state to a new graph output: `<layer>.s<k>0 -> <layer>.s<k>n`."""
+        from onnx import helper
+
+        scans = self.attr(node, "num_scan_inputs", 1)
+        if any(self.attr(node, "scan_input_directions", []) or []) or any(self.attr(node, "scan_output_directions", []) or []):
+            raise ExportError(f"{self.layer(node)} scans the sequence backwards: it needs the whole sequence, so it cannot "
+                              f"stream; {WAY_OUT}")
+        layer, inputs, states = self._cell_name(node), list(node.input), []
+        for k in range(len(inputs) - scans):
+            shape = list(self.shapes.get(inputs[k]) or [])
+            if self.batch not in shape or not self._is_zeros(inputs[k]):
+                raise ExportError(f"the state of {layer}'s custom cell is {'taken from the inputs or computed' if shape else 'of unknown shape'}: "
+                                  "a stream starts from zeros (run_cell(cell, x) with no state); take the state as an input "
+                                  f"and return it yourself (a step module), or {WAY_OUT}")
+            name_in, name_out = self.fresh(f"{layer}.s{k}_0"), self.fresh(f"{layer}.s{k}_n")
+            inputs[k] = name_in
+            self.new_inputs.append(helper.make_tensor_value_info(name_in, 1, shape))
+            if not node.output[k]:
+                node.output[k] = self.fresh(f"{layer}.s{k}_last")
+            self.after.setdefault(id(node), []).append(helper.make_node("Identity", [node.output[k]], [name_out]))
+            self.new_outputs.append(helper.make_tensor_value_info(name_out, 1, shape))
+            states.append({"input": name_in, "output": name_out, "shape": shape, "batch_axis": shape.index(self.batch),
+                           "init": 0.0, "layer": layer, "kind": f"scan.s{k}"})
+        del node.input[:]
+        node.input.extend(inputs)
+        return states
+
+    def _cell_name(self, node) -> str:
+        """The cell's module path: the common dotted prefix of the weights its Scan body reads ('cell' from cell.x.weight,
+        cell.ln.bias); torch.onnx gives a Scan no module scope."""
+        body = next((a.g for a in node.attribute if a.name == "body"), None)
+        names = sorted({re.sub(r"^p_", "", i) for n in (body.node if body is not None else []) for i in n.input if i in self.consts and "." in i})
+        if not names:
+            return "cell"
+        parts = [n.split(".")[:-1] for n in names]
+        common = [column[0] for column in itertools.takewhile(lambda c: len(set(c)) == 1, zip(*parts))]
+        return ".".join(common) or "cell"
+
     def _own_state(self, node, layer, letter, name_in, y_index) -> dict:
         """A state the module already takes as an input (forward(x, h0) -> (y, hn)): paired with the output it returns."""
         y = node.output[y_index]
@@ -230,7 +269,7 @@ class _Graph(GraphReading, WindowContext):
             from onnx import numpy_helper
 
             return value is None or not numpy_helper.to_array(value).any()
-        if node.op_type in ("Expand", "Cast", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Tile", "Transpose", "Contiguous"):
+        if node.op_type in ("Expand", "Cast", "CastLike", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Tile", "Transpose", "Contiguous"):
             return self._is_zeros(node.input[0], depth + 1)
         return False
 

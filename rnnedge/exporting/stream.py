@@ -185,7 +185,7 @@ class _Graph(GraphReading, WindowContext):
 
     def scan_state(self, node) -> list[dict]:
         """A custom cell through run_cell (an ONNX Scan over time): each loop state from a new graph input (zeros at the
-        start: run_cell's default), each final state to a new graph output: `<layer>.s<k>0 -> <layer>.s<k>n`."""
+        start: run_cell's default), each final state to a new graph output: `<cell>.s<k>_0 -> <cell>.s<k>_n`."""
         from onnx import helper
 
         scans = self.attr(node, "num_scan_inputs", 1)

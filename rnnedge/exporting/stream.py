@@ -8,6 +8,7 @@ lowering), `add_stream_state` rewrites every place where one time step reads ano
 - each recurrent stack (`rnnedge.TorchRecurrent`: nn.RNN/GRU/LSTM, standard cells through `run_cell`) gets
   its initial state as a graph input and returns its final state: `<layer>.h0 -> <layer>.hn`
   (`.c0 -> .cn` for LSTM), shape (layers x directions, batch, hidden), zeros = the module's own start;
+- each custom cell through `run_cell` (an ONNX Scan) gets its loop states the same way: `<cell>.s<k>_0 -> _n`;
 - each convolution or pooling over time (Conv, MaxPool, AveragePool) whose time padding is on the left only
   (`F.pad(x, (k - 1, 0))`, dilated, stacked, or `padding=k-1` followed by a chomp `y[..., :-(k-1)]` or a cut
   back to the input's length `y[..., :x.size(-1)]`)

@@ -56,7 +56,7 @@ from rnnedge.quantizing.forms import (
 )
 from rnnedge.quantizing.forms import quiet_ort as _quiet_ort
 from rnnedge.quantizing.forms import subgraphs as _subgraphs
-from rnnedge.quantizing.int8 import QuantizeFailure, does_not_pay, quantize_int8  # noqa: F401  (QuantizeFailure: public here too)
+from rnnedge.quantizing.int8 import QuantizeFailure, as_given, does_not_pay, nothing_to_quantize, quantize_int8  # noqa: F401  (QuantizeFailure: public here too)
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,7 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
     moved = constants_to_initializers(model)
     if moved:
         result.notes.append(f"{moved} Constant weight(s) (subgraphs included) turned into initializers so they can be int8")
+    already = nothing_to_quantize(model, ops) if mode == "int8" else None  # before folding turns int8 weights float
     folded = fold_constant_weights(model, {**WEIGHT_INPUTS, **{op: (1, 2, 3) for op in RECURRENT}})
     if folded:
         result.notes.append(f"{folded} weight(s) computed from constants in the graph (Slice/Concat/...) folded into initializers")
@@ -164,13 +165,16 @@ def quantize(model_path, out_path, *, mode: str = "int8", calibration=None, cali
         out = _to_fp16(model, keep_io_types)
     elif mode == "int8-static":
         out = _int8_static(model, meta, calibration, calibration_method, result)
+    elif already:  # an int8 or float16 file given again: nothing to measure or make int8, the file as it is
+        out, result.kept_fp32 = as_given(model_path), already
+        result.notes.append(already)
     else:
         out = quantize_int8(model, meta, shape, forms, ops, threads, result, data=data, examples=examples, providers=providers)
         record = {"for": result.deploy, "forms": result.forms, "fp32_ms": result.fp32_ms, "int8_ms": result.int8_ms}
         new_meta["rnnedge.quantization.forms"] = '{"kept_fp32":1}' if result.kept_fp32 else json.dumps(record, sort_keys=True)
     if result.relowered and "rnnedge.lowering" in meta and not any(n.op_type in RECURRENT for n in out.graph.node):
         new_meta["rnnedge.lowering"] = "scan"
-    result.stayed_float = stayed_float(out if result.kept_fp32 is None else model, mode, ops, _reasons(result))
+    result.stayed_float = stayed_float(out if result.kept_fp32 is None or already else model, mode, ops, _reasons(result))
     compact_names(out)  # the quantizer's long value names are ~10% of a small int8 file
     result.warnings.extend(result.stayed_float)
     del out.metadata_props[:]
@@ -304,12 +308,16 @@ def stayed_float(model, mode: str = "int8", op_types=DEFAULT_OP_TYPES, reasons: 
     with one reason: `reasons[node name]` (or `reasons["*"]` for every node) where quantize decided so."""
     import onnx
 
-    lines = []
+    from rnnedge.quantizing.forms.units import weight_users
+
+    lines = {}  # node name -> its line (a body's node reading outer-scope weights is met from the outer graph too)
     for graph in [model.graph, *_subgraphs(model.graph)]:
         weights = {t.name: list(t.dims) for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 2}
-        for node in graph.node:
+        for node in weight_users(graph):
+            if node.name in lines:
+                continue
             if mode == "fp16" and node.op_type in FP16_KEEP_FLOAT:
-                lines.append(f"{node.op_type} node {node.name or '?'!r} stays float32: {WHY_FLOAT['Transpose']}")
+                lines[node.name or len(lines)] = f"{node.op_type} node {node.name or '?'!r} stays float32: {WHY_FLOAT['Transpose']}"
                 continue
             slots = WEIGHT_INPUTS.get(node.op_type) if mode != "fp16" else None  # int8: weights, not biases
             held = [i for k, i in enumerate(node.input) if i in weights and (slots is None or k in slots)]
@@ -319,8 +327,8 @@ def stayed_float(model, mode: str = "int8", op_types=DEFAULT_OP_TYPES, reasons: 
                     why = WHY_FLOAT["Conv"] if node.op_type == "Conv" else f"{node.op_type} is not in --op-types"
                 elif reasons and (node.name in reasons or "*" in reasons):
                     why = reasons.get(node.name) or reasons["*"]
-                lines.append(f"{node.op_type} node {node.name or '?'!r} stays float32: {why} (weight {held[0]} {weights[held[0]]})")
-    return lines
+                lines[node.name or len(lines)] = f"{node.op_type} node {node.name or '?'!r} stays float32: {why} (weight {held[0]} {weights[held[0]]})"
+    return list(lines.values())
 
 
 def int8_weights(model) -> dict[str, list[str]]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rnnedge.errors import BadInputError
+from rnnedge.quantizing.roles import input_roles
 from rnnedge.spec import state_start
 
 log = logging.getLogger(__name__)
@@ -181,23 +182,25 @@ def _shape_of(feeds: dict, deploy: dict) -> dict:
 def infer_feeds(model, deploy: dict, examples: dict | None, run) -> Inputs:
     """Inputs for a file with no spec, from its graph: symbolic dims named like batch get the deployment batch, the
     others (time-like names first) grow through GROW until onnxruntime runs the model; integer scalars named like a
-    sample rate get RATES (each judged), lengths get valid values <= the time size, float [batch] inputs named like
-    lengths get relative lengths in (0, 1], state inputs zeros."""
+    sample rate get RATES (each judged), lengths (by name, or feeding sequence_lens: `roles`) get valid values <= the
+    time size, embedding ids values inside the table, float [batch] inputs named like lengths relative lengths in
+    (0, 1], state inputs zeros."""
     inputs = graph_inputs(model)
     if not inputs:
         return Inputs(None, [], "", "the model has no inputs")
     rates = [n for n, (elem, dims) in inputs.items() if not dims and elem in INTS and _word(n, RATE_WORDS) and n not in (examples or {})]
     sizes = [s for s in dict.fromkeys([deploy["seq"], *GROW]) if s >= 1]
+    roles = input_roles(model)  # integer inputs the graph shows as lengths or embedding ids (bounded by the table)
     errors = []
     for size in sizes:
-        feeds = _feeds_at(inputs, deploy["batch"], size, examples, seed=0, rate=RATES[0])
+        feeds = _feeds_at(inputs, deploy["batch"], size, examples, seed=0, rate=RATES[0], roles=roles)
         try:
             run(feeds)
         except Exception as exc:  # onnxruntime refuses this size: the next one (the reason is kept for the report)
             log.debug("size %d does not run: %s", size, exc)
             errors.append((size, ort_reason(exc)))
             continue
-        judged = [_feeds_at(inputs, max(deploy["batch"], JUDGE_MIN_ROWS), size, examples, seed=k, rate=r)
+        judged = [_feeds_at(inputs, max(deploy["batch"], JUDGE_MIN_ROWS), size, examples, seed=k, rate=r, roles=roles)
                   for r in (RATES if rates else RATES[:1]) for k in range(JUDGE_SEEDS // (2 if rates else 1))]
         judged = [f for f in judged if _runs(run, f)]
         what = ", ".join(f"{k}={v}" for k, v in _described(inputs, feeds).items())
@@ -225,7 +228,8 @@ def ort_reason(exc: Exception) -> str:
     return re.sub(r"^/\S+:\d+ [\w:~]+\([^)]*\) ", "", msg)[:200]  # onnxruntime's source file, line and function
 
 
-def _feeds_at(inputs: dict, batch: int, size: int, examples: dict | None, seed: int, rate: int) -> dict:
+def _feeds_at(inputs: dict, batch: int, size: int, examples: dict | None, seed: int, rate: int, roles=None) -> dict:
+    roles = roles or {}
     rng = np.random.default_rng(seed)
     named = {}  # symbol -> size, shared across inputs (ties by name)
     feeds = {}
@@ -236,10 +240,12 @@ def _feeds_at(inputs: dict, batch: int, size: int, examples: dict | None, seed: 
         dtype = _np(elem)
         if not shape and elem in INTS and _word(name, RATE_WORDS):
             feeds[name] = np.array(rate, dtype)
-        elif _is_lengths(name, dims, elem):
+        elif roles.get(name, ("",))[0] == "lengths" or _is_lengths(name, dims, elem):
             feeds[name] = _lengths(rng, shape, size, elem)
         elif _is_state(name, dims):
             feeds[name] = np.zeros(shape, dtype)
+        elif roles.get(name, ("",))[0] == "ids":  # embedding ids: the whole table, never past it
+            feeds[name] = rng.integers(0, roles[name][1], shape).astype(dtype)
         elif elem in INTS:
             feeds[name] = rng.integers(0, 2, shape).astype(dtype)
         elif elem == 9:  # bool

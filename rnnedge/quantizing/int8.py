@@ -33,6 +33,8 @@ def quantize_int8(model, meta: dict, shape, forms, ops, threads: int, result, da
     if forms is not None:  # forced: no measuring
         chosen = _forced(units, forms)
         timer = None
+        for unit in (u for u in units if chosen[u.name] == FP32):
+            result.float_reasons.update(dict.fromkeys(unit_nodes(model, unit), "float32 as asked (--form)"))
     else:
         timer = _timer(model, meta, ops, threads, result, data, examples, providers)
         chosen = _choose(units, timer, result) if timer is not None else {u.name: FLOOR for u in units}
@@ -73,6 +75,39 @@ def quantize_int8(model, meta: dict, shape, forms, ops, threads: int, result, da
     return out
 
 
+def nothing_to_quantize(model, ops) -> str | None:
+    """Why no weight of this model can become int8 (none is a float32 weight of `ops`, and it is a file already
+    quantized or a float16 file), or None. Asked before weights computed from constants are folded (that would turn
+    an int8 file's Cast/Mul-dequantized weights into float32 ones)."""
+    import onnx
+
+    from exporters.graph import all_graphs, all_nodes
+    from rnnedge.quantizing.forms import WEIGHT_INPUTS
+    from rnnedge.quantizing.forms.units import weight_users
+
+    kinds = set()
+    for graph in all_graphs(model.graph):
+        inits = {t.name: t.data_type for t in graph.initializer if len(t.dims) >= 2}
+        for node in weight_users(graph):
+            for k in WEIGHT_INPUTS.get(node.op_type, ()) if node.op_type in ops else ():
+                kind = inits.get(node.input[k]) if k < len(node.input) else None
+                if kind == onnx.TensorProto.FLOAT:
+                    return None
+                kinds.add(kind)
+    int8 = sorted({n.op_type for n in all_nodes(model.graph) if n.op_type in QUANTIZED_OPS})
+    if int8 or any(t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) and len(t.dims) >= 2
+                   for g in all_graphs(model.graph) for t in g.initializer):
+        what = f" ({', '.join(int8)})" if int8 else ""
+        return f"nothing to quantize: the model is already int8{what}; written unchanged"
+    if onnx.TensorProto.FLOAT16 in kinds:
+        return "nothing to quantize: its weights are float16 (int8 is made from the float32 model); written unchanged"
+    return None  # weights computed in the graph (a dynamo export's Slice/Concat): folding may find them
+
+
+QUANTIZED_OPS = ("DynamicQuantizeLSTM", "MatMulInteger", "ConvInteger", "QLinearMatMul", "QLinearConv", "DequantizeLinear",
+                 "MatMulNBits", "DynamicQuantizeMatMul", "QAttention", "GatherBlockQuantized")
+
+
 def does_not_pay(int8_bytes: int, float_bytes: int, strict: bool = True) -> str | None:
     """The one "int8 does not pay" rule: why float32 is kept when the int8 model would be larger (`strict`) or no smaller
     than the float32 one (too few weights: scales and dequantize nodes outweigh what int8 saves), else None."""
@@ -84,7 +119,8 @@ def does_not_pay(int8_bytes: int, float_bytes: int, strict: bool = True) -> str 
 
 def _forced(units, forms) -> dict:
     chosen = {u.name: (forms if isinstance(forms, str) else forms.get(u.name, FLOOR)) for u in units}
-    chosen = {name: (f if f in next(u.forms for u in units if u.name == name) else FLOOR) for name, f in chosen.items()}
+    # float32 applies to every unit (forms list their int8 candidates only); another form that does not apply: the floor
+    chosen = {name: (f if f == FP32 or f in next(u.forms for u in units if u.name == name) else FLOOR) for name, f in chosen.items()}
     if isinstance(forms, dict) and set(forms) - set(chosen):
         raise BadInputError(f"--form: no unit named {sorted(set(forms) - set(chosen))[0]!r}; units: {sorted(chosen)}")
     return chosen

@@ -147,23 +147,43 @@ UNJUDGED_SPAN = 1e-6  # an output whose range on the judged inputs is at most th
 
 
 def judge(want: list, got: list, names: list[str]) -> tuple[str, dict]:
-    """('' or why the outputs drift past CANDIDATE_DRIFT of their range, {output: worst relative drift or None}) over
-    judged batches. An output constant on every judged batch has no range to judge against: None (unjudged)."""
+    """('' or why the outputs drift past CANDIDATE_DRIFT, {output: worst drift or None}) over judged batches.
+
+    A float output's drift is its worst change over its range on all the judged inputs (one batch of a file fixed
+    at batch 1 holds a handful of values: their spread is no range); an output constant on every judged input has
+    no range to judge against: None (unjudged). An integer or bool output (labels, an ArgMax, a mask) has no range
+    to scale by: its drift is the fraction of its values that change."""
+    spans = {name: _span([outs[k] for outs in want]) for k, name in enumerate(names)}
     worst: dict[str, float | None] = {n: None for n in names}
     why = ""
     for ref_outs, outs in zip(want, got):
         for name, ref, out in zip(names, ref_outs, outs):
-            ref, out = np.asarray(ref, np.float64), np.asarray(out, np.float64)
+            ref, out = np.asarray(ref), np.asarray(out)
             if not ref.size:
                 continue
-            span = float(ref.max() - ref.min())
-            if span <= UNJUDGED_SPAN * max(1.0, float(np.abs(ref).max())):
+            if ref.dtype.kind in "biu":
+                rel = float(np.mean(ref != out))
+                text = f"output '{name}' changes {rel:.1%} of its values"
+            elif spans[name] is None:
                 continue
-            rel = float(np.abs(ref - out).max()) / span
+            else:
+                diff = float(np.abs(ref.astype(np.float64) - out.astype(np.float64)).max())
+                rel = diff / spans[name]
+                text = f"output '{name}' drifts {diff:.3g} of its range {spans[name]:.3g}"
             worst[name] = max(worst[name] or 0.0, rel)
             if rel > CANDIDATE_DRIFT and not why:
-                why = f"output '{name}' drifts {np.abs(ref - out).max():.3g} of its range {span:.3g}"
+                why = text
     return why, worst
+
+
+def _span(refs: list) -> float | None:
+    """The range of a float output over every judged batch, or None where it is constant there (or not float)."""
+    refs = [np.asarray(r, np.float64) for r in refs if np.asarray(r).size and np.asarray(r).dtype.kind == "f"]
+    if not refs:
+        return None
+    low, high = min(float(r.min()) for r in refs), max(float(r.max()) for r in refs)
+    scale = max(float(np.abs(r).max()) for r in refs)
+    return high - low if high - low > UNJUDGED_SPAN * max(1.0, scale) else None
 
 
 class Timer:

@@ -81,6 +81,22 @@ def constants_to_initializers(model) -> int:
     return moved
 
 
+def weight_users(graph):
+    """The nodes that can read `graph`'s initializers: its own, and those of the graphs nested in it (Loop/Scan/If
+    bodies read outer-scope values by name) where the body has no initializer of its own by that name."""
+    yield from graph.node
+    for sub in subgraphs(graph):
+        local = {t.name for t in sub.initializer}
+        for node in sub.node:
+            if not local.intersection(node.input):
+                yield node
+            else:  # a body's own initializer of the same name shadows the outer one: only its other inputs count
+                shadowed = type(node)()
+                shadowed.CopyFrom(node)
+                shadowed.input[:] = ["" if i in local else i for i in node.input]
+                yield shadowed
+
+
 def _has_body_weights(node) -> bool:
     import onnx
 
@@ -125,9 +141,9 @@ def _weight_nodes(model, op_types) -> list[str]:
     names = []
     for graph in all_graphs(model.graph):
         inits = {t.name for t in graph.initializer if len(t.dims) >= 2}
-        names += [n.name for n in graph.node if n.op_type in op_types
+        names += [n.name for n in weight_users(graph) if n.op_type in op_types
                   and any(i < len(n.input) and n.input[i] in inits for i in WEIGHT_INPUTS.get(n.op_type, ()))]
-    return names
+    return list(dict.fromkeys(names))  # a body's node reading outer-scope weights is met from its own graph too
 
 
 def unit_nodes(model, unit: Unit) -> set[str]:

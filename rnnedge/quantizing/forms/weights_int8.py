@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnedge.quantizing.forms.registry import Form, Plan, register
-from rnnedge.quantizing.forms.units import DEFAULT_OP_TYPES, FLOOR, MIN_ROW, WEIGHT_INPUTS, subgraphs
+from rnnedge.quantizing.forms.units import DEFAULT_OP_TYPES, FLOOR, MIN_ROW, WEIGHT_INPUTS, subgraphs, weight_users
 
 
 class WeightsInt8(Form):
@@ -51,6 +51,7 @@ def quantize_array(w: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np
 def store_weights_int8(model, op_types=DEFAULT_OP_TYPES, skip: set[str] = frozenset()) -> list[str]:
     """Every float32 weight (rank >= 2) of a node of `op_types` (not named in `skip`), in every graph: int8 + Cast +
     Mul(scale), in place. Returns the names of the weights stored so. onnxruntime folds Cast/Mul of constants at load.
+    A weight a Loop/Scan/If body reads from an enclosing graph (outer scope) is stored so where it is defined.
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -59,7 +60,7 @@ def store_weights_int8(model, op_types=DEFAULT_OP_TYPES, skip: set[str] = frozen
     for graph in reversed([model.graph, *subgraphs(model.graph)]):  # innermost first: rewriting a graph copies its nodes
         inits = {t.name: t for t in graph.initializer}
         picks: dict[str, tuple] = {}
-        for node in graph.node:
+        for node in weight_users(graph):
             for idx in WEIGHT_INPUTS.get(node.op_type, ()) if node.op_type in op_types and node.name not in skip else ():
                 name = node.input[idx] if idx < len(node.input) else ""
                 t = inits.get(name)

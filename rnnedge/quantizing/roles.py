@@ -1,0 +1,53 @@
+"""Roles of a foreign file's integer inputs read from the graph, where their names say nothing.
+
+    roles = input_roles(model)   # {"n_frames": ("lengths", None), "tokens": ("ids", 50)}
+
+An integer input that reaches a recurrent node's `sequence_lens` (directly or through Cast/Identity/Reshape/Squeeze/
+Unsqueeze/Flatten) holds lengths: valid values are 1..the time size. One that reaches the indices of a Gather whose data
+is a weight table (an embedding) holds ids: valid values are 0..rows-1 (onnxruntime refuses ids past the table).
+"""
+
+from __future__ import annotations
+
+PASS = ("Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten")  # ops that carry the values through
+RECURRENT = ("RNN", "GRU", "LSTM")
+
+
+def input_roles(model) -> dict[str, tuple[str, int | None]]:
+    """{graph input name: ("lengths", None) | ("ids", table rows)} for the integer inputs whose role the graph shows."""
+    from exporters.graph import all_graphs
+
+    graphs = all_graphs(model.graph)
+    tables = {t.name: int(t.dims[0]) for g in graphs for t in g.initializer if len(t.dims) == 2}
+    tables.update({n.output[0]: int(a.t.dims[0]) for g in graphs for n in g.node if n.op_type == "Constant"
+                   for a in n.attribute if a.name == "value" and len(a.t.dims) == 2})
+    users: dict[str, list] = {}
+    for g in graphs:
+        for node in g.node:
+            for k, name in enumerate(node.input):
+                users.setdefault(name, []).append((node, k))
+    inits = {t.name for t in model.graph.initializer}
+    roles = {}
+    for vi in model.graph.input:
+        if vi.name in inits or vi.type.tensor_type.elem_type in (1, 10, 11, 16):  # floats have no such role
+            continue
+        role = _follow(vi.name, users, tables, set())
+        if role is not None:
+            roles[vi.name] = role
+    return roles
+
+
+def _follow(name: str, users: dict, tables: dict, seen: set):
+    if name in seen:
+        return None
+    seen.add(name)
+    for node, k in users.get(name, []):
+        if node.op_type in RECURRENT and node.domain in ("", "ai.onnx") and k == 4:
+            return ("lengths", None)
+        if node.op_type == "Gather" and k == 1 and node.input[0] in tables:
+            return ("ids", tables[node.input[0]])
+        if node.op_type in PASS and k == 0:
+            role = _follow(node.output[0], users, tables, seen)
+            if role is not None:
+                return role
+    return None

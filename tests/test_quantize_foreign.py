@@ -253,3 +253,15 @@ def test_form_float32_keeps_float32_weights_and_says_why(tmp_path):
     assert result.stayed_float == ["LSTM node 'rnn' stays float32: float32 as asked (--form) (weight W [1, 256, 8])"]
     run = CliRunner().invoke(cli, ["quantize", str(src), "-o", str(tmp_path / "q2.onnx"), "--form", "float32", "--json"])
     assert run.exit_code == 0 and json.loads(run.stdout)["size_ratio"] == 1.0 and not int8_weights(onnx.load(str(tmp_path / "q2.onnx")))
+
+
+def test_run_feeds_a_time_major_foreign_file_its_lengths_one_per_row(tmp_path):
+    """Catches: `rnnedge run` taking the batch from axis 0 of a ("T", "B", F) input whose lengths are ["B"] (was:
+    exit 2 'lengths has shape (2,); expected (6,), one per row' on a valid input)."""
+    src = F.lengths_cell(tmp_path / "m.onnx", "GRU", lengths_name="lengths")
+    feeds = {"x": np.random.default_rng(0).standard_normal((6, 2, 8)).astype(np.float32), "lengths": np.array([6, 3], np.int32)}
+    np.savez(tmp_path / "in.npz", **feeds)
+    run = CliRunner().invoke(cli, ["run", str(src), "--input", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npz")])
+    assert run.exit_code == 0, run.output
+    want = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npz")["out"], want)

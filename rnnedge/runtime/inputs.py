@@ -22,9 +22,16 @@ _TOKEN_KINDS = {np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64,
 
 
 def batch_axis(sess) -> int:
-    """Where the main input's batch is: 1 for a sequence-first model whose axes say (seq, batch, ...), else 0."""
+    """Where the main input's batch is: 1 for a sequence-first model whose axes say (seq, batch, ...), or whose lengths
+    input ([B], one per row) names the main input's axis 1 (a foreign file's ("T", "B", F)), else 0."""
     shape = list(sess._main.shape)
-    return 1 if len(shape) >= 3 and shape[1] == "batch" and shape[0] != "batch" else 0
+    if len(shape) < 3:
+        return 0
+    lens = sess._by_name.get(sess.lengths_name) if sess.has_lengths else None
+    rows = lens.shape[0] if lens is not None and len(lens.shape) == 1 and isinstance(lens.shape[0], str) else None
+    if rows is not None and shape[1] == rows and shape[0] != rows:
+        return 1
+    return 1 if shape[1] == "batch" and shape[0] != "batch" else 0
 
 
 def batch_sequences(sess, x, lengths):

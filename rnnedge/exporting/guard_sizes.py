@@ -288,4 +288,7 @@ def parse_guard(expr: str, evaluate: bool = True):
 
     names = {n: getattr(functions, n) for n in dir(functions) if not n.startswith("_") and isinstance(getattr(functions, n), type)}
     names.update({s: sympy.Symbol(s, integer=True, positive=True) for s in SYMBOL.findall(expr)}, Min=sympy.Min, Max=sympy.Max)
-    return sympy.sympify(expr, locals=names) if evaluate else parse_expr(expr, local_dict=names, evaluate=False)
+    if evaluate:
+        return sympy.sympify(expr, locals=names)
+    names.update(Min=lambda *a: sympy.Min(*a, evaluate=False), Max=lambda *a: sympy.Max(*a, evaluate=False))  # called, not operators
+    return parse_expr(expr, local_dict=names, evaluate=False)

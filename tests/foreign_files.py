@@ -281,3 +281,102 @@ def external_outside(path, folder_name="model"):
                 e.value = "../weights.bin"
     onnx.save(model, str(sub / path.name))
     return sub / path.name
+
+
+def init_inputs(path, opset=9):
+    """A TorchScript LSTM saved with keep_initializers_as_inputs=True (older exporters did so): every weight is also
+    a graph input, which a user may override."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.LSTM(8, 48, batch_first=True).eval()
+    torch.onnx.export(net, (torch.randn(2, 5, 8),), str(path), input_names=["x"], output_names=["y", "h", "c"],
+                      dynamic_axes={"x": {0: "batch", 1: "seq"}}, opset_version=opset, dynamo=False,
+                      keep_initializers_as_inputs=True)
+    return path
+
+
+def shapeless(path, hidden=32, features=8, seed=0):
+    """An LSTM whose input carries a dtype and no shape at all (converters that lose shapes write such files)."""
+    rng = np.random.default_rng(seed)
+    inits = [NH.from_array(_w(rng, 1, 4 * hidden, features), "W"), NH.from_array(_w(rng, 1, 4 * hidden, hidden), "R"),
+             NH.from_array(_w(rng, hidden, 2), "head")]
+    nodes = [H.make_node("LSTM", ["x", "W", "R"], ["", "h"], hidden_size=hidden, name="lstm"),
+             H.make_node("MatMul", ["h", "head"], ["out"], name="head")]
+    graph = H.make_graph(nodes, "shapeless", [H.make_tensor_value_info("x", TP.FLOAT, None)],
+                         [H.make_tensor_value_info("out", TP.FLOAT, None)], inits)
+    onnx.save(H.make_model(graph, opset_imports=[H.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def tied_lm(path, vocab=VOCAB, hidden=32, seed=0):
+    """A language model with tied embeddings: one table feeds the Gather and (transposed) the output MatMul; and one
+    LSTM weight pair shared by two LSTM nodes (the same layer applied twice)."""
+    rng = np.random.default_rng(seed)
+    inits = [NH.from_array(_w(rng, vocab, hidden, scale=0.5), "emb"), NH.from_array(_w(rng, 1, 4 * hidden, hidden), "W"),
+             NH.from_array(_w(rng, 1, 4 * hidden, hidden), "R")]
+    nodes = [H.make_node("Gather", ["emb", "ids"], ["e"], name="embed"),  # (T, B, H)
+             H.make_node("LSTM", ["e", "W", "R"], ["Y1", ""], hidden_size=hidden, name="lstm_a"),
+             H.make_node("Squeeze", ["Y1", "one"], ["y1"]),
+             H.make_node("LSTM", ["y1", "W", "R"], ["Y2", ""], hidden_size=hidden, name="lstm_b"),
+             H.make_node("Squeeze", ["Y2", "one"], ["y2"]),
+             H.make_node("Transpose", ["emb"], ["embT"], perm=[1, 0]),
+             H.make_node("MatMul", ["y2", "embT"], ["logits"], name="tied_head")]
+    inits.append(NH.from_array(np.array([1], np.int64), "one"))
+    graph = H.make_graph(nodes, "tied", [H.make_tensor_value_info("ids", TP.INT64, ["seq", "batch"])],
+                         [H.make_tensor_value_info("logits", TP.FLOAT, ["seq", "batch", vocab])], inits)
+    onnx.save(H.make_model(graph, opset_imports=[H.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def seq_output(path, hidden=32, features=8, seed=0):
+    """An LSTM with a sequence-typed output (SequenceConstruct of Y_h and Y_c) next to a tensor one."""
+    rng = np.random.default_rng(seed)
+    inits = [NH.from_array(_w(rng, 1, 4 * hidden, features), "W"), NH.from_array(_w(rng, 1, 4 * hidden, hidden), "R")]
+    nodes = [H.make_node("LSTM", ["x", "W", "R"], ["Y", "h", "c"], hidden_size=hidden, name="lstm"),
+             H.make_node("SequenceConstruct", ["h", "c"], ["states"])]
+    seq_type = H.make_sequence_type_proto(H.make_tensor_type_proto(TP.FLOAT, None))
+    graph = H.make_graph(nodes, "seqout", [H.make_tensor_value_info("x", TP.FLOAT, ["seq", "batch", features])],
+                         [H.make_tensor_value_info("Y", TP.FLOAT, ["seq", 1, "batch", hidden]), H.make_value_info("states", seq_type)], inits)
+    onnx.save(H.make_model(graph, opset_imports=[H.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def string_labels(path, hidden=32, features=8, seed=0):
+    """LSTM -> ArgMax -> ai.onnx.ml LabelEncoder: string labels out (a tagger as sklearn-onnx style pipelines end)."""
+    rng = np.random.default_rng(seed)
+    inits = [NH.from_array(_w(rng, 1, 4 * hidden, features), "W"), NH.from_array(_w(rng, 1, 4 * hidden, hidden), "R"),
+             NH.from_array(_w(rng, hidden, 3), "head")]
+    nodes = [H.make_node("LSTM", ["x", "W", "R"], ["", "h"], hidden_size=hidden, name="lstm"),
+             H.make_node("MatMul", ["h", "head"], ["scores"], name="head"),
+             H.make_node("ArgMax", ["scores"], ["k"], axis=-1, keepdims=0),
+             H.make_node("LabelEncoder", ["k"], ["label"], domain="ai.onnx.ml", keys_int64s=[0, 1, 2],
+                         values_strings=["noise", "speech", "music"], default_string="?")]
+    graph = H.make_graph(nodes, "labels", [H.make_tensor_value_info("x", TP.FLOAT, ["seq", "batch", features])],
+                         [H.make_tensor_value_info("scores", TP.FLOAT, [1, "batch", 3]), H.make_tensor_value_info("label", TP.STRING, [1, "batch"])],
+                         inits)
+    onnx.save(H.make_model(graph, opset_imports=[H.make_opsetid("", 17), H.make_opsetid("ai.onnx.ml", 2)]), str(path))
+    return path
+
+
+def double_lstm(path, opset=14):
+    """A float64 (double) GRU exported by TorchScript."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.GRU(8, 48, batch_first=True).double().eval()
+    torch.onnx.export(net, (torch.randn(2, 5, 8, dtype=torch.float64),), str(path), input_names=["x"], output_names=["y", "h"],
+                      dynamic_axes={"x": {0: "batch", 1: "seq"}}, opset_version=opset, dynamo=False)
+    return path
+
+
+def scalar_gain(path, hidden=32, features=8, seed=0):
+    """An LSTM whose output is scaled by a float32 scalar input `gain` (a volume / temperature knob)."""
+    rng = np.random.default_rng(seed)
+    inits = [NH.from_array(_w(rng, 1, 4 * hidden, features), "W"), NH.from_array(_w(rng, 1, 4 * hidden, hidden), "R")]
+    nodes = [H.make_node("LSTM", ["x", "W", "R"], ["", "h"], hidden_size=hidden, name="lstm"), H.make_node("Mul", ["h", "gain"], ["out"])]
+    graph = H.make_graph(nodes, "gain", [H.make_tensor_value_info("x", TP.FLOAT, ["seq", "batch", features]),
+                                         H.make_tensor_value_info("gain", TP.FLOAT, []), H.make_tensor_value_info("step", TP.INT64, [])],
+                         [H.make_tensor_value_info("out", TP.FLOAT, [1, "batch", hidden])], inits)
+    onnx.save(H.make_model(graph, opset_imports=[H.make_opsetid("", 17)]), str(path))
+    return path

@@ -265,3 +265,41 @@ def test_run_feeds_a_time_major_foreign_file_its_lengths_one_per_row(tmp_path):
     assert run.exit_code == 0, run.output
     want = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     np.testing.assert_array_equal(np.load(tmp_path / "out.npz")["out"], want)
+
+
+@pytest.mark.parametrize("build", [F.init_inputs, F.tied_lm, F.seq_output],
+                         ids=["initializers-as-inputs-o9", "tied-embedding-shared-lstm-weights", "sequence-output"])
+def test_older_exporter_habits_quantize_to_int8(tmp_path, build):
+    src = build(tmp_path / "m.onnx")
+    if build is F.seq_output:  # a sequence output: judged, the int8 file runs; the tensor output within the limit
+        d = _quantized(tmp_path, src)
+        assert d["kept_fp32"] is None and d["size_ratio"] < 0.6 and d["judged_drift"]["Y"] < CANDIDATE_DRIFT
+        feeds = {"x": np.random.default_rng(0).standard_normal((6, 2, 8)).astype(np.float32)}
+        out = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds)
+        assert isinstance(out[1], list) and out[1][0].shape == (1, 2, 32)
+    else:
+        _int8_ok(tmp_path, src)
+
+
+def test_an_input_declared_without_a_shape_is_fed_as_its_recurrent_node_reads_it(tmp_path):
+    """Catches: a shapeless input taken for a scalar (was: every size failed, 'Unable to handle object of type
+    numpy.float32', forms unmeasured and drift unjudged)."""
+    d = _quantized(tmp_path, F.shapeless(tmp_path / "m.onnx"))
+    assert "x=16x1x8" in d["judged_on"] and d["judged_drift"]["out"] < CANDIDATE_DRIFT
+
+
+def test_a_float_scalar_input_is_fed_as_an_array(tmp_path):
+    """Catches: a float32 scalar input fed as a numpy scalar, which onnxruntime refuses (was: nothing ran, unjudged)."""
+    d = _quantized(tmp_path, F.scalar_gain(tmp_path / "m.onnx"))
+    assert "gain=" in d["judged_on"] and d["judged_drift"]["out"] < CANDIDATE_DRIFT
+
+
+def test_string_labels_are_judged_by_the_share_that_changes(tmp_path):
+    """Catches: a string output (ai.onnx.ml LabelEncoder) left unjudged or judged as a range."""
+    d = _quantized(tmp_path, F.string_labels(tmp_path / "m.onnx"))
+    assert d["kept_fp32"] is None and d["judged_drift"]["label"] is not None and d["judged_drift"]["label"] < CANDIDATE_DRIFT
+
+
+def test_a_float64_file_is_written_unchanged_with_its_reason(tmp_path):
+    d = _quantized(tmp_path, F.double_lstm(tmp_path / "m.onnx"))
+    assert "its weights are float64" in d["kept_fp32"] and d["forms"] == {} and d["stayed_float"] == []

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rnnedge.errors import BadInputError
-from rnnedge.quantizing.roles import input_roles
+from rnnedge.quantizing.roles import input_roles, shape_from_use
 from rnnedge.spec import state_start
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,8 @@ def _feeds_at(inputs: dict, batch: int, size: int, examples: dict | None, seed: 
         elif elem == 9:  # bool
             feeds[name] = np.zeros(shape, bool)
         else:
-            feeds[name] = (0.5 * rng.standard_normal(shape)).astype(dtype)
+            feeds[name] = 0.5 * rng.standard_normal(shape)
+        feeds[name] = np.asarray(feeds[name], dtype)  # an ndarray even for a scalar input (onnxruntime refuses numpy scalars)
     rows = next((v.shape[0] for v in feeds.values() if v.ndim), batch)
     for name, value in (examples or {}).items():
         feeds[name] = _example_value(value, rows, inputs[name])
@@ -289,7 +290,8 @@ def _lengths(rng, shape: list, size: int, elem: int) -> np.ndarray:
 
 
 def _described(inputs: dict, feeds: dict) -> dict:
-    return {n: (int(v) if not v.ndim else "x".join(map(str, v.shape))) for n, v in feeds.items()}
+    return {n: ((int(v) if v.dtype.kind in "biu" else float(f"{float(v):.3g}")) if not v.ndim else "x".join(map(str, v.shape)))
+            for n, v in feeds.items()}
 
 
 # -- roles read from names -----------------------------------------------------------------------
@@ -338,7 +340,8 @@ def graph_inputs(model) -> dict[str, tuple[int, list]]:
         if vi.name in inits:
             continue
         t = vi.type.tensor_type
-        out[vi.name] = (t.elem_type, [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim])
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+        out[vi.name] = (t.elem_type, dims if t.HasField("shape") else shape_from_use(model, vi.name))
     return out
 
 

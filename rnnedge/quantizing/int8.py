@@ -99,8 +99,10 @@ def nothing_to_quantize(model, ops) -> str | None:
                    for g in all_graphs(model.graph) for t in g.initializer):
         what = f" ({', '.join(int8)})" if int8 else ""
         return f"nothing to quantize: the model is already int8{what}; written unchanged"
-    if onnx.TensorProto.FLOAT16 in kinds:
-        return "nothing to quantize: its weights are float16 (int8 is made from the float32 model); written unchanged"
+    wide = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16", onnx.TensorProto.DOUBLE: "float64"}
+    for kind, name in wide.items():
+        if kind in kinds:
+            return f"nothing to quantize: its weights are {name} (int8 is made from a float32 model); written unchanged"
     return None  # weights computed in the graph (a dynamo export's Slice/Concat): folding may find them
 
 

@@ -5,6 +5,7 @@
 An integer input that reaches a recurrent node's `sequence_lens` (directly or through Cast/Identity/Reshape/Squeeze/
 Unsqueeze/Flatten) holds lengths: valid values are 1..the time size. One that reaches the indices of a Gather whose data
 is a weight table (an embedding) holds ids: valid values are 0..rows-1 (onnxruntime refuses ids past the table).
+An input declared with no shape at all that is a recurrent node's X gets that X's dims (`shape_from_use`).
 """
 
 from __future__ import annotations
@@ -51,3 +52,19 @@ def _follow(name: str, users: dict, tables: dict, seen: set):
             if role is not None:
                 return role
     return None
+
+
+def shape_from_use(model, name: str) -> list:
+    """Dims for an input declared without a shape: a recurrent node's X (directly or through Cast/Identity) is
+    ["seq", "batch", features] (layout 1: batch first), features read from its W; else [] (unknown: as declared)."""
+    inits = {t.name: list(t.dims) for t in model.graph.initializer}
+    names = {name}
+    for node in model.graph.node:  # in order: a Cast/Identity of the input passes it on
+        if node.input and node.input[0] in names:
+            if node.op_type in ("Cast", "Identity"):
+                names.add(node.output[0])
+            elif node.op_type in RECURRENT and len(node.input) > 1 and len(inits.get(node.input[1], ())) == 3:
+                layout = next((a.i for a in node.attribute if a.name == "layout"), 0)
+                features = inits[node.input[1]][2]
+                return ["batch", "seq", features] if layout else ["seq", "batch", features]
+    return []

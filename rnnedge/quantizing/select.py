@@ -151,8 +151,8 @@ def judge(want: list, got: list, names: list[str]) -> tuple[str, dict]:
 
     A float output's drift is its worst change over its range on all the judged inputs (one batch of a file fixed
     at batch 1 holds a handful of values: their spread is no range); an output constant on every judged input has
-    no range to judge against: None (unjudged). An integer or bool output (labels, an ArgMax, a mask) has no range
-    to scale by: its drift is the fraction of its values that change."""
+    no range to judge against: None (unjudged). An integer, bool or string output (labels, an ArgMax, a mask) has no
+    range to scale by: its drift is the fraction of its values that change."""
     spans = {name: _span([outs[k] for outs in want]) for k, name in enumerate(names)}
     worst: dict[str, float | None] = {n: None for n in names}
     why = ""
@@ -161,7 +161,7 @@ def judge(want: list, got: list, names: list[str]) -> tuple[str, dict]:
             ref, out = np.asarray(ref), np.asarray(out)
             if not ref.size:
                 continue
-            if ref.dtype.kind in "biu":
+            if ref.dtype.kind in "biuOSU":  # integers, bools, strings
                 rel = float(np.mean(ref != out))
                 text = f"output '{name}' changes {rel:.1%} of its values"
             elif spans[name] is None:

@@ -85,7 +85,6 @@ def constrains(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) -
     import itertools
     import random
 
-    import sympy
 
     try:
         formula = parse_guard(expr, evaluate=False)
@@ -98,7 +97,7 @@ def constrains(expr: str, symbol: str, hints: dict, within: tuple = (1, None)) -
         unknown = [s for s in others if s not in fixed and s not in data]
         grid = list(itertools.product(PROBE_SIZES, repeat=len(unknown))) if len(unknown) <= 2 else [
             tuple(random.Random(i).choice(PROBE_SIZES) for _ in unknown) for i in range(100)]
-        check = sympy.lambdify([target, *unknown, *data, *fixed], formula, modules=[PYTHON_FNS, "math"])
+        check = size_function([target, *unknown, *data, *fixed], formula)
         lo, hi = within
         sizes = [n for n in (*PROBE_SIZES, lo, lo + 1, *([hi - 1, hi] if hi else [])) if n >= lo and (hi is None or n <= hi)]
         for values in grid:
@@ -178,7 +177,6 @@ def _compiled(expr: str, symbol: str, hint_items: tuple):
     import itertools
     import random
 
-    import sympy
 
     try:
         formula = parse_guard(expr, evaluate=False)
@@ -195,7 +193,7 @@ def _compiled(expr: str, symbol: str, hint_items: tuple):
     if len(trials) > 64:
         trials = random.Random(0).sample(trials, 64)
     try:
-        check = sympy.lambdify([target, *others], formula, modules=[PYTHON_FNS, "math"])
+        check = size_function([target, *others], formula)
         example = hints.get(symbol)
         if example:  # only trials where the export example itself is valid: others at sizes torch could have seen
             trials = [values for values in trials if check(example, *values)]
@@ -275,6 +273,26 @@ def excluded_sizes(expr: str, symbol: str, hints: dict, within: tuple = (1, None
     if sets is None:
         return None
     return [n for n in range(1, BOUND_PROBE + 1) if not all(t[n - 1] for t in sets)]
+
+
+def size_function(args, formula):
+    """`formula` as a Python function of `args`, read in exact arithmetic: sympy parses torch's `(s27 - 5)//3` as
+    floor(s27/3 - 5/3), which floats read wrong (8/3 - 5/3 = 0.9999999999999998: floor 0), so a guard
+    `Ne((s27 - 5)//3 + 1, 1)` (a conv of 3 then a pool of 3 leave one frame) read as valid from 9, not 8, and split the
+    axis where the module does not. Rationals are `fractions.Fraction`, so floor, ceil and comparisons are exact."""
+    import fractions
+
+    import sympy
+    from sympy.printing.pycode import PythonCodePrinter
+
+    class ExactPrinter(PythonCodePrinter):
+        def _print_Rational(self, expr):
+            return f"Fraction({expr.p}, {expr.q})"
+
+    names = {**PYTHON_FNS, "Fraction": fractions.Fraction}
+    printer = ExactPrinter({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True,
+                            "user_functions": {name: name for name in names}})  # as lambdify's own printer is made
+    return sympy.lambdify(args, formula, modules=[names, "math"], printer=printer)
 
 
 @functools.lru_cache(maxsize=1024)

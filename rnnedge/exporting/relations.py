@@ -91,12 +91,11 @@ def _guard_tie(text: str, owner: dict) -> tuple[str, dict] | None:
 
 def _fit(expr, root) -> dict | None:
     """{"scale": a, "offset": b} when expr(n) == a*n + b at every n (up to BOUND_PROBE) where expr(n) >= 1, a >= 1."""
-    import sympy
 
-    from rnnedge.exporting.guard_sizes import BOUND_PROBE, PYTHON_FNS
+    from rnnedge.exporting.guard_sizes import BOUND_PROBE, size_function
 
     try:
-        f = sympy.lambdify([root], expr, modules=[PYTHON_FNS, "math"])
+        f = size_function([root], expr)
         values = [(n, int(f(n))) for n in range(1, BOUND_PROBE + 1)]
     except Exception:  # a function lambdify cannot make: no tie
         log.debug("%s: not evaluated as a size of %s", expr, root)

@@ -93,7 +93,7 @@ class TorchExport(Strategy):
 
         from exporters import ops
         from rnnedge.exporting import axes as axes_
-        from rnnedge.exporting import capture, guardlog, guards, relations
+        from rnnedge.exporting import capture, guardlog, guards, relations, translations
 
         kind = torch_strategies.TorchExportStrictStrategy if self.strict else torch_strategies.TorchExportNonStrictStrategy
         spec = copy.deepcopy(job.spec)
@@ -103,7 +103,7 @@ class TorchExport(Strategy):
         try:
             canary = guardlog.canary_axis(job.names, job.axes, job.ties)  # a known guard: is torch's log still read right?
             with ops.swapped_recurrent(module), ops.packing_as_lengths() as packing, torch.no_grad(), capture.quiet_torch(), \
-                    guardlog.watch_guards(module, canary) as seen:
+                    translations.max_pool1d_kept_dynamic(), guardlog.watch_guards(module, canary) as seen:
                 shapes = job.dynamic_shapes if not job.bounds else axes_.dynamic_shapes(module, job.names, job.axes, job.ties, job.bounds)
                 result = kind(verbose=False)(module, job.examples, None, dynamic_shapes=shapes)
                 if result.exported_program is None:

@@ -46,6 +46,8 @@ class WindowContext:
         pad_node, pad_left, pad_right, pad_value = self._pad_before(node, a)
         left, right = own_left + pad_left, own_right + pad_right
         init = pad_value if pad_left else (FLOAT32_LOWEST if node.op_type == "MaxPool" else 0.0)
+        if node.op_type == "MaxPool":  # F.pad(x, (k - 1, 0), value=-inf): the same maximum from a finite state (JSON, runtime checks)
+            init = max(init, FLOAT32_LOWEST)
         if own_left and pad_left and (pad_value != 0.0 or node.op_type == "MaxPool"):
             raise ExportError(f"{what} is padded twice over time with different values; pad once, on the left")
         if node.op_type == "AveragePool" and own_left and not self.attr(node, "count_include_pad", 0):

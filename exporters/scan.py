@@ -14,7 +14,8 @@ standard `RNN`/`GRU` operators stay float32 under ORT's quantizer).
 
 `sequence_lens` becomes a (T, B, 1) mask: rows past their length keep their state (a Where in
 the body) and output zeros (one Mul after the loop); a reverse Scan therefore starts each row at its own last step, as the ONNX ops do.
-Recurrent weights live inside the Scan body as its own initializers.
+Recurrent weights live inside the Scan body as its own initializers. A model below opset MIN_OPSET (15) is
+converted up to it first (onnx.version_converter): the Scan form's nodes do not exist at older opsets.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def lower_to_scan(model: onnx.ModelProto, ops: tuple[str, ...] = ("RNN", "GRU", 
     Returns what was left as is and why. (rnnedge's LSTM with projection has no standard form:
     it is always rewritten, whatever `ops` says.)
     """
+    why = _at_least_min_opset(model)
+    if why:
+        todo = [n for n in model.graph.node if n.op_type in ("RNN", "GRU", "LSTM") and (names is None or n.name in names)]
+        return [f"{n.name or n.op_type}: {why}" for n in todo]
     graph = model.graph
     skipped = []
 
@@ -60,6 +65,26 @@ def lower_to_scan(model: onnx.ModelProto, ops: tuple[str, ...] = ("RNN", "GRU", 
     drop_unused_initializers(graph)
     tidy_opsets(model)
     return skipped
+
+
+MIN_OPSET = 15  # the Scan form's nodes: Shape with start/end (15), Split/Squeeze/Unsqueeze taking inputs (13)
+
+
+def _at_least_min_opset(model: onnx.ModelProto) -> str:
+    """Bring a model below MIN_OPSET up to it, in place (onnx.version_converter: a published opset-9 file); '' when
+    done or not needed, else why not (the Scan nodes would make an invalid model at the file's opset)."""
+    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), MIN_OPSET)
+    if version >= MIN_OPSET:
+        return ""
+    from onnx import version_converter
+
+    try:
+        converted = version_converter.convert_version(model, MIN_OPSET)
+    except Exception as exc:  # the converter's own errors (an op it has no adapter for): the nodes are left as is
+        log.debug("opset %d -> %d failed", version, MIN_OPSET, exc_info=True)
+        return f"the Scan form needs opset {MIN_OPSET} and converting this opset-{version} file failed ({type(exc).__name__}: {str(exc)[:120]})"
+    model.CopyFrom(converted)
+    return ""
 
 
 def _lower_node(ed: GraphEditor, node: onnx.NodeProto, rec: Recurrence) -> list[onnx.NodeProto]:

@@ -303,3 +303,49 @@ def test_string_labels_are_judged_by_the_share_that_changes(tmp_path):
 def test_a_float64_file_is_written_unchanged_with_its_reason(tmp_path):
     d = _quantized(tmp_path, F.double_lstm(tmp_path / "m.onnx"))
     assert "its weights are float64" in d["kept_fp32"] and d["forms"] == {} and d["stayed_float"] == []
+
+
+def _twin_outputs(tmp_path, build, *args) -> tuple:
+    """The int8 outputs of an old-opset file and of its opset-17 twin (same weights), both quantized with `args`."""
+    outs = []
+    for opset in (build.old, 17):
+        src = build(tmp_path / f"m{opset}.onnx", opset)
+        out = tmp_path / f"q{opset}.onnx"
+        run = CliRunner().invoke(cli, ["quantize", str(src), "-o", str(out), "--json", *args])
+        assert run.exit_code == 0, run.output
+        feeds = _feeds(src)
+        outs.append(ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, feeds)[0])
+    return outs
+
+
+def _lstm_o9(path, opset):
+    return F.torch_rnn(path, "LSTM", opset)
+
+
+def _gru_o9(path, opset):
+    return F.torch_rnn(path, "GRU", opset)
+
+
+def _lstm_o7(path, opset):
+    return F.helper_cell(path, "LSTM", opset=opset)
+
+
+_lstm_o9.old = _gru_o9.old = 9
+_lstm_o7.old = 7
+
+
+@pytest.mark.parametrize("form", ["scan-int8", "scan-nbits8"])
+def test_a_scan_form_of_an_opset_9_file_is_a_file_that_loads(tmp_path, form):
+    """Catches: the Scan lowering writing opset-15 nodes (Shape start/end, Split with an input) into an opset-9 file
+    (was: exit 0, 'Bad node spec for node ... Split' when onnxruntime loads the int8 file). Its outputs are those of
+    the same form on the opset-17 twin."""
+    old, new = _twin_outputs(tmp_path, _lstm_o9, "--form", form)
+    np.testing.assert_allclose(old, new, atol=1e-5)
+
+
+@pytest.mark.parametrize("build", [_gru_o9, _lstm_o7], ids=["gru-o9", "lstm-o7"])
+def test_int8_static_of_an_old_opset_file_exits_0(tmp_path, build):
+    """Catches: int8-static re-lowering an opset < 15 file to an invalid graph (was: exit 2 'cannot load model ...
+    INVALID_GRAPH' on a valid file). Its outputs are those of the opset-17 twin's int8-static file."""
+    old, new = _twin_outputs(tmp_path, build, "--mode", "int8-static")
+    np.testing.assert_allclose(old, new, atol=1e-5)

@@ -163,3 +163,41 @@ def test_quantize_huge_sizes_is_not_enough_memory(runner, tmp_path, seed_onnx):
     result = runner.invoke(cli, ["quantize", str(seed_onnx), "-o", str(tmp_path / "q.onnx"), "--for", "batch=99999999,seq=99999999"])
     assert result.exit_code == 2, result.output
     _one_error_line(result, "not enough memory", "are the sizes asked for too large?")
+
+
+TABLE = """
+import torch
+
+
+class Tagger(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pos = torch.nn.Parameter(torch.randn(1, 50, 5))
+        self.rnn = torch.nn.GRU(5, 8, batch_first=True)
+
+    def forward(self, x):
+        return self.rnn(x + self.pos[:, : x.shape[1]])[0]
+
+
+def make():
+    torch.manual_seed(0)
+    return Tagger()
+"""
+
+
+def test_export_prints_the_valid_range_torch_itself_bounds_and_run_refuses_past_it(runner, tmp_path):
+    """A 50-row table: torch fails past 50 steps, so the file is valid for 1..50; the summary says so (`valid`), --json
+    carries it, and `rnnedge run` past it is one error line, exit 2."""
+    import json
+
+    import numpy as np
+
+    path = _write(tmp_path, "table.py", TABLE)
+    out = tmp_path / "t.onnx"
+    result = runner.invoke(cli, ["export", f"{path}:make", "--example", "float32[2,10,5]", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["valid"] == {"seq": "1..50"}
+    np.save(tmp_path / "long.npy", np.zeros((1, 51, 5), np.float32))
+    result = runner.invoke(cli, ["run", str(out), "--input", str(tmp_path / "long.npy")])
+    assert result.exit_code == 2
+    _one_error_line(result, "only valid for seq in 1..50")

@@ -57,7 +57,7 @@ def render_export(console: Console, d: dict[str, Any], parity: str | None) -> No
     """The export's summary, then each input and output of the file with its dtype and dims."""
     io = d.get("io") or {}
     shown = ("parity", "io", "inputs", "outputs") if io else ("parity", "io")
-    render_mapping(console, {k: v for k, v in d.items() if k not in shown}
+    render_mapping(console, {k: v for k, v in d.items() if k not in shown and (k != "valid" or v)}  # valid: recorded ranges only
                    | ({"parity": parity} if parity is not None else {}))
     for kind in ("inputs", "outputs"):
         for t in io.get(kind, []):

@@ -76,6 +76,7 @@ class ExportResult:
             "outputs": self.outputs, "nodes": self.nodes, "size_bytes": self.size_bytes, "seconds": round(self.seconds, 3),
             "strategy": self.strategy, "attempts": [a.describe() for a in self.attempts],
             "parity": self.parity.to_dict() if self.parity is not None else None, "notes": self.notes, "io": self.io,
+            "valid": {label: f"{lo}..{'' if hi is None else hi}" for label, (lo, hi) in sorted((getattr(self.spec, "ranges", None) or {}).items())},
         }
 
 

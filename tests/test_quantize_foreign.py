@@ -349,3 +349,11 @@ def test_int8_static_of_an_old_opset_file_exits_0(tmp_path, build):
     INVALID_GRAPH' on a valid file). Its outputs are those of the opset-17 twin's int8-static file."""
     old, new = _twin_outputs(tmp_path, build, "--mode", "int8-static")
     np.testing.assert_allclose(old, new, atol=1e-5)
+
+
+def test_int8_static_says_why_an_lstm_in_a_loop_body_stays_float(tmp_path):
+    """Catches: the body's LSTM reported as 'this LSTM could not be quantized' (int8-static re-lowers and calibrates
+    the top level only; --mode int8 makes it int8)."""
+    result = quantize(F.loop_lstm(tmp_path / "m.onnx"), tmp_path / "q.onnx", mode="int8-static")
+    assert any("'body_lstm' stays float32: int8-static re-lowers top-level recurrent nodes only" in line
+               for line in result.stayed_float), result.stayed_float

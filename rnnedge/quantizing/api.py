@@ -225,6 +225,9 @@ def _int8_static(model, meta: dict, calibration, method: str, result: QuantizeRe
     from rnnedge.quantizing.calibration import calibration_reader
 
     result.relowered = _relower(model, result.notes, result.warnings)
+    for graph in _subgraphs(model.graph):  # the re-lowering and quantize_static stay at the top level
+        result.float_reasons.update({n.name: "int8-static re-lowers top-level recurrent nodes only; this one is in a "
+                                     "Loop/Scan/If body (--mode int8 makes its weights int8)" for n in graph.node if n.op_type in RECURRENT})
     with tempfile.TemporaryDirectory(prefix="rnnedge-quantize-") as tmp:
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "quant.onnx"
         onnx.save(model, str(src))

@@ -55,7 +55,10 @@ def describe_onnx(path) -> dict:
         for v in values:
             t = v.type.tensor_type
             dims = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in t.shape.dim]
-            out.append({"name": v.name, "dtype": onnx_dtype_name(t.elem_type), "shape": dims})
+            if not v.type.HasField("tensor_type"):  # a sequence/map/optional value: its kind, not a float32 tensor
+                out.append({"name": v.name, "dtype": (v.type.WhichOneof("value") or "?").removesuffix("_type"), "shape": None})
+                continue
+            out.append({"name": v.name, "dtype": onnx_dtype_name(t.elem_type), "shape": dims if t.HasField("shape") else None})
         return out
 
     from exporters.graph import all_nodes

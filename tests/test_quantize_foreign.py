@@ -357,3 +357,11 @@ def test_int8_static_says_why_an_lstm_in_a_loop_body_stays_float(tmp_path):
     result = quantize(F.loop_lstm(tmp_path / "m.onnx"), tmp_path / "q.onnx", mode="int8-static")
     assert any("'body_lstm' stays float32: int8-static re-lowers top-level recurrent nodes only" in line
                for line in result.stayed_float), result.stayed_float
+
+
+def test_inspect_says_a_shape_is_unknown_and_a_sequence_is_a_sequence(tmp_path):
+    """Catches: a shapeless input shown as a scalar (shape []) and a sequence output as a tensor of dtype '?'."""
+    run = CliRunner().invoke(cli, ["inspect", str(F.shapeless(tmp_path / "a.onnx")), "--json"])
+    assert run.exit_code == 0 and json.loads(run.stdout)["inputs"] == [{"name": "x", "dtype": "float32", "shape": None}]
+    run = CliRunner().invoke(cli, ["inspect", str(F.seq_output(tmp_path / "b.onnx")), "--json"])
+    assert run.exit_code == 0 and json.loads(run.stdout)["outputs"][1] == {"name": "states", "dtype": "sequence", "shape": None}

@@ -569,6 +569,17 @@ class CRNNOCR(nn.Module):
         return F.log_softmax(self.rnn(conv), dim=2)
 
 
+class PaddedCRNNOCR(CRNNOCR):
+    """Text recognisers pad a narrow crop up to a minimum width (white) before the CNN: a branch on the width."""
+
+    min_width = 32
+
+    def forward(self, input):
+        if input.size(3) < self.min_width:
+            input = F.pad(input, (0, self.min_width - input.size(3)), value=1.0)
+        return super().forward(input)
+
+
 # --- cases ------------------------------------------------------------------------------------------------------------
 def _seeded(cls, *args, **kw) -> nn.Module:
     torch.manual_seed(sum(map(ord, cls.__name__)))
@@ -646,6 +657,8 @@ CASES = {c.name: c for c in [
     Case("lstnet", "forecasting", lambda: _seeded(LSTNet), lambda b, t, g: (torch.randn(b, t, 4, generator=g),),
          {"x": {0: "batch", 1: "seq"}}, (2, 40), [(3, 17), (1, 29), (2, 47), (3, 48), (2, 49), (1, 300)],
          expect="refused: constrained by torch.export"),
+    Case("lstnet_window", "forecasting", lambda: _seeded(LSTNet), lambda b, t, g: (torch.randn(b, 48, 4, generator=g),),
+         {"x": {0: "batch"}}, (2, 48), [(1, 48), (3, 48), (17, 48)]),
     Case("deepar", "forecasting", lambda: _seeded(DeepAR), _deepar,
          {"past_target": {0: "batch", 1: "past"}, "past_observed": {0: "batch", 1: "past"},
           "past_time_feat": {0: "batch", 1: "context"}, "feat_static_cat": {0: "batch"}}, (2, 24),
@@ -677,6 +690,8 @@ CASES = {c.name: c for c in [
          {"chars": {0: "batch", 1: "seq"}, "input_lengths": {0: "batch"}}, (3, 11), [(2, 1), (4, 6), (2, 300)]),
     Case("crnn_ocr", "OCR", lambda: _seeded(CRNNOCR), lambda b, t, g: (torch.rand(b, 1, 32, t, generator=g),),
          {"input": {0: "batch", 3: "width"}}, (2, 100), [(3, 16), (1, 37), (2, 1200)]),
+    Case("crnn_ocr_padded", "OCR", lambda: _seeded(PaddedCRNNOCR), lambda b, t, g: (torch.rand(b, 1, 32, t, generator=g),),
+         {"input": {0: "batch", 3: "width"}}, (2, 100), [(3, 1), (2, 7), (1, 31), (2, 32), (3, 33), (2, 300)]),
 ]}
 
 

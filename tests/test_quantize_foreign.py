@@ -365,3 +365,18 @@ def test_inspect_says_a_shape_is_unknown_and_a_sequence_is_a_sequence(tmp_path):
     assert run.exit_code == 0 and json.loads(run.stdout)["inputs"] == [{"name": "x", "dtype": "float32", "shape": None}]
     run = CliRunner().invoke(cli, ["inspect", str(F.seq_output(tmp_path / "b.onnx")), "--json"])
     assert run.exit_code == 0 and json.loads(run.stdout)["outputs"][1] == {"name": "states", "dtype": "sequence", "shape": None}
+
+
+def test_a_time_major_file_is_judged_and_timed_on_the_users_rows_along_its_batch_axis(tmp_path):
+    """Catches: the user's arrays split along axis 0 of a ("seq", "batch", F) file (was: lengths [2] against x
+    [6, 2, 8] refused 'arrays must share their first (batch) axis'; a [100, 3, 8] x timed as 1 step x 3 rows and
+    judged on 64-step cuts, 'forms chosen for batch 1 x 3 steps')."""
+    rng = np.random.default_rng(0)
+    src = F.lengths_cell(tmp_path / "lens.onnx", "GRU", lengths_name="lengths")
+    np.savez(tmp_path / "a.npz", x=rng.standard_normal((6, 2, 8)).astype(np.float32), lengths=np.array([6, 3], np.int32))
+    d = _quantized(tmp_path, src, "--eval", str(tmp_path / "a.npz"))
+    assert d["deploy"] == {"batch": 1, "seq": 6} and d["judged_drift"]["out"] < CANDIDATE_DRIFT
+    src = F.torch_rnn(tmp_path / "tf.onnx", "LSTM", 14, batch_first=False)
+    np.savez(tmp_path / "b.npz", x=rng.standard_normal((100, 3, 8)).astype(np.float32))
+    d = _quantized(tmp_path, src, "--eval", str(tmp_path / "b.npz"))
+    assert d["deploy"] == {"batch": 1, "seq": 100} and all(v < CANDIDATE_DRIFT for v in d["judged_drift"].values())

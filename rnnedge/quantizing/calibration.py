@@ -49,7 +49,9 @@ def calibration_reader(calibration, model, meta: dict, warns: list[str]):
 def check_user_arrays(arrays: dict, where: str) -> None:
     """The user's own arrays (calibration, --eval inputs), one BadInputError line for what onnxruntime would choke on or
     silently take: a non-numeric dtype, an empty axis, NaN/Inf, lengths that are not integers in 1..seq."""
-    seq = next((np.shape(a)[1] for n, a in arrays.items() if n != "lengths" and np.ndim(a) >= 2), None)
+    first = next((np.shape(a) for n, a in arrays.items() if n != "lengths" and np.ndim(a) >= 2), None)
+    rows = np.size(arrays["lengths"]) if "lengths" in arrays else None  # time-major (T, B, F) where B == len(lengths) != T
+    seq = None if first is None else first[0] if rows is not None and first[0] != rows and first[1] == rows else first[1]
     for name, arr in arrays.items():
         arr = np.asarray(arr)
         if arr.dtype.kind not in "fiub":

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rnnedge.errors import BadInputError
-from rnnedge.quantizing.roles import input_roles, shape_from_use
+from rnnedge.quantizing.roles import batch_axis, batch_like, input_roles, shape_from_use
 from rnnedge.spec import state_start
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,6 @@ JUDGE_SEEDS = 4  # spec-shaped or inferred inputs: this many random draws are ju
 JUDGE_MIN_ROWS = 8  # and at least this many rows each (the timing batch may be 1)
 GROW = (16, 32, 64, 128, 256, 512, 1024, 1536, 2048, 4096, 8000, 16000)  # sizes tried for a free time axis
 TIME_WORDS = ("seq", "time", "step", "frame", "sample", "len", "audio", "wav", "t")  # a symbolic dim named like time
-BATCH_WORDS = ("batch", "n", "b", "bs", "batch_size")
 RATE_WORDS = ("sr", "rate", "sample_rate", "sampling_rate", "fs")
 RATES = (16000, 8000)  # values tried for an integer scalar named like a sample rate (each is judged)
 STATE_WORDS = ("h", "c", "h0", "c0", "state", "hidden", "cell")
@@ -60,7 +59,7 @@ def find_inputs(model, meta: dict, deploy: dict, data=None, examples: dict | Non
         judged, source = user_batches(data, model, meta, examples)
         if timing is None:
             timing = _rows(judged, deploy["batch"], model, meta)
-        return Inputs(timing, judged, source, deploy=_shape_of(timing, deploy))
+        return Inputs(timing, judged, source, deploy=_shape_of(timing, deploy, model))
     task = meta.get("rnnedge.task")
     if task and timing is not None:
         try:
@@ -106,19 +105,20 @@ def user_batches(data, model, meta: dict, examples: dict | None = None) -> tuple
     unknown = sorted(set(arrays) - set(inputs))
     if unknown:
         raise BadInputError(f"{source}: arrays {unknown} are not inputs of the model (inputs: {sorted(inputs)})")
-    rows = {len(a) for n, a in arrays.items() if a.ndim and not is_state(n)}
+    ax = {k: batch_axis(inputs[k][1]) for k in inputs}  # rows first, or a time-major foreign file's ("T", "B", F)
+    rows = {a.shape[ax[n]] for n, a in arrays.items() if a.ndim > ax[n] and not is_state(n)}
     if len(rows) != 1:
-        raise BadInputError(f"{source}: arrays must share their first (batch) axis, got sizes {sorted(rows)}")
+        raise BadInputError(f"{source}: arrays must share their batch axis, got sizes {sorted(rows)}")
     n = rows.pop()
     arrays = fill_missing(arrays, model, meta, source, skip=set(examples or {}))
     for name, value in (examples or {}).items():
         arrays.setdefault(name, _example_value(value, n, inputs[name]))
     arrays = {k: v.astype(_np(inputs[k][0])) for k, v in arrays.items()}
-    batches = [{k: (v if is_state(k) or not v.ndim else v[s : s + JUDGE_BATCH]) for k, v in arrays.items()}
-               for s in range(0, min(n, JUDGE_ROWS), JUDGE_BATCH)]
+    batches = [{k: (v if is_state(k) or v.ndim <= ax[k] else np.take(v, np.arange(s, min(s + JUDGE_BATCH, n)), axis=ax[k]))
+                for k, v in arrays.items()} for s in range(0, min(n, JUDGE_ROWS), JUDGE_BATCH)]
     states = [k for k in arrays if is_state(k)]
     for b in batches:  # a state input follows its batch's rows
-        rows_b = next(len(v) for k, v in b.items() if k not in states and v.ndim)
+        rows_b = next(v.shape[ax[k]] for k, v in b.items() if k not in states and v.ndim > ax[k])
         for k in states:
             b[k] = _state_rows(b[k], inputs[k][1], rows_b)
     return batches, source
@@ -138,8 +138,9 @@ def fill_missing(arrays: dict, model, meta: dict, source: str, skip=frozenset())
     inputs = graph_inputs(model)
     is_state = _state_test(model, meta)
     declared = {st["input"]: st for st in getattr(_spec(meta), "states", None) or []}
-    rows = next((len(a) for n, a in arrays.items() if np.ndim(a) and n in inputs and not is_state(n)), 1)
-    seq = next((np.shape(a)[1] for a in arrays.values() if np.ndim(a) >= 2), 1)
+    ax = {n: batch_axis(inputs[n][1]) for n in arrays if n in inputs}
+    rows = next((np.shape(a)[ax[n]] for n, a in arrays.items() if n in ax and np.ndim(a) > ax[n] and not is_state(n)), 1)
+    seq = next((np.shape(a)[1 - min(ax.get(n, 0), 1)] for n, a in arrays.items() if np.ndim(a) >= 2), 1)
     out = dict(arrays)
     for name, (elem, dims) in inputs.items():
         if name in out or name in skip:
@@ -165,15 +166,18 @@ def _state_rows(state: np.ndarray, dims: list, rows: int) -> np.ndarray:
 def _rows(judged: list[dict], batch: int, model, meta: dict) -> dict:
     """The first `batch` rows of the first judged batch (tiled when it has fewer; a state follows): the timing feeds."""
     first, is_state, inputs = judged[0], _state_test(model, meta), graph_inputs(model)
-    lead = next((len(v) for k, v in first.items() if v.ndim and not is_state(k)), 1)
+    ax = {k: batch_axis(inputs[k][1]) for k in first}
+    lead = next((v.shape[ax[k]] for k, v in first.items() if v.ndim > ax[k] and not is_state(k)), 1)
     idx = np.arange(batch) % lead
-    return {k: (_state_rows(v, inputs[k][1], batch) if is_state(k) else v[idx] if v.ndim else v)
+    return {k: (_state_rows(v, inputs[k][1], batch) if is_state(k) else np.take(v, idx, axis=ax[k]) if v.ndim > ax[k] else v)
             for k, v in first.items()}
 
 
-def _shape_of(feeds: dict, deploy: dict) -> dict:
-    data = next((v for v in feeds.values() if v.ndim >= 2), None)
-    return {"batch": deploy["batch"], "seq": int(data.shape[1]) if data is not None else deploy["seq"]}
+def _shape_of(feeds: dict, deploy: dict, model) -> dict:
+    inputs = graph_inputs(model)
+    name, data = next(((k, v) for k, v in feeds.items() if v.ndim >= 2), (None, None))
+    seq = int(data.shape[1 - min(batch_axis(inputs[name][1]), 1)]) if data is not None else deploy["seq"]  # the other axis
+    return {"batch": deploy["batch"], "seq": seq}
 
 
 # -- a foreign file: sizes that run --------------------------------------------------------------
@@ -269,8 +273,7 @@ def _dim(d, i: int, name: str, batch: int, size: int, named: dict, dims: list) -
     if isinstance(d, int):
         return d
     if d not in named:
-        low = d.lower().lstrip("?")
-        if d == "?batch" or low in BATCH_WORDS or "batch" in low:
+        if batch_like(d):
             named[d] = batch
         else:  # a time-like name, or any other free dim: the size being tried
             named[d] = size

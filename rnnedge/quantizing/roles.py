@@ -5,11 +5,13 @@
 An integer input that reaches a recurrent node's `sequence_lens` (directly or through Cast/Identity/Reshape/Squeeze/
 Unsqueeze/Flatten) holds lengths: valid values are 1..the time size. One that reaches the indices of a Gather whose data
 is a weight table (an embedding) holds ids: valid values are 0..rows-1 (onnxruntime refuses ids past the table).
-An input declared with no shape at all that is a recurrent node's X gets that X's dims (`shape_from_use`).
+An input declared with no shape at all that is a recurrent node's X gets that X's dims (`shape_from_use`); an input's
+batch axis is its dim named like batch (`batch_axis`: 1 in a time-major foreign file's ("T", "B", F)).
 """
 
 from __future__ import annotations
 
+BATCH_WORDS = ("batch", "n", "b", "bs", "batch_size")  # a symbolic dim named so is the batch
 PASS = ("Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten")  # ops that carry the values through
 RECURRENT = ("RNN", "GRU", "LSTM")
 
@@ -68,3 +70,14 @@ def shape_from_use(model, name: str) -> list:
                 features = inits[node.input[1]][2]
                 return ["batch", "seq", features] if layout else ["seq", "batch", features]
     return []
+
+
+def batch_like(dim: str) -> bool:
+    """Whether a symbolic dim's name says batch ("?batch": an unnamed axis 0, as quantizing.inputs names it)."""
+    low = dim.lower().lstrip("?")
+    return dim == "?batch" or low in BATCH_WORDS or "batch" in low
+
+
+def batch_axis(dims: list) -> int:
+    """An input's batch axis: its dim named like batch (a time-major foreign file's ("T", "B", F): 1), else 0."""
+    return next((i for i, d in enumerate(dims) if isinstance(d, str) and batch_like(d)), 0)

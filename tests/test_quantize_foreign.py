@@ -380,3 +380,20 @@ def test_a_time_major_file_is_judged_and_timed_on_the_users_rows_along_its_batch
     np.savez(tmp_path / "b.npz", x=rng.standard_normal((100, 3, 8)).astype(np.float32))
     d = _quantized(tmp_path, src, "--eval", str(tmp_path / "b.npz"))
     assert d["deploy"] == {"batch": 1, "seq": 100} and all(v < CANDIDATE_DRIFT for v in d["judged_drift"].values())
+
+
+def test_int8_static_calibrates_a_time_major_file_along_its_batch_axis_and_gives_one_reason(tmp_path):
+    """Catches: calibration arrays of a ("T", "B", F) file split along time (was: lengths [2] with x [6, 2, 8]
+    refused 'arrays have different numbers of rows (6 and 2)'), and two reasons for one float GRU ('left as is:
+    linear_before_reset=0' and 'onnxruntime's quantizer has no int8 GRU')."""
+    rng = np.random.default_rng(0)
+    src = F.lengths_cell(tmp_path / "lens.onnx", "GRU", lengths_name="lengths")
+    np.savez(tmp_path / "a.npz", x=rng.standard_normal((6, 2, 8)).astype(np.float32), lengths=np.array([6, 3], np.int32))
+    d = _quantized(tmp_path, src, "--mode", "int8-static", "--calibration", str(tmp_path / "a.npz"))
+    gru = [w for w in d["warnings"] if "'rnn'" in w]
+    assert gru == ["GRU node 'rnn' stays float32: int8-static could not re-lower it to Scan (GRU with linear_before_reset=0 "
+                   "is not supported) (weight W [1, 96, 8])"], d["warnings"]
+    src = F.torch_rnn(tmp_path / "tf.onnx", "LSTM", 14, batch_first=False)
+    np.savez(tmp_path / "b.npz", x=rng.standard_normal((100, 3, 8)).astype(np.float32))
+    d = _quantized(tmp_path, src, "--mode", "int8-static", "--calibration", str(tmp_path / "b.npz"))
+    assert d["relowered"] and d["size_ratio"] < 0.5

@@ -224,7 +224,7 @@ def _int8_static(model, meta: dict, calibration, method: str, result: QuantizeRe
 
     from rnnedge.quantizing.calibration import calibration_reader
 
-    result.relowered = _relower(model, result.notes, result.warnings)
+    result.relowered = _relower(model, result.notes, result.warnings, result.float_reasons)
     for graph in _subgraphs(model.graph):  # the re-lowering and quantize_static stay at the top level
         result.float_reasons.update({n.name: "int8-static re-lowers top-level recurrent nodes only; this one is in a "
                                      "Loop/Scan/If body (--mode int8 makes its weights int8)" for n in graph.node if n.op_type in RECURRENT})
@@ -236,8 +236,8 @@ def _int8_static(model, meta: dict, calibration, method: str, result: QuantizeRe
         return onnx.load(str(dst))
 
 
-def _relower(model, notes: list[str], warns: list[str]) -> bool:
-    """Re-lower every recurrent node to a hoisted-projection Scan, in place."""
+def _relower(model, notes: list[str], warns: list[str], reasons: dict) -> bool:
+    """Re-lower every recurrent node to a hoisted-projection Scan, in place; why one is not goes to `reasons`."""
     from exporters.scan import lower_to_scan
 
     todo = [n for n in model.graph.node if n.op_type in RECURRENT]
@@ -249,7 +249,9 @@ def _relower(model, notes: list[str], warns: list[str]) -> bool:
         log.debug("re-lowering to Scan failed", exc_info=True)
         warns.append(f"could not re-lower the recurrent nodes to Scan ({type(exc).__name__}: {exc}); quantizing as is")
         return False
-    warns.extend(f"left as is (stays float32): {s}" for s in skipped)
+    for line in skipped:  # "name: why": the stayed-float line says it
+        name, _, why = line.partition(": ")
+        reasons[name] = f"int8-static could not re-lower it to Scan ({why})"
     done = len(todo) - len(skipped)
     if done:
         notes.append(f"re-lowered {done} recurrent node(s) to hoisted-projection Scan so their weights can be int8")

@@ -76,6 +76,9 @@ def _array_batches(arrays: dict, inputs: dict, where: str) -> list[dict]:
     if unknown or missing:
         raise BadInputError(f"{where}: calibration arrays {sorted(arrays)} do not match the model inputs {sorted(inputs)}")
     check_user_arrays(arrays, where)
+    from rnnedge.quantizing.roles import batch_axis
+
+    ax = {name: batch_axis(inputs[name][1]) for name in inputs}  # 1 in a time-major ("seq", "batch", F) file
     rows = None
     for name, arr in arrays.items():
         elem, shape = inputs[name]
@@ -85,17 +88,18 @@ def _array_batches(arrays: dict, inputs: dict, where: str) -> list[dict]:
             raise BadInputError(f"{where}: '{name}' has shape {list(arr.shape)}, the model takes {[s if isinstance(s, int) else '?' for s in shape]}")
         if arr.dtype.kind != np.dtype(want).kind:
             raise BadInputError(f"{where}: '{name}' is {arr.dtype}, the model takes {np.dtype(want)}")
-        if rows is not None and arr.shape[0] != rows:
-            raise BadInputError(f"{where}: arrays have different numbers of rows ({rows} and {arr.shape[0]})")
-        rows = arr.shape[0]
+        if rows is not None and arr.shape[ax[name]] != rows:
+            raise BadInputError(f"{where}: arrays have different numbers of rows ({rows} and {arr.shape[ax[name]]})")
+        rows = arr.shape[ax[name]]
         arrays[name] = arr.astype(want)
     if not rows:
         raise BadInputError(f"{where}: calibration arrays are empty")
     if "lengths" in inputs and "lengths" not in arrays:  # full lengths
-        first = next(a for a in arrays.values() if a.ndim >= 2)
-        arrays["lengths"] = np.full(rows, first.shape[1], np.int64)
+        name, first = next((k, a) for k, a in arrays.items() if a.ndim >= 2)
+        arrays["lengths"] = np.full(rows, first.shape[1 - min(ax[name], 1)], np.int64)
     rows = min(rows, CALIBRATION_ROWS)
-    return [{k: v[s : s + CALIBRATION_BATCH] for k, v in arrays.items()} for s in range(0, rows, CALIBRATION_BATCH)]
+    return [{k: np.take(v, np.arange(s, min(s + CALIBRATION_BATCH, rows)), axis=ax[k]) for k, v in arrays.items()}
+            for s in range(0, rows, CALIBRATION_BATCH)]
 
 
 def _task_batches(name: str, inputs: dict) -> list[dict]:

@@ -201,3 +201,42 @@ def test_export_prints_the_valid_range_torch_itself_bounds_and_run_refuses_past_
     result = runner.invoke(cli, ["run", str(out), "--input", str(tmp_path / "long.npy")])
     assert result.exit_code == 2
     _one_error_line(result, "only valid for seq in 1..50")
+
+
+CUSTOM_CELL = """
+import torch
+from rnnedge import run_cell
+
+
+class LightCell(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Linear(5 + 8, 8)
+
+    def forward(self, x, h=None):
+        h = x.new_zeros(x.shape[0], 8) if h is None else h
+        return torch.tanh(self.w(torch.cat([x, h], -1)))
+
+
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.cell = LightCell()
+
+    def forward(self, x):
+        return run_cell(self.cell, x)[0]
+
+
+def make():
+    return M()
+"""
+
+
+def test_a_custom_cell_exports_from_file_and_factory(runner, tmp_path):
+    """run_cell's scan looks the cell's code up by its module: the file is imported as a module would be (it was
+    'No module named rnnedge_user_...', every strategy failing)."""
+    path = _write(tmp_path, "light.py", CUSTOM_CELL)
+    for target in ("dynamic", "stream"):
+        out = tmp_path / f"{target}.onnx"
+        result = runner.invoke(cli, ["export", f"{path}:make", "--example", "float32[2,10,5]", "--target", target, "-o", str(out)])
+        assert result.exit_code == 0 and out.exists(), result.output

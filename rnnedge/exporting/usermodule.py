@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import sys
 from pathlib import Path
 
 from rnnedge.errors import BadInputError
@@ -55,8 +56,13 @@ def load_factory(ref: str):
     if spec is None or spec.loader is None:
         raise BadInputError(f"{path}: cannot be loaded as a Python file")
     module = importlib.util.module_from_spec(spec)
-    with _user_code(path, "importing it"):
-        spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # as an import would: torch looks functions up by their module (run_cell's scan did)
+    try:
+        with _user_code(path, "importing it"):
+            spec.loader.exec_module(module)
+    except BadInputError:
+        sys.modules.pop(spec.name, None)
+        raise
     factory = getattr(module, name, None)
     if not callable(factory):
         raise BadInputError(f"{path} has no callable '{name}'")

@@ -64,6 +64,8 @@ def test_default_axes_are_kept_beside_the_users():
     defaults = {"mel": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}}
     assert with_default_axes({"mel": {1: "frames"}}, defaults) == {"mel": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}}
     assert with_default_axes({"mel": {"0": "n"}}, defaults)["mel"] == {0: "n", 1: "seq"}
+    # (B, 1, samples): the user's time axis replaces the default seq (axis 1, a channel here), the batch stays
+    assert with_default_axes({"mel": {2: "samples"}}, defaults)["mel"] == {0: "batch", 2: "samples"}
 
 
 def test_api_export_names_a_module_as_its_author_did(tmp_path):

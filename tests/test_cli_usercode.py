@@ -240,3 +240,47 @@ def test_a_custom_cell_exports_from_file_and_factory(runner, tmp_path):
         out = tmp_path / f"{target}.onnx"
         result = runner.invoke(cli, ["export", f"{path}:make", "--example", "float32[2,10,5]", "--target", target, "-o", str(out)])
         assert result.exit_code == 0 and out.exists(), result.output
+
+
+WAVE = """
+import torch
+
+
+class Segmenter(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv1d(1, 8, 16, stride=8)
+        self.rnn = torch.nn.LSTM(8, 8, batch_first=True)
+
+    def forward(self, waveforms):  # (B, 1, samples), as pyannote takes them
+        return self.rnn(self.conv(waveforms).transpose(1, 2))[0]
+
+
+def make():
+    torch.manual_seed(0)
+    return Segmenter()
+
+
+def make_unseeded():
+    return Segmenter()
+"""
+
+
+def test_an_axis_given_on_a_mono_waveform_replaces_the_default_seq(runner, tmp_path):
+    """--axis waveforms:2=samples on (B, 1, samples): the channel axis stays 1 (the default seq on axis 1 made it dynamic
+    and the export was refused 'expected input's size at dim=1 to match num_features'); verify takes the same options."""
+    import onnx
+
+    path = _write(tmp_path, "seg.py", WAVE)
+    out = tmp_path / "seg.onnx"
+    options = ["--example", "float32[2,1,400]", "--axis", "waveforms:2=samples"]
+    result = runner.invoke(cli, ["export", f"{path}:make", *options, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    dims = [d.dim_param or d.dim_value for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 1, "samples"]
+    done = runner.invoke(cli, ["verify", f"{path}:make", str(out), *options, "--no-default-axes"])
+    assert done.exit_code == 0, done.output
+
+    again = runner.invoke(cli, ["verify", f"{path}:make_unseeded", str(out), *options])  # new random weights per call
+    assert again.exit_code == 2
+    _one_error_line(again, "returns other weights on every call", "torch.manual_seed")

@@ -186,10 +186,12 @@ def export(source, output, target, lowering, chunk, opset, examples, input_names
 @click.option("--example", "examples", multiple=True, help="FILE.py:FACTORY only: the export's example input, e.g. 'float32[1,100,40]' "
               "(its length is what the cases are built around).")
 @click.option("--axis", "axes", multiple=True, metavar="INPUT:AXIS=LABEL", help="FILE.py:FACTORY only: a dynamic axis the file must declare.")
+@click.option("--no-default-axes", is_flag=True, help="Accepted as export takes it (the file's own spec says its axes): export's options can be repeated here.")
 @click.option("--check-input", "check_inputs", multiple=True, type=click.Path(dir_okay=False), help="FILE.py:FACTORY only: an .npz of "
               "inputs compared exactly (streamed in chunks for a stream file); repeatable.")
 @json_option
-def verify(source, model, atol, rtol, cases, providers, provider_options, allow_ill_conditioned, examples, axes, check_inputs, as_json):
+def verify(source, model, atol, rtol, cases, providers, provider_options, allow_ill_conditioned, examples, axes, no_default_axes,
+           check_inputs, as_json):
     """Check that MODEL.onnx computes what CKPT (or your module, FILE.py:FACTORY) computes; exit 1 on any difference.
 
     A stream file (--target stream) is also fed in chunks of 1, 7 and 50 steps, state carried, against the whole sequence."""
@@ -201,8 +203,9 @@ def verify(source, model, atol, rtol, cases, providers, provider_options, allow_
 
     factory = is_factory_ref(source)
     if not factory:
-        if examples or axes or check_inputs:
-            raise BadInputError("--example, --axis and --check-input are for FILE.py:FACTORY modules; a checkpoint declares its own")
+        if examples or axes or check_inputs or no_default_axes:
+            raise BadInputError("--example, --axis, --no-default-axes and --check-input are for FILE.py:FACTORY modules; "
+                                "a checkpoint declares its own")
         read_checkpoint(Path(source))  # refuse a bad checkpoint before any work
     if not model.is_dir():  # a folder is a seq2seq export, checked file by file by rnnedge.families.seq2seq.verify
         load_onnx(model, load_weights=False)

@@ -67,11 +67,17 @@ def default_input_names(module, examples) -> list[str]:
 
 def with_default_axes(dynamic_axes: dict, defaults: dict) -> dict:
     """The user's ``{name: {axis: label}}`` added to the default axes (batch and seq of the first input, lengths'
-    and states' batch): per input, the user's label wins on an axis both name. A list of axes keeps its form."""
+    and states' batch): per input, the user's label wins on an axis both name, and an input given an axis other than
+    its batch keeps only the default batch (`--axis wav:2=samples` on (B, 1, samples): the default seq on axis 1, a
+    channel, would be dropped, not added). A list of axes keeps its form."""
     merged = {name: dict(axes) for name, axes in defaults.items()}
     for name, axes in dynamic_axes.items():
         if isinstance(axes, dict):
-            merged[name] = {**merged.get(name, {}), **{int(a): label for a, label in axes.items()}}
+            given = {int(a): label for a, label in axes.items()}
+            base = merged.get(name, {})
+            if any(base.get(a) != "batch" for a in given):  # the user says where this input's own sizes are
+                base = {a: label for a, label in base.items() if label == "batch"}
+            merged[name] = {**base, **given}
         else:
             merged[name] = axes
     return merged

@@ -166,7 +166,21 @@ def verify_factory(ref: str, model, *, examples=(), axes=(), check_inputs=(), **
     names = [t.name for t in own]
     spec.check_feeds = [{n: t.numpy() for n, t in zip(names, read_check_input(f, names))} for f in check_inputs]
     module = load_factory(ref)
+    _same_weights(module, load_factory(ref), ref)
     return verify(module, model, spec=spec, example_seq=example_seq, **options)
+
+
+def _same_weights(first, second, ref: str) -> None:
+    """verify compares the file with what FACTORY() returns now: a factory that draws new random weights on every
+    call (an unseeded nn.Module()) would make any file fail, so it is refused, saying so."""
+    import torch
+
+    a, b = first.state_dict(), second.state_dict()
+    differ = [k for k in a if k in b and isinstance(a[k], torch.Tensor) and (a[k].shape != b[k].shape or not torch.equal(a[k], b[k]))]
+    if differ:
+        raise BadInputError(f"{ref} returns other weights on every call ({differ[0]} differs between two calls: an unseeded "
+                            "random initialisation): verify would compare the file with weights it was not exported from; "
+                            "seed it (torch.manual_seed) or load your trained weights in the factory")
 
 
 # -- the command line's axis options (--fix-dim, --axis, --tie, --check-input) ---------------------------

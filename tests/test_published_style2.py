@@ -7,6 +7,9 @@ and sequence sizes: seq 1 where torch runs, >= 300, both sides of the branches; 
 from __future__ import annotations
 
 import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 import rnnedge
 from rnnedge.errors import ExportError
@@ -29,7 +32,7 @@ def _export_case(name, tmp_path):
     return module, path, result
 
 
-QUICK = {"rnnt_joint", "gru4rec"}
+QUICK = {"rnnt_joint", "gru4rec", "fullsubnet"}
 
 
 @pytest.mark.parametrize("name", [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow)
@@ -61,3 +64,35 @@ def test_published_style_refusals_say_why(name, tmp_path):
     with pytest.raises(ExportError, match=words):
         _export_case(name, tmp_path)
     assert not (tmp_path / f"{name}.onnx").exists()
+
+
+class SubbandUnfold(nn.Module):
+    """Sub-band windows of 3 frequencies over the whole time axis, `F.unfold` with the kernel's time side the input's
+    own length: time first (kernel (T, 3), the height case) or time last (kernel (3, T), FullSubNet's)."""
+
+    def __init__(self, time_last: bool):
+        super().__init__()
+        self.time_last = time_last
+        self.lstm = nn.LSTM(3, 6, batch_first=True)
+
+    def forward(self, x):  # (B, T, 8)
+        B, T, F_ = x.shape
+        if self.time_last:
+            blocks = F.unfold(x.transpose(1, 2).unsqueeze(1), (3, T), padding=(1, 0))  # (B, 3 * T, 8)
+            sub = blocks.reshape(B, 3, T, F_).permute(0, 3, 2, 1)
+        else:
+            blocks = nn.Unfold((T, 3), padding=(0, 1))(x.unsqueeze(1))  # (B, T * 3, 8)
+            sub = blocks.reshape(B, T, 3, F_).permute(0, 3, 1, 2)
+        y = self.lstm(sub.reshape(B * F_, T, 3))[0]  # frequency folded into batch
+        return y.reshape(B, F_, T, 6)
+
+
+@pytest.mark.parametrize("time_last", [True, False])
+def test_unfold_with_a_kernel_as_long_as_the_time_axis_keeps_it_dynamic(time_last, tmp_path):
+    """Planted bug it catches: without rnnedge.exporting.translations.unfold_kept_dynamic, torch's im2col reads the
+    kernel as Python ints and FullSubNet-style sub-band models were refused ('frames' specialised to 24)."""
+    torch.manual_seed(0)
+    module, path = SubbandUnfold(time_last).eval(), tmp_path / "unfold.onnx"
+    rnnedge.export(module, torch.randn(2, 24, 8), path, dynamic_axes={"x": {0: "batch", 1: "seq"}})
+    for batch, seq in ((3, 1), (1, 7), (2, 300)):
+        assert independent_error(module, path, (torch.randn(batch, seq, 8),)) < TOL, (batch, seq)

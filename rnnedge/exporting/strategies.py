@@ -103,7 +103,8 @@ class TorchExport(Strategy):
         try:
             canary = guardlog.canary_axis(job.names, job.axes, job.ties)  # a known guard: is torch's log still read right?
             with ops.swapped_recurrent(module), ops.packing_as_lengths() as packing, torch.no_grad(), capture.quiet_torch(), \
-                    translations.max_pool1d_kept_dynamic(), guardlog.watch_guards(module, canary) as seen:
+                    translations.max_pool1d_kept_dynamic(), translations.unfold_kept_dynamic(), \
+                    guardlog.watch_guards(module, canary) as seen:
                 shapes = job.dynamic_shapes if not job.bounds else axes_.dynamic_shapes(module, job.names, job.axes, job.ties, job.bounds)
                 result = kind(verbose=False)(module, job.examples, None, dynamic_shapes=shapes)
                 if result.exported_program is None:

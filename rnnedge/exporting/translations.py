@@ -15,6 +15,12 @@ the input's length as a Python int, so torch.export specialises the time axis of
 (pyannote's SincNet front end, Tacotron's CBHG: "specialised to 2000"). It is captured as the same window through
 `max_pool1d_with_indices` (one ONNX MaxPool, length symbolic, the indices unused); a window that is the whole axis
 (`F.max_pool1d(x, x.size(2))`, a char CNN's max over the word) is `amax` over it.
+
+The same for `F.unfold` (`nn.Unfold`, im2col) with a kernel as wide as a dynamic axis (FullSubNet's sub-band
+unfold: `F.unfold(x, (2 * N + 1, num_frames))` over (B, 1, F, T)): torch's im2col reads the kernel as Python ints, so
+torch.export specialised the time axis ("specialised to 24"). With one window along that axis (kernel = its size, no
+padding or dilation on it) the blocks are the windows along the other axis (`Tensor.unfold`), the whole axis
+carried along: the same values in im2col's order (channel, kernel row, kernel column; blocks along the other axis).
 """
 
 from __future__ import annotations
@@ -56,6 +62,44 @@ def max_pool1d(input, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=F
             and s is k and p == 0 and d == 1:
         return input.amax(-1, keepdim=True)  # one window over the whole axis
     return torch.max_pool1d_with_indices(input, k, s, p, d, ceil_mode)[0]  # the same window, its indices unused
+
+
+def _whole_axis(kernel, size) -> bool:
+    import torch
+
+    return isinstance(kernel, torch.SymInt) and isinstance(size, torch.SymInt) and kernel.node.expr == size.node.expr
+
+
+def im2col(input, kernel_size, dilation, padding, stride):
+    """torch's im2col (F.unfold), a kernel spanning a whole dynamic axis captured with that axis symbolic (see above)."""
+    import torch.nn.functional as F
+
+    (kh, kw), (dh, dw), (ph, pw), (sh, _) = kernel_size, dilation, padding, stride
+    batch, channels, height, width = input.shape
+    if _whole_axis(kw, width) and pw == 0 and dw == 1 and dh == 1:  # one window along the width
+        blocks = F.pad(input, (0, 0, ph, ph)).unfold(2, kh, sh)  # (B, C, rows, W, kh)
+        return blocks.permute(0, 1, 4, 3, 2).reshape(batch, channels * kh * width, -1)
+    if _whole_axis(kh, height) and ph == 0 and dh == 1 and dw == 1:  # one window along the height
+        blocks = F.pad(input, (pw, pw)).unfold(3, kw, stride[1])  # (B, C, H, cols, kw)
+        return blocks.permute(0, 1, 2, 4, 3).reshape(batch, channels * height * kw, -1)
+    return _saved_im2col(input, kernel_size, dilation, padding, stride)
+
+
+_saved_im2col = None
+
+
+@contextlib.contextmanager
+def unfold_kept_dynamic():
+    """torch's im2col as `im2col` above while torch.export captures (F.unfold and nn.Unfold call it)."""
+    import torch
+
+    global _saved_im2col
+    _saved_im2col = saved = torch._C._nn.im2col
+    torch._C._nn.im2col = im2col
+    try:
+        yield
+    finally:
+        torch._C._nn.im2col = saved
 
 
 @contextlib.contextmanager

@@ -72,8 +72,10 @@ def run_streamed(session, feeds: dict, chunk: int) -> dict:
     if x.ndim < 2:
         raise BadInputError(f"--chunk needs a batch of sequences; '{session.input_name}' has shape {x.shape}")
     pieces: dict[int, list] = {row: [] for row in range(len(x))}
-    for start in range(0, x.shape[1], chunk):
-        for row, y in streams.step({row: x[row, start: start + chunk] for row in range(len(x))}).items():
+    t = streams.time_axis  # of one row: 0, or 1 for a channels-first (B, F, T) stream file
+    for start in range(0, x.shape[t + 1], chunk):
+        cut = {row: np.take(x[row], range(start, min(start + chunk, x.shape[t + 1])), axis=t) for row in range(len(x))}
+        for row, y in streams.step(cut).items():
             pieces[row].append(y)
-    rows = [np.concatenate(p, 0) if streams.per_step else p[-1] for _, p in sorted(pieces.items())]
+    rows = [np.concatenate(p, streams.output_time_axis) if streams.per_step else p[-1] for _, p in sorted(pieces.items())]
     return {session.output_name: np.stack(rows)}

@@ -350,3 +350,23 @@ class TrimmedCausal(nn.Module):
 
 def make_trimmed():
     return _seeded(TrimmedCausal)
+
+
+class ChannelsFirstMask(nn.Module):
+    """A denoiser in the (B, F, T) layout (time last, as conv code keeps it): a stride-2 causal conv, a GRU and a
+    per-frame 1x1 conv giving a (B, F, T / 2) mask."""
+
+    def __init__(self, features=12, hidden=16):
+        super().__init__()
+        self.down = nn.Conv1d(features, 16, kernel_size=4, stride=2)
+        self.gru = nn.GRU(16, hidden, batch_first=True)
+        self.out = nn.Conv1d(hidden, features, 1)
+
+    def forward(self, x):  # (B, 12, T); T even
+        z = F.relu(self.down(F.pad(x, (2, 0))))  # (B, 16, T / 2)
+        y, _ = self.gru(z.transpose(1, 2))
+        return torch.sigmoid(self.out(y.transpose(1, 2)))  # (B, 12, T / 2)
+
+
+def make_channels_first():
+    return _seeded(ChannelsFirstMask)

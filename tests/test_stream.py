@@ -232,3 +232,29 @@ def test_cli_refuses_a_centred_conv_in_one_line(runner, tmp_path):
     done = runner.invoke(cli, ["export", f"{HERE / 'stream_modules.py'}:make_centred", "--example", "float32[1,24,16]",
                                            "--target", "stream", "-o", str(tmp_path / "c.onnx")])
     assert done.exit_code == 2 and len(done.stderr.splitlines()) == 1 and "future frame" in done.stderr, done.output
+
+
+def test_a_channels_first_stream_file_is_streamed_along_its_time_axis(runner, tmp_path):
+    """(B, F, T) in and out: the runtime took axis 1 (the 12 features) for time - `run --chunk 7` was refused as 'not a
+    multiple of this model's fixed chunk of 12', a stride-2 file refused every chunk of 12 features ('stride of 2'),
+    and `feed` ran each chunk as one piece whatever its length. Chunks and answers keep the module's layout."""
+    source = str(HERE / "stream_modules.py")
+    out = tmp_path / "cf.onnx"
+    done = runner.invoke(cli, ["export", f"{source}:make_channels_first", "--example", "float32[1,12,24]",
+                               "--axis", "x:2=frames", "--target", "stream", "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    x = np.random.default_rng(4).standard_normal((2, 12, FRAMES)).astype(np.float32)
+    ref = _whole_batch("make_channels_first", x)  # (2, 12, 100)
+    session = StreamingSession(out, providers="cpu")
+    assert session.stride == 2
+    for n in (2, 14, 50):
+        got = np.concatenate([session.feed(x[0][:, i: i + n]) for i in range(0, FRAMES, n)], axis=1)
+        assert got.shape == ref[0].shape and np.abs(got - ref[0]).max() < 1e-5, n
+        session.reset()
+    with pytest.raises(BadInputError, match="7 steps is not a multiple of this model's stride of 2"):
+        session.feed(x[0][:, :7])
+    np.save(tmp_path / "x.npy", x)
+    done = runner.invoke(cli, ["run", str(out), "--input", str(tmp_path / "x.npy"), "--chunk", "8", "-o", str(tmp_path / "y.npy")])
+    assert done.exit_code == 0, done.output
+    assert np.abs(np.load(tmp_path / "y.npy") - ref).max() < 1e-5
+    assert session.time_axis == 1 and session.output_time_axis == 1  # of a chunk and of an answer (no batch axis)

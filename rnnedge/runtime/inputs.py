@@ -98,7 +98,7 @@ def check_feeds(sess, feeds: dict) -> dict[str, np.ndarray]:
         raise BadInputError(f"input {main.name!r} has rank {x.ndim} {x.shape}; expected rank "
                             f"{len(main.shape)} {main.shape}")
     b_ax = batch_axis(sess)
-    t_ax = 1 - b_ax
+    t_ax = 1 - b_ax if b_ax else getattr(sess, "time_axis", 1)
     if x.ndim >= 1 and x.shape[b_ax if x.ndim > b_ax else 0] == 0:
         raise BadInputError(f"empty batch: input {main.name!r} has shape {x.shape}")
     if x.ndim >= 2 and x.shape[t_ax] == 0:

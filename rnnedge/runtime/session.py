@@ -39,6 +39,14 @@ def _fixed(dim) -> int | None:
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
+def time_axis(shape, target: str | None) -> int:
+    """The main input's time axis: 1, or for a stream file whose axis 1 is fixed (channels first, ``(B, F, T)``) its
+    first symbolic axis after that."""
+    if target == "stream" and len(shape) >= 3 and _fixed(shape[1]):
+        return next((i for i in range(2, len(shape)) if isinstance(shape[i], str)), 1)
+    return 1
+
+
 class Session:
     """An onnxruntime session for one exported model, with checked inputs.
 
@@ -95,7 +103,8 @@ class Session:
         self.lookahead = int(declared.get("lookahead", 0) or 0)  # stream output i is the whole sequence's output i - lookahead
         shape = self._main.shape
         self.fixed_batch = _fixed(shape[0]) if len(shape) > 0 else None
-        self.chunk = _fixed(shape[1]) if len(shape) > 1 else None
+        self.time_axis = time_axis(shape, self.metadata.get("rnnedge.target"))  # (B, T, F): 1; (B, F, T) stream: 2
+        self.chunk = _fixed(shape[self.time_axis]) if len(shape) > 1 else None
         cfg = self.config or {}
         self.vocab = int(cfg["input_size"]) if self.is_tokens and isinstance(cfg.get("input_size"), int) else None
         self.target = self.metadata.get("rnnedge.target") or (

@@ -12,7 +12,7 @@ from rnnedge.errors import BadInputError
 from rnnedge.runtime.bound import BoundStream
 from rnnedge.runtime.inputs import initial_state
 from rnnedge.runtime.providers import ort_error
-from rnnedge.runtime.session import FAST_SHAPES, Session, values_ok
+from rnnedge.runtime.session import FAST_SHAPES, Session, time_axis, values_ok
 
 __all__ = ["StreamingSession"]
 
@@ -68,8 +68,12 @@ class StreamingSession:
             if not all(_fixed(d) for i, d in enumerate(spec.shape) if i != ax):
                 raise BadInputError(f"state input {name!r} needs fixed sizes but on its batch axis {ax}, got shape {spec.shape}")
         out = next(o for o in s.outputs if o.name == s.output_name).shape
-        seq_dim = s._main.shape[1] if len(s._main.shape) > 1 else None
+        seq_dim = s._main.shape[s.time_axis] if len(s._main.shape) > 1 else None
         self._per_step = len(out) >= 3 or (len(out) == 2 and isinstance(out[1], str) and out[1] == seq_dim)
+        # a channels-first file ((B, F, T) in, (B, C, T) out): chunks and answers keep its layout, time on these axes
+        self.time_axis = s.time_axis - 1  # of a chunk (no batch axis)
+        self.output_time_axis = (out.index(seq_dim) if isinstance(seq_dim, str) and seq_dim in out[1:]
+                                 else time_axis(out, s.target if s.time_axis != 1 else None)) - 1
         self._states: dict[Hashable, dict[str, np.ndarray]] = {}  # stream -> name -> state without its batch axis
         self._lock = threading.Lock()
         self._bound: dict[tuple, BoundStream] = {}  # chunk shape -> the default stream's pre-bound calls (feed)
@@ -120,7 +124,7 @@ class StreamingSession:
         call down the checked path (``step``). The state stays in the bound buffers (no copy per call).
         """
         s = self.session
-        if s.iobinding or x.dtype != s._main_dtype or x.ndim != len(s._main.shape) - 1 or s.fixed_batch not in (None, 1):
+        if s.iobinding or s.time_axis != 1 or x.dtype != s._main_dtype or x.ndim != len(s._main.shape) - 1 or s.fixed_batch not in (None, 1):
             return None
         if len(x) % self.stride:  # the checked path says why
             return None
@@ -165,6 +169,7 @@ class StreamingSession:
                 x = s._batch([chunk], None)[0][0]  # checks dtype, rank and emptiness
             except BadInputError as err:
                 raise BadInputError(f"stream {sid!r}: {err}") from None
+            x = np.moveaxis(x, self.time_axis, 0)  # time first from here on
             if self.stride > 1 and len(x) % self.stride:
                 raise BadInputError(f"stream {sid!r}: {len(x)} steps is not a multiple of this model's stride of "
                                     f"{self.stride} (strided convolutions or pooling over time); buffer the remaining "
@@ -189,14 +194,15 @@ class StreamingSession:
                         ids = bucket[g: g + group]
                         self._run_group(ids, [pieces[sid][k] for sid in ids], group, states, outs)
             self._states.update(states)  # commit only when every call succeeded
-        return {sid: np.concatenate(o, axis=0) if self._per_step else o[-1] for sid, o in outs.items()}
+        return {sid: np.moveaxis(np.concatenate(o, axis=0), 0, self.output_time_axis) if self._per_step else o[-1]
+                for sid, o in outs.items()}
 
     def _run_group(self, ids, xs, group, states, outs) -> None:
         """One batched call for streams ``ids``; pads the batch to ``group`` rows if fixed."""
         s = self.session
         rows = xs + [np.zeros_like(xs[0])] * (group - len(xs)) if s.fixed_batch else xs
         x, lens = s._batch(rows, None)
-        feeds = {s._main.name: x, "lengths": lens}
+        feeds = {s._main.name: np.moveaxis(x, 1, s.time_axis), "lengths": lens}
         zero = self._zeros()
         for name, pair in self._pairs.items():  # one stream's state -> the streams stacked on the batch axis
             feeds[name] = np.stack([states[i][name] for i in ids]
@@ -204,6 +210,8 @@ class StreamingSession:
         wanted = [s.output_name] + [p.output for p in self._pairs.values()]
         result = s._infer(s._check_feeds(feeds), wanted)
         y = result[s.output_name]  # (B, T, C) per step, or (B, C) per sequence
+        if self._per_step:
+            y = np.moveaxis(y, self.output_time_axis + 1, 1)
         for row, sid in enumerate(ids):
             out = y[row, : len(xs[row])] if self._per_step else y[row]
             outs[sid].append(np.array(out))

@@ -1,6 +1,7 @@
 """Recurrent modules written the way published packages write them, second round (issue 21 red team,
 tests/test_published_style2.py). Small-weight rewrites from memory, each forward kept in its code's own idiom:
-Listen-Attend-Spell's pyramidal BLSTM, DeepSpeech2, ESPnet's RNN encoder with subsampling, an RNN-T predictor and
+Listen-Attend-Spell's pyramidal BLSTM (as published, with its `if T % 2` branch, and three branch-free rewrites),
+SpeechBrain's CRDNN (LSTM and a LiGRU stepped in a Python loop), an N-HiTS-like multi-rate pooling, DeepSpeech2, ESPnet's RNN encoder with subsampling, an RNN-T predictor and
 joiner, GRU4Rec, a TFT-style encoder/decoder with a static context as the initial state, a Bahdanau seq2seq with a
 length mask, a FullSubNet-style sub-band model and a TCN feeding an LSTM. `CASES` says how each is fed; the
 dataclass and helpers are tests/published_modules.py's."""
@@ -44,6 +45,100 @@ class Listener(nn.Module):
         for layer in self.pblstm:
             x = layer(x)
         return x
+
+
+class PBLSTMLayerTrimmed(PBLSTMLayer):
+    """The same layer written without the branch (`x[:, : T // 2 * 2]`): the way out of the refusal above."""
+
+    def forward(self, x):
+        B, T, F_ = x.size()
+        return self.blstm(x[:, : T // 2 * 2].contiguous().reshape(B, T // 2, 2 * F_))[0]
+
+
+class PBLSTMLayerFramed(PBLSTMLayer):
+    """Pairs of frames taken as frames of 2, hop 2 (`x.unfold(1, 2, 2)`): the odd last frame is dropped by unfold."""
+
+    def forward(self, x):
+        B, T, F_ = x.size()
+        return self.blstm(x.unfold(1, 2, 2).transpose(2, 3).reshape(B, -1, 2 * F_))[0]
+
+
+class PBLSTMLayerStrided(PBLSTMLayer):
+    """Pairs of frames as even and odd frames side by side (`x[:, 0:T - 1:2]`, `x[:, 1::2]`, both T // 2 long)."""
+
+    def forward(self, x):
+        T = x.size(1)
+        return self.blstm(torch.cat([x[:, 0:T - 1:2], x[:, 1::2]], dim=-1))[0]
+
+
+class ListenerTrimmed(Listener):
+    def __init__(self, layer=PBLSTMLayerTrimmed):
+        super().__init__()
+        self.pblstm = nn.ModuleList([layer(16, 8) for _ in range(3)])
+
+
+# --- ASR: SpeechBrain CRDNN (conv blocks pooling over frequency, LiGRU or LSTM, DNN) --------------------------------
+class LiGRUCell(nn.Module):
+    """Light GRU (SpeechBrain's LiGRU): no reset gate, ReLU candidate, batch-normed input projections."""
+
+    def __init__(self, input_size, hidden):
+        super().__init__()
+        self.hidden = hidden
+        self.w = nn.Linear(input_size, 2 * hidden, bias=False)
+        self.u = nn.Linear(hidden, 2 * hidden, bias=False)
+        self.norm = nn.BatchNorm1d(2 * hidden, momentum=0.05)
+
+    def forward(self, x):  # (B, T, F), a Python loop over time as SpeechBrain's _ligru_cell writes it
+        w = self.norm(self.w(x).transpose(1, 2)).transpose(1, 2)
+        ht = torch.zeros(x.shape[0], self.hidden)
+        hiddens = []
+        for k in range(w.shape[1]):
+            gates = w[:, k] + self.u(ht)
+            at, zt = gates.chunk(2, 1)
+            zt = torch.sigmoid(zt)
+            ht = zt * ht + (1 - zt) * torch.relu(at)
+            hiddens.append(ht)
+        return torch.stack(hiddens, dim=1)
+
+
+class CRDNN(nn.Module):
+    """Fbanks (B, T, 20) -> frame posteriors (B, T, 7)."""
+
+    def __init__(self, rnn: str = "LSTM"):
+        super().__init__()
+        self.cnn = nn.Sequential(
+            nn.Conv2d(1, 4, (3, 3), padding=(1, 1)), nn.BatchNorm2d(4), nn.LeakyReLU(),
+            nn.MaxPool2d((1, 2)),  # pooling over frequency only
+            nn.Conv2d(4, 4, (3, 3), padding=(1, 1)), nn.BatchNorm2d(4), nn.LeakyReLU(), nn.MaxPool2d((1, 2)))
+        self.rnn = LiGRUCell(20, 10) if rnn == "LiGRU" else nn.LSTM(20, 10, 2, batch_first=True, bidirectional=True)
+        self.dnn = nn.Sequential(nn.Linear(10 if rnn == "LiGRU" else 20, 12), nn.BatchNorm1d(12), nn.LeakyReLU(), nn.Linear(12, 7))
+
+    def forward(self, x):
+        B, T, _ = x.shape
+        z = self.cnn(x.unsqueeze(1))  # (B, C, T, F / 4)
+        z = z.permute(0, 2, 1, 3).reshape(B, T, -1)
+        z = self.rnn(z)
+        z = z[0] if isinstance(z, tuple) else z
+        z = z.reshape(B * T, -1)
+        return self.dnn(z).reshape(B, T, -1).log_softmax(-1)
+
+
+# --- forecasting: N-HiTS-like multi-rate pooling of the input, then an LSTM over each rate --------------------------
+class NHiTSLSTM(nn.Module):
+    """Series (B, T, 2) -> per-rate summaries concatenated (B, 3 * 8) -> forecast (B, 6)."""
+
+    def __init__(self, rates=(1, 2, 4)):
+        super().__init__()
+        self.pools = nn.ModuleList([nn.MaxPool1d(k, stride=k, ceil_mode=True) for k in rates])
+        self.lstms = nn.ModuleList([nn.LSTM(2, 8, batch_first=True) for _ in rates])
+        self.head = nn.Linear(8 * len(rates), 6)
+
+    def forward(self, x):
+        summaries = []
+        for pool, lstm in zip(self.pools, self.lstms):
+            z = pool(x.transpose(1, 2)).transpose(1, 2)
+            summaries.append(lstm(z)[1][0][-1])  # last hidden state
+        return self.head(torch.cat(summaries, dim=-1))
 
 
 # --- ASR: DeepSpeech2 (conv over (freq, time), BiGRU stack with sequence-wise BatchNorm, lookahead) -----------------
@@ -384,6 +479,23 @@ CASES = {c.name: c for c in [
     Case("las_listener", "ASR", lambda: _seeded(Listener), lambda b, t, g: (torch.randn(b, t, 10, generator=g),),
          {"x": {0: "batch", 1: "seq"}}, (2, 40), [(3, 8), (1, 9), (2, 15), (1, 16), (2, 17), (3, 301), (1, 304)],
          expect="refused: constrained by torch.export to Eq\\(Mod\\(s\\d+, 2\\), 0\\)"),
+    Case("las_listener_trimmed", "ASR", lambda: _seeded(ListenerTrimmed), lambda b, t, g: (torch.randn(b, t, 10, generator=g),),
+         {"x": {0: "batch", 1: "seq"}}, (2, 40), [(3, 8), (1, 9), (2, 15), (1, 16), (2, 17), (3, 301), (1, 304)],
+         expect="refused: constrained by torch.export to Eq\\(16\\*s\\d+, 16\\*Min"),
+    Case("las_listener_framed", "ASR", lambda: _seeded(ListenerTrimmed, PBLSTMLayerFramed),
+         lambda b, t, g: (torch.randn(b, t, 10, generator=g),),
+         {"x": {0: "batch", 1: "seq"}}, (2, 40), [(3, 8), (1, 9), (2, 15), (1, 16), (2, 17), (3, 301), (1, 304)],
+         expect="refused: tied to 8\\*s\\d+ by torch.export"),
+    Case("las_listener_strided", "ASR", lambda: _seeded(ListenerTrimmed, PBLSTMLayerStrided),
+         lambda b, t, g: (torch.randn(b, t, 10, generator=g),),
+         {"x": {0: "batch", 1: "seq"}}, (2, 40), [(3, 8), (1, 9), (2, 15), (1, 16), (2, 17), (3, 301), (1, 304)]),
+    Case("crdnn_lstm", "ASR", lambda: _seeded(CRDNN), lambda b, t, g: (torch.randn(b, t, 20, generator=g),),
+         {"x": {0: "batch", 1: "seq"}}, (2, 24), [(3, 1), (1, 7), (2, 300)]),
+    Case("crdnn_ligru", "ASR", lambda: _seeded(CRDNN, rnn="LiGRU"), lambda b, t, g: (torch.randn(b, t, 20, generator=g),),
+         {"x": {0: "batch", 1: "seq"}}, (2, 24), [(3, 1), (1, 7), (2, 300)],
+         expect="refused: was specialised to 24"),
+    Case("nhits_lstm", "forecasting", lambda: _seeded(NHiTSLSTM), lambda b, t, g: (torch.randn(b, t, 2, generator=g),),
+         {"x": {0: "batch", 1: "seq"}}, (2, 24), [(3, 1), (1, 7), (2, 9), (3, 300), (1, 301)]),
     Case("deepspeech2", "ASR", lambda: _seeded(DeepSpeech2), _ds2,
          {"x": {0: "batch", 3: "frames"}, "lengths": {0: "batch"}}, (2, 40), [(3, 1), (1, 7), (2, 8), (3, 300)]),
     Case("espnet_rnnp", "ASR", lambda: _seeded(ESPnetEncoderTensorLens), _espnet,

@@ -32,7 +32,7 @@ def _export_case(name, tmp_path):
     return module, path, result
 
 
-QUICK = {"rnnt_joint", "gru4rec", "fullsubnet"}
+QUICK = {"rnnt_joint", "gru4rec", "fullsubnet", "crdnn_lstm"}
 
 
 @pytest.mark.parametrize("name", [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow)

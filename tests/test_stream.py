@@ -258,3 +258,23 @@ def test_a_channels_first_stream_file_is_streamed_along_its_time_axis(runner, tm
     assert done.exit_code == 0, done.output
     assert np.abs(np.load(tmp_path / "y.npy") - ref).max() < 1e-5
     assert session.time_axis == 1 and session.output_time_axis == 1  # of a chunk and of an answer (no batch axis)
+
+
+def test_cli_exports_a_module_taking_lengths_from_a_filled_int64_example(runner, tmp_path):
+    """`--example 'int64[1]=24'` (every element 24): an int64 example was random ids of 0 and 1, so a mel + lengths
+    module could not be exported from the command line at all ('Length of all samples has to be greater than 0')."""
+    source, out = f"{HERE / 'stream_modules.py'}:make_packed", tmp_path / "packed.onnx"
+    done = runner.invoke(cli, ["export", source, "--example", "float32[1,24,20]", "--example", "int64[1]", "-o", str(out)])
+    assert done.exit_code == 2 and "'int64[1]=100'" in done.stderr, done.output  # says how
+    examples = ["--example", "float32[1,24,20]", "--example", "int64[1]=24"]
+    done = runner.invoke(cli, ["export", source, *examples, "--target", "stream", "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(cli, ["verify", source, str(out), *examples])
+    assert done.exit_code == 0, done.output
+    x = np.random.default_rng(5).standard_normal((60, 20)).astype(np.float32)
+    with torch.no_grad():
+        ref = sm.make_packed()(torch.from_numpy(x[None]), torch.tensor([60]))[0].numpy()[0]
+    assert np.abs(_streamed(StreamingSession(out, providers="cpu"), x, 7, True) - ref).max() < 1e-5
+    done = runner.invoke(cli, ["export", source, "--example", "float32[1,24,20]", "--example", "int64[1]=2.5",
+                               "-o", str(tmp_path / "bad.onnx")])
+    assert done.exit_code == 2 and "whole number" in done.stderr, done.output

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rnnedge.errors import BadInputError
 
-_EXAMPLE = re.compile(r"\s*(float32|float|int64|long)\s*\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]\s*")
+_EXAMPLE = re.compile(r"\s*(float32|float|int64|long)\s*\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]\s*(?:=\s*(-?\d+(?:\.\d*)?)\s*)?")
 
 
 def is_factory_ref(source: str) -> bool:
@@ -23,15 +23,23 @@ def is_factory_ref(source: str) -> bool:
 
 
 def parse_example(text: str):
-    """'float32[1,10,5]' or 'int64[2,7]' -> a random example tensor of that dtype and shape (seed 0)."""
+    """'float32[1,10,5]' or 'int64[2,7]' -> a random example tensor of that dtype and shape (seed 0); 'int64[2]=100'
+    -> every element that value (lengths: random ids of 0 and 1 are no lengths)."""
     import torch
 
     m = _EXAMPLE.fullmatch(text)
     if not m:
-        raise BadInputError(f"--example '{text}': expected DTYPE[d0,d1,...] with DTYPE float32 or int64, e.g. 'float32[1,10,5]'")
+        raise BadInputError(f"--example '{text}': expected DTYPE[d0,d1,...] with DTYPE float32 or int64, e.g. 'float32[1,10,5]'"
+                            " (or DTYPE[...]=VALUE, every element VALUE: 'int64[1]=100' for lengths)")
     shape = [int(d) for d in m.group(2).split(",")]
     gen = torch.Generator().manual_seed(0)
     try:
+        if m.group(3) is not None:
+            value = float(m.group(3))
+            if m.group(1) in ("int64", "long") and not value.is_integer():
+                raise BadInputError(f"--example '{text}': an int64 example takes a whole number")
+            return torch.full(shape, int(value) if m.group(1) in ("int64", "long") else value,
+                              dtype=torch.int64 if m.group(1) in ("int64", "long") else torch.float32)
         if m.group(1) in ("int64", "long"):
             return torch.randint(0, 2, shape, generator=gen)
         return torch.randn(shape, generator=gen)
@@ -107,7 +115,14 @@ def export_factory(ref: str, examples: list[str], output, *, check_input_files=(
         options["check_inputs"] = [read_check_input(f, names) for f in check_input_files]
     if labels:
         options["metadata"] = {**(options.get("metadata") or {}), "rnnedge.labels": list(labels)}
-    return export(module, tensors, output, **{**options, "input_names": names})
+    try:
+        return export(module, tensors, output, **{**options, "input_names": names})
+    except BadInputError as err:
+        ids = [e for e in examples if "=" not in e and re.match(r"\s*(int64|long)", e)]
+        if ids and str(err).startswith("the module fails on the example inputs"):
+            raise BadInputError(f"{err} (--example '{ids[0]}' is random ids of 0 and 1; for lengths or sizes give "
+                                "every element a value: 'int64[1]=100')") from err
+        raise
 
 
 def read_labels(labels, labels_file) -> list[str] | None:

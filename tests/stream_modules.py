@@ -370,3 +370,22 @@ class ChannelsFirstMask(nn.Module):
 
 def make_channels_first():
     return _seeded(ChannelsFirstMask)
+
+
+class OwnLstmState(nn.Module):
+    """forward(x, (h0, c0)) -> (y, (hn, cn)): an LSTM's state tuple in and out, a dilated causal conv before it."""
+
+    def __init__(self, features=10, hidden=16):
+        super().__init__()
+        self.conv = nn.Conv1d(features, 12, 5, dilation=2)
+        self.lstm = nn.LSTM(12, hidden, num_layers=2, batch_first=True)
+        self.head = nn.Linear(hidden, 2)
+
+    def forward(self, x, state):
+        z = torch.tanh(self.conv(F.pad(x.transpose(1, 2), (8, 0)))).transpose(1, 2)
+        y, (h, c) = self.lstm(z, state)
+        return self.head(y), (h, c)
+
+
+def make_own_lstm_state():
+    return _seeded(OwnLstmState)

@@ -278,3 +278,18 @@ def test_cli_exports_a_module_taking_lengths_from_a_filled_int64_example(runner,
     done = runner.invoke(cli, ["export", source, "--example", "float32[1,24,20]", "--example", "int64[1]=2.5",
                                "-o", str(tmp_path / "bad.onnx")])
     assert done.exit_code == 2 and "whole number" in done.stderr, done.output
+
+
+def test_cli_exports_a_module_taking_a_state_tuple_from_a_tuple_example(runner, tmp_path):
+    """`--example '(float32[2,1,16], float32[2,1,16])'` is one argument, a tuple (an LSTM's (h0, c0)): the CLI had no
+    way to give one (each --example is one argument: 'forward() takes 3 positional arguments but 4 were given')."""
+    source, out = f"{HERE / 'stream_modules.py'}:make_own_lstm_state", tmp_path / "own.onnx"
+    examples = ["--example", "float32[1,24,10]", "--example", "(float32[2,1,16], float32[2,1,16])"]
+    done = runner.invoke(cli, ["export", source, *examples, "--target", "stream", "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(cli, ["verify", source, str(out), *examples])
+    assert done.exit_code == 0, done.output
+    x = np.random.default_rng(6).standard_normal((60, 10)).astype(np.float32)
+    with torch.no_grad():
+        ref = sm.make_own_lstm_state()(torch.from_numpy(x[None]), (torch.zeros(2, 1, 16), torch.zeros(2, 1, 16)))[0].numpy()[0]
+    assert np.abs(_streamed(StreamingSession(out, providers="cpu"), x, 7, True) - ref).max() < 1e-5

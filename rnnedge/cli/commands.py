@@ -109,7 +109,8 @@ def inspect(file, as_json):
               help=f"Steps per call for --target mobile (1..{MAX_CHUNK}: the steps are unrolled into the file).")
 @click.option("--opset", type=click.IntRange(14, 23), default=18, show_default=True)
 @click.option("--example", "examples", multiple=True, help="FILE.py:FACTORY only: an example input, e.g. 'float32[1,10,5]', "
-              "or 'int64[1]=100' (every element 100: lengths); repeat for more.")
+              "'int64[1]=100' (every element 100: lengths), '(float32[2,1,16], float32[2,1,16])' (one tuple argument: "
+              "an LSTM's (h0, c0)); repeat for more.")
 @click.option("--input-name", "input_names", multiple=True, help="FILE.py:FACTORY only: input names, in order (default: forward's "
               "parameter names).")
 @click.option("--output-name", "output_names", multiple=True, help="FILE.py:FACTORY only: output names, in order (default: output, "

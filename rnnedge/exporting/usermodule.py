@@ -22,6 +22,17 @@ def is_factory_ref(source: str) -> bool:
     return ":" in source and source.split(":", 1)[0].endswith(".py")
 
 
+def parse_examples(text: str):
+    """One --example: a tensor, or '(float32[2,1,16], float32[2,1,16])' -> a tuple of them (an argument such as an
+    LSTM's (h0, c0))."""
+    inner = text.strip()
+    if inner.startswith("(") and inner.endswith(")"):
+        parts = [t for t in re.split(r",(?=\s*(?:float32|float|int64|long)\s*\[)", inner[1:-1]) if t.strip()]
+        if parts:
+            return tuple(parse_example(t.rstrip(", ")) for t in parts)
+    return parse_example(text)
+
+
 def parse_example(text: str):
     """'float32[1,10,5]' or 'int64[2,7]' -> a random example tensor of that dtype and shape (seed 0); 'int64[2]=100'
     -> every element that value (lengths: random ids of 0 and 1 are no lengths)."""
@@ -109,7 +120,7 @@ def export_factory(ref: str, examples: list[str], output, *, check_input_files=(
     if not examples:
         raise BadInputError("FILE.py:FACTORY needs at least one --example, e.g. --example 'float32[1,10,5]'")
     module = load_factory(ref)
-    tensors = [parse_example(e) for e in examples]
+    tensors = [parse_examples(e) for e in examples]
     names = options.get("input_names") or default_input_names(module, tensors)
     if check_input_files:
         options["check_inputs"] = [read_check_input(f, names) for f in check_input_files]

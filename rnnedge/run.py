@@ -44,6 +44,9 @@ def run_file(model: str | Path, input_file: str | Path, lengths_file: str | Path
     y = outputs[session.output_name]
     data: dict[str, Any] = {"model": str(model), "input": str(input_file), "output": session.output_name,
                             "shape": list(y.shape), "dtype": str(y.dtype), "providers": session.providers}
+    if session.lookahead:  # a centred conv's declared delay: every call of this file answers late, whole or chunked
+        data["lookahead"] = (f"{session.lookahead} steps: output i is the module's output at step i - {session.lookahead} "
+                             f"(the first {session.lookahead} are warm-up)")
     if output is not None:
         data["output_path"] = str(save_arrays(output, outputs, session.output_name))
         return data

@@ -177,6 +177,18 @@ def test_a_centred_conv_with_only_per_frame_layers_after_it_declares_its_lookahe
     assert np.abs(got[1:] - ref[:-1]).max() < 1e-5 and np.abs(got[1:] - ref[1:]).max() > 1e-3  # one frame late, exactly
 
 
+def test_rnnedge_run_says_a_stream_file_answers_late(runner, tmp_path):
+    """`rnnedge run --chunk 7` (or whole) on a file with a declared lookahead printed an output of the input's length
+    without a word: off by the delay against the module (0.8 on a GRU + 'same' post-net), nothing said why."""
+    path = tmp_path / "post.onnx"
+    rnnedge.export(sm.make_postnet(), torch.randn(1, 24, 16), path, target="stream")
+    np.save(tmp_path / "x.npy", np.random.default_rng(7).standard_normal((2, 30, 16)).astype(np.float32))
+    for chunk in (["--chunk", "7"], []):
+        done = runner.invoke(cli, ["run", str(path), "--input", str(tmp_path / "x.npy"), *chunk, "--json"])
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout)["lookahead"].startswith("1 steps: output i is the module's output at step i - 1")
+
+
 @pytest.mark.parametrize("factory, words", [
     ("make_centred", r"conv \(Conv\) pads the time axis by \(1, 1\).*1 future frame.*no layer after it carries state"),
     ("make_norm", r"x.mean\(dim=1.*reduces over the time axis"),

@@ -126,7 +126,7 @@ def render_mobile(console: Console, d: dict[str, Any]) -> None:
 
 
 def render_run(console: Console, d: dict[str, Any]) -> None:
-    rows = {k: d[k] for k in ("model", "output", "shape", "dtype", "providers", "placement", "output_path") if k in d}
+    rows = {k: d[k] for k in ("model", "output", "shape", "dtype", "lookahead", "providers", "placement", "output_path") if k in d}
     render_mapping(console, rows)
     if "argmax" in d:
         table = Table(title="predictions")

@@ -1,7 +1,8 @@
 """Recurrent modules written the way published packages write them, second round (issue 21 red team,
 tests/test_published_style2.py). Small-weight rewrites from memory, each forward kept in its code's own idiom:
 Listen-Attend-Spell's pyramidal BLSTM (as published, with its `if T % 2` branch, and three branch-free rewrites),
-SpeechBrain's CRDNN (LSTM and a LiGRU stepped in a Python loop), an N-HiTS-like multi-rate pooling, DeepSpeech2, ESPnet's RNN encoder with subsampling, an RNN-T predictor and
+SpeechBrain's CRDNN (LSTM and a LiGRU stepped in a Python loop), an N-HiTS-like multi-rate pooling, DeepSpeech2,
+ESPnet's RNN encoder with subsampling, an RNN-T predictor and
 joiner, GRU4Rec, a TFT-style encoder/decoder with a static context as the initial state, a Bahdanau seq2seq with a
 length mask, a FullSubNet-style sub-band model and a TCN feeding an LSTM. `CASES` says how each is fed; the
 dataclass and helpers are tests/published_modules.py's."""

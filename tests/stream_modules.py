@@ -389,3 +389,24 @@ class OwnLstmState(nn.Module):
 
 def make_own_lstm_state():
     return _seeded(OwnLstmState)
+
+
+class Cumulative(nn.Module):
+    """x.cumsum over time (a running mean normalisation, `dim=1`) or over features (`dim=2`, per frame) before a GRU."""
+
+    def __init__(self, dim=1, features=8):
+        super().__init__()
+        self.dim = dim
+        self.gru = nn.GRU(features, 8, batch_first=True)
+
+    def forward(self, x):  # (B, T, F)
+        n = torch.arange(1, x.size(self.dim) + 1, dtype=x.dtype).view(*[-1 if d == self.dim else 1 for d in range(3)])
+        return self.gru(x - x.cumsum(self.dim) / n)[0]
+
+
+def make_cumulative_over_time():
+    return _seeded(Cumulative, dim=1)
+
+
+def make_cumulative_over_features():
+    return _seeded(Cumulative, dim=2)

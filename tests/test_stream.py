@@ -305,3 +305,16 @@ def test_cli_exports_a_module_taking_a_state_tuple_from_a_tuple_example(runner, 
     with torch.no_grad():
         ref = sm.make_own_lstm_state()(torch.from_numpy(x[None]), (torch.zeros(2, 1, 16), torch.zeros(2, 1, 16)))[0].numpy()[0]
     assert np.abs(_streamed(StreamingSession(out, providers="cpu"), x, 7, True) - ref).max() < 1e-5
+
+
+def test_a_cumulative_sum_over_time_is_refused_and_one_over_features_streams(tmp_path):
+    """CumSum's axis is an input (a 0-d constant): reading it crashed every stream export of a cumsum (exit 3,
+    'IndexError: too many indices for array')."""
+    with pytest.raises(ExportError, match=r"x.cumsum\(self.dim\).*\(CumSum\) accumulates along the time axis"):
+        rnnedge.export(sm.make_cumulative_over_time(), torch.randn(1, 24, 8), tmp_path / "t.onnx", target="stream")
+    module = sm.make_cumulative_over_features()
+    rnnedge.export(module, torch.randn(1, 24, 8), tmp_path / "f.onnx", target="stream")
+    x = np.random.default_rng(8).standard_normal((60, 8)).astype(np.float32)
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x[None])).numpy()[0]
+    assert np.abs(_streamed(StreamingSession(tmp_path / "f.onnx", providers="cpu"), x, 7, True) - ref).max() < 1e-5

@@ -104,10 +104,15 @@ class _Graph(GraphReading, WindowContext):
             axes = self.attr(node, "axes")
             if axes is None and len(node.input) > 1 and self.value(node.input[1]) is not None:
                 axes = [int(v) for v in self.value(node.input[1]).reshape(-1)]
-            if op in ("ArgMax", "ArgMin", "CumSum", "TopK"):
-                axes = [self.attr(node, "axis", 0)] if op != "CumSum" else [int(self.value(node.input[1], [a])[0])]
+            if op in ("ArgMax", "ArgMin", "TopK"):
+                axes = [self.attr(node, "axis", 0)]
+            if op == "CumSum":  # its axis is an input (a 0-d constant), not an attribute
+                axis = self.value(node.input[1]) if len(node.input) > 1 else None
+                axes = None if axis is None else [int(axis.reshape(-1)[0])]
             if axes is None or a in [x % rank for x in axes] or a == -1:
-                return "reduces over the time axis (a mean, sum or max over the whole sequence)"
+                return ("accumulates along the time axis (a cumulative sum: its running total is not carried from chunk to "
+                        "chunk; keep such statistics in a recurrent layer, or pass them in as an input)") if op == "CumSum" \
+                    else "reduces over the time axis (a mean, sum or max over the whole sequence)"
         if op in ("Softmax", "LogSoftmax", "Hardmax") and self.attr(node, "axis", -1) % max(rank, 1) == a:
             return "takes a softmax over the time axis (attention over the sequence)"
         if op == "MatMul" and (a == rank - 1 or (len(ins) > 1 and ins[1] is not None and ins[1] == len(self.shapes.get(node.input[1]) or []) - 2)):

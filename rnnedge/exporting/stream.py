@@ -121,6 +121,9 @@ class _Graph(GraphReading, WindowContext):
             return "normalises over the time axis"
         if op in ("InstanceNormalization", "GroupNormalization", "GlobalAveragePool", "GlobalMaxPool", "LpNormalization"):
             return "normalises or pools over the whole time axis"
+        if op == "Pad" and self.pads_on_axis(node, a) not in ((0, 0), "off-axis") \
+                and not all(u.op_type in WINDOWS for u in self.consumers.get(node.output[0], [])):
+            return "adds frames to the time axis (a start symbol or padding no conv or pooling reads as its window)"
         if op in ("Slice", "Gather") and not self._last_step_or_all(node, a):
             return "selects frames by position along the time axis"
         if a == -1 and (op in POSITIONAL or op.startswith("Reduce")):

@@ -94,18 +94,12 @@ class WindowContext:
         if pad is None or pad.op_type != "Pad":
             return None, 0, 0, 0.0
         mode = self.attr(pad, "mode", b"constant")
-        pads = self.value(pad.input[1]) if len(pad.input) > 1 else None
-        if pads is None:
+        amounts = self.pads_on_axis(pad, a)
+        if amounts is None:
             raise ExportError(f"{self.layer(node)}: the padding feeding it is not a constant; {WAY_OUT}")
-        pads = [int(v) for v in pads.reshape(-1)]
-        rank = len(self.shapes.get(pad.input[0]) or [])
-        axes = list(range(rank))
-        if len(pad.input) > 3 and pad.input[3]:
-            axes = [int(v) % rank for v in self.value(pad.input[3]).reshape(-1)]
-        if a not in axes:
+        if amounts == "off-axis":
             return None, 0, 0, 0.0
-        k = axes.index(a)
-        left, right = pads[k], pads[k + len(axes)]
+        left, right = amounts
         if mode not in (b"constant", "constant") and (left or right):
             raise ExportError(f"{self.layer(node)} is fed a {mode.decode() if isinstance(mode, bytes) else mode} padding "
                                 f"over time: only a constant (zero) left padding streams; {WAY_OUT}")
@@ -113,6 +107,22 @@ class WindowContext:
         if len(pad.input) > 2 and pad.input[2]:
             value = float(self.value(pad.input[2]).reshape(-1)[0])
         return pad, left, right, value
+
+    def pads_on_axis(self, pad, a):
+        """(left, right) frames a Pad node adds on axis `a`; "off-axis": it pads other axes only; None: its pads are
+        not constants."""
+        pads = self.value(pad.input[1]) if len(pad.input) > 1 else None
+        if pads is None:
+            return None
+        pads = [int(v) for v in pads.reshape(-1)]
+        rank = len(self.shapes.get(pad.input[0]) or [])
+        axes = list(range(rank))
+        if len(pad.input) > 3 and pad.input[3]:
+            axes = [int(v) % rank for v in self.value(pad.input[3]).reshape(-1)]
+        if a not in axes:
+            return "off-axis"
+        k = axes.index(a)
+        return pads[k], pads[k + len(axes)]
 
     def _chomp(self, node, a):
         """`conv(padding=p)` then `y[..., :-p]` (a TCN's Chomp1d): the Slice dropping the right padding's outputs

@@ -96,3 +96,28 @@ def test_unfold_with_a_kernel_as_long_as_the_time_axis_keeps_it_dynamic(time_las
     rnnedge.export(module, torch.randn(2, 24, 8), path, dynamic_axes={"x": {0: "batch", 1: "seq"}})
     for batch, seq in ((3, 1), (1, 7), (2, 300)):
         assert independent_error(module, path, (torch.randn(batch, seq, 8),)) < TOL, (batch, seq)
+
+
+class RNNTPredictor(nn.Module):
+    """The RNN-T predictor alone: labels (B, U) -> (B, U + 1, H), a blank start symbol padded in front."""
+
+    def __init__(self):
+        super().__init__()
+        self.joint = pm.build("rnnt_joint")
+
+    def forward(self, labels):
+        return self.joint.pred_proj(self.joint.predict(labels))
+
+
+def test_a_start_symbol_padded_on_the_time_axis_is_refused_for_streaming(tmp_path):
+    """Planted bug it catches: without the Pad check in rnnedge.exporting.stream, the streamed predictor added the
+    start frame to every chunk and only the quick check stopped it (ParityError 'shape (2, 2, 12) != (2, 49, 12)',
+    exit 1); now the layer is named and the reason given, no file written. The whole-sequence export is right."""
+    module = RNNTPredictor().eval()
+    labels = torch.randint(1, 9, (1, 24))
+    with pytest.raises(ExportError, match="adds frames to the time axis"):
+        rnnedge.export(module, labels, tmp_path / "s.onnx", target="stream")
+    assert not (tmp_path / "s.onnx").exists()
+    rnnedge.export(module, labels, tmp_path / "d.onnx", dynamic_axes={"labels": {0: "batch", 1: "labels"}})
+    for batch, u in ((3, 1), (2, 300)):
+        assert independent_error(module, tmp_path / "d.onnx", (torch.randint(1, 9, (batch, u)),)) < TOL

@@ -410,3 +410,31 @@ def make_cumulative_over_time():
 
 def make_cumulative_over_features():
     return _seeded(Cumulative, dim=2)
+
+
+class GroupNormed(nn.Module):
+    """A causal conv, then nn.GroupNorm on (B, C, T) (over time too: `per_frame=False`) or on (B * T, C) (per frame)."""
+
+    def __init__(self, per_frame=False, features=8):
+        super().__init__()
+        self.per_frame = per_frame
+        self.conv = nn.Conv1d(features, 8, 3)
+        self.norm = nn.GroupNorm(2, 8)
+        self.gru = nn.GRU(8, 8, batch_first=True)
+
+    def forward(self, x):  # (B, T, F)
+        z = self.conv(F.pad(x.transpose(1, 2), (2, 0)))  # (B, 8, T)
+        if self.per_frame:
+            B, C, T = z.shape
+            z = self.norm(z.transpose(1, 2).reshape(B * T, C)).reshape(B, T, C).transpose(1, 2)
+        else:
+            z = self.norm(z)
+        return self.gru(z.transpose(1, 2))[0]
+
+
+def make_groupnorm_over_time():
+    return _seeded(GroupNormed, per_frame=False)
+
+
+def make_groupnorm_per_frame():
+    return _seeded(GroupNormed, per_frame=True)

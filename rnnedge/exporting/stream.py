@@ -80,6 +80,10 @@ def add_stream_state(model, time_input: str, time_axis: int, batch_symbol: str |
     return plan
 
 
+WHOLE_AXIS = ("InstanceNormalization", "GroupNormalization", "GlobalAveragePool", "GlobalMaxPool", "LpNormalization")
+RESHAPES = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
+
+
 class _Graph(GraphReading, WindowContext):
     """The rewrite: refusals, recurrent state (here) and window context (WindowContext) on the graph it reads."""
 
@@ -95,6 +99,9 @@ class _Graph(GraphReading, WindowContext):
         op = node.op_type
         ins = [self.time_axis_of(i) if i else None for i in node.input]
         a = ins[0] if ins else None
+        if op in WHOLE_AXIS and a is None and self._folds_time(node.input[0]):
+            return ("normalises over an axis the time axis was reshaped into (nn.GroupNorm on (B, C, T) normalises over "
+                    "time too; normalise per frame: LayerNorm over the features, or GroupNorm on (B * T, C))")
         if a is None or a == 0:  # no time axis, or time folded into the batch: per frame
             return ""
         if PAIRWISE in ins:
@@ -119,7 +126,7 @@ class _Graph(GraphReading, WindowContext):
             return "multiplies along the time axis (attention: every step reads every other)"
         if op in ("LayerNormalization",) and a >= self.attr(node, "axis", -1) % rank:
             return "normalises over the time axis"
-        if op in ("InstanceNormalization", "GroupNormalization", "GlobalAveragePool", "GlobalMaxPool", "LpNormalization"):
+        if op in WHOLE_AXIS:
             return "normalises or pools over the whole time axis"
         if op == "Pad" and self.pads_on_axis(node, a) not in ((0, 0), "off-axis") \
                 and not all(u.op_type in WINDOWS for u in self.consumers.get(node.output[0], [])):
@@ -129,6 +136,16 @@ class _Graph(GraphReading, WindowContext):
         if a == -1 and (op in POSITIONAL or op.startswith("Reduce")):
             return "reads positions along an axis, and rnnedge cannot tell which of its input's axes is time"
         return ""
+
+    def _folds_time(self, name: str, depth: int = 0) -> bool:
+        """`name` has sizes shape inference could not name, and was reshaped from a tensor with a time axis past the
+        batch (GroupNorm's (B, C, T) -> (B, groups, C / groups * T)): its time axis is hidden in an unnamed axis."""
+        dims = self.shapes.get(name) or []
+        node = self.producer.get(name)
+        if node is None or depth > 4 or node.op_type not in RESHAPES or not any(isinstance(d, str) for d in dims[1:]):
+            return False
+        t = self.time_axis_of(node.input[0])
+        return (t is not None and t > 0) or (t is None and self._folds_time(node.input[0], depth + 1))
 
     def _last_step_or_all(self, node, a) -> bool:
         """`y[:, -1]` (each chunk's last step is the stream's latest), a slice keeping every frame, or a TCN's chomp."""

@@ -438,3 +438,20 @@ def make_groupnorm_over_time():
 
 def make_groupnorm_per_frame():
     return _seeded(GroupNormed, per_frame=True)
+
+
+class PaddedBeforeTranspose(nn.Module):
+    """A causal conv whose left padding is added on (B, T, F), before the transpose to (B, F, T)."""
+
+    def __init__(self, features=8):
+        super().__init__()
+        self.conv = nn.Conv1d(features, 8, 3)
+        self.gru = nn.GRU(8, 8, batch_first=True)
+
+    def forward(self, x):
+        z = F.pad(x, (0, 0, 2, 0)).transpose(1, 2)
+        return self.gru(torch.relu(self.conv(z)).transpose(1, 2))[0]
+
+
+def make_padded_before_transpose():
+    return _seeded(PaddedBeforeTranspose)

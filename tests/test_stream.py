@@ -332,3 +332,11 @@ def test_a_groupnorm_over_time_is_refused_naming_it_and_one_per_frame_streams(tm
     with torch.no_grad():
         ref = module(torch.from_numpy(x[None])).numpy()[0]
     assert np.abs(_streamed(StreamingSession(tmp_path / "f.onnx", providers="cpu"), x, 7, True) - ref).max() < 1e-5
+
+
+def test_a_padding_before_a_transpose_is_refused_saying_where_to_pad(tmp_path):
+    """F.pad(x, (0, 0, 2, 0)) on (B, T, F), then .transpose(1, 2) into a causal conv: refused as 'a start symbol or
+    padding no conv reads' (or, before that refusal, 'pads the time axis by (0, 0) ... needs 2 future frames'), with
+    no word on the transpose that hides the padding from the conv."""
+    with pytest.raises(ExportError, match=r"\(Pad\) adds frames.*a conv reads it after a transpose: pad right before the conv"):
+        rnnedge.export(sm.make_padded_before_transpose(), torch.randn(1, 24, 8), tmp_path / "p.onnx", target="stream")

@@ -130,12 +130,19 @@ class _Graph(GraphReading, WindowContext):
             return "normalises or pools over the whole time axis"
         if op == "Pad" and self.pads_on_axis(node, a) not in ((0, 0), "off-axis") \
                 and not all(u.op_type in WINDOWS for u in self.consumers.get(node.output[0], [])):
-            return "adds frames to the time axis (a start symbol or padding no conv or pooling reads as its window)"
+            return "adds frames to the time axis (a start symbol or padding no conv or pooling reads as its window)" + (
+                "; a conv reads it after a transpose: pad right before the conv, after the transpose "
+                "(F.pad(x.transpose(1, 2), (k - 1, 0)))" if self._window_after_transpose(node) else "")
         if op in ("Slice", "Gather") and not self._last_step_or_all(node, a):
             return "selects frames by position along the time axis"
         if a == -1 and (op in POSITIONAL or op.startswith("Reduce")):
             return "reads positions along an axis, and rnnedge cannot tell which of its input's axes is time"
         return ""
+
+    def _window_after_transpose(self, pad) -> bool:
+        """F.pad on (B, T, F), then .transpose(1, 2) into a conv: the padding is there, but not where it is read."""
+        return any(u.op_type == "Transpose" and any(w.op_type in WINDOWS for w in self.consumers.get(u.output[0], []))
+                   for u in self.consumers.get(pad.output[0], []))
 
     def _folds_time(self, name: str, depth: int = 0) -> bool:
         """`name` has sizes shape inference could not name, and was reshaped from a tensor with a time axis past the

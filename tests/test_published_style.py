@@ -70,6 +70,26 @@ def streamed_error(module, path, x: torch.Tensor, chunk: int) -> float:
     return float(np.abs(got[la:] - ref[: len(got) - la]).max())
 
 
+def assert_right_at_probes(cases, name, module, path) -> None:
+    """Every declared axis symbolic in the file, and onnxruntime == torch at the case's probes where torch runs (>= 2)."""
+    import onnx
+
+    case = cases.CASES[name]
+    graph_inputs = {i.name: i for i in onnx.load(str(path)).graph.input}
+    for inp, axes in case.dynamic_axes.items():
+        for ax in axes:
+            assert graph_inputs[inp].type.tensor_type.shape.dim[ax].dim_param, (inp, ax)
+    checked = 0
+    for batch, seq in case.probes:
+        args = cases.inputs(name, batch, seq, seed=7)
+        if not torch_runs(module, args):
+            continue
+        err = independent_error(module, path, args)
+        assert err < TOL, (name, batch, seq, err)
+        checked += 1
+    assert checked >= 2, name
+
+
 def _export_case(name, tmp_path):
     case = pm.CASES[name]
     module = case.factory()
@@ -84,23 +104,8 @@ QUICK = {"crf_tagger", "recurrent_ppo"}
 @pytest.mark.parametrize("name", [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow)
                                   for n, c in pm.CASES.items() if c.expect == "exports"])
 def test_published_style_module_exports_right_at_unseen_sizes(name, tmp_path):
-    module, path, result = _export_case(name, tmp_path)
-    case = pm.CASES[name]
-    import onnx
-
-    declared = {(i, a) for i, axes in case.dynamic_axes.items() for a in axes}
-    graph_inputs = {i.name: i for i in onnx.load(str(path)).graph.input}
-    for inp, ax in declared:  # every declared axis stays symbolic in the file
-        assert graph_inputs[inp].type.tensor_type.shape.dim[ax].dim_param, (inp, ax)
-    checked = 0
-    for batch, seq in case.probes:
-        args = pm.inputs(name, batch, seq, seed=7)
-        if not torch_runs(module, args):
-            continue
-        err = independent_error(module, path, args)
-        assert err < TOL, (name, batch, seq, err)
-        checked += 1
-    assert checked >= 2, name
+    module, path, _ = _export_case(name, tmp_path)
+    assert_right_at_probes(pm, name, module, path)
 
 
 @pytest.mark.slow

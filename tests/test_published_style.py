@@ -90,12 +90,21 @@ def assert_right_at_probes(cases, name, module, path) -> None:
     assert checked >= 2, name
 
 
-def _export_case(name, tmp_path):
-    case = pm.CASES[name]
+def export_case(cases, name, tmp_path):
+    """(module, path, ExportResult) of one case of a module-case file (tests/published_modules*.py), default options."""
+    case = cases.CASES[name]
     module = case.factory()
     path = tmp_path / f"{name}.onnx"
-    result = rnnedge.export(module, pm.inputs(name, *case.example), path, dynamic_axes=case.dynamic_axes, **case.export_options)
+    result = rnnedge.export(module, cases.inputs(name, *case.example), path, dynamic_axes=case.dynamic_axes, **case.export_options)
     return module, path, result
+
+
+def assert_refused_saying_why(cases, name, tmp_path) -> None:
+    """The case's export is refused with the words its `expect` gives after 'refuse: ', and no file is written."""
+    words = cases.CASES[name].expect.split(": ", 1)[1]
+    with pytest.raises(ExportError, match=words):
+        export_case(cases, name, tmp_path)
+    assert not (tmp_path / f"{name}.onnx").exists()
 
 
 QUICK = {"crf_tagger", "recurrent_ppo"}
@@ -104,17 +113,14 @@ QUICK = {"crf_tagger", "recurrent_ppo"}
 @pytest.mark.parametrize("name", [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow)
                                   for n, c in pm.CASES.items() if c.expect == "exports"])
 def test_published_style_module_exports_right_at_unseen_sizes(name, tmp_path):
-    module, path, _ = _export_case(name, tmp_path)
+    module, path, _ = export_case(pm, name, tmp_path)
     assert_right_at_probes(pm, name, module, path)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n, c in pm.CASES.items() if c.expect != "exports"])
 def test_published_style_refusals_say_why(name, tmp_path):
-    words = pm.CASES[name].expect.split(": ", 1)[1]
-    with pytest.raises(ExportError, match=words):
-        _export_case(name, tmp_path)
-    assert not (tmp_path / f"{name}.onnx").exists()
+    assert_refused_saying_why(pm, name, tmp_path)
 
 
 @pytest.mark.slow

@@ -53,6 +53,15 @@ def _streamed(session, x: np.ndarray, n: int, per_step: bool) -> np.ndarray:
     return np.concatenate(outs, 0) if per_step else outs[-1]
 
 
+def _streams_like_torch(module, path, seed: int) -> float:
+    """Export `module` (features 8) --target stream to `path`; the largest |stream in chunks of 7 - torch on the whole| over 60 frames."""
+    rnnedge.export(module, torch.randn(1, 24, 8), path, target="stream")
+    x = np.random.default_rng(seed).standard_normal((60, 8)).astype(np.float32)
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x[None])).numpy()[0]
+    return float(np.abs(_streamed(StreamingSession(path, providers="cpu"), x, 7, True) - ref).max())
+
+
 @pytest.mark.parametrize("name", ["make_kws", "make_denoiser", "make_trimmed", "make_cells", "make_last_step", "make_strided", "make_custom_cell",
                                   pytest.param("make_vad", marks=pytest.mark.slow), pytest.param("make_crnn", marks=pytest.mark.slow)])
 def test_streamed_chunks_equal_torch_on_the_whole_sequence(name, tmp_path_factory):
@@ -313,11 +322,7 @@ def test_a_cumulative_sum_over_time_is_refused_and_one_over_features_streams(tmp
     with pytest.raises(ExportError, match=r"x.cumsum\(self.dim\).*\(CumSum\) accumulates along the time axis"):
         rnnedge.export(sm.make_cumulative_over_time(), torch.randn(1, 24, 8), tmp_path / "t.onnx", target="stream")
     module = sm.make_cumulative_over_features()
-    rnnedge.export(module, torch.randn(1, 24, 8), tmp_path / "f.onnx", target="stream")
-    x = np.random.default_rng(8).standard_normal((60, 8)).astype(np.float32)
-    with torch.no_grad():
-        ref = module(torch.from_numpy(x[None])).numpy()[0]
-    assert np.abs(_streamed(StreamingSession(tmp_path / "f.onnx", providers="cpu"), x, 7, True) - ref).max() < 1e-5
+    assert _streams_like_torch(module, tmp_path / "f.onnx", seed=8) < 1e-5
 
 
 def test_a_groupnorm_over_time_is_refused_naming_it_and_one_per_frame_streams(tmp_path):
@@ -327,11 +332,7 @@ def test_a_groupnorm_over_time_is_refused_naming_it_and_one_per_frame_streams(tm
     with pytest.raises(ExportError, match=r"norm \(InstanceNormalization\) normalises over an axis the time axis was reshaped into"):
         rnnedge.export(sm.make_groupnorm_over_time(), torch.randn(1, 24, 8), tmp_path / "t.onnx", target="stream", verify=False)
     module = sm.make_groupnorm_per_frame()
-    rnnedge.export(module, torch.randn(1, 24, 8), tmp_path / "f.onnx", target="stream")
-    x = np.random.default_rng(9).standard_normal((60, 8)).astype(np.float32)
-    with torch.no_grad():
-        ref = module(torch.from_numpy(x[None])).numpy()[0]
-    assert np.abs(_streamed(StreamingSession(tmp_path / "f.onnx", providers="cpu"), x, 7, True) - ref).max() < 1e-5
+    assert _streams_like_torch(module, tmp_path / "f.onnx", seed=9) < 1e-5
 
 
 def test_a_padding_before_a_transpose_is_refused_saying_where_to_pad(tmp_path):
